@@ -1,0 +1,107 @@
+//! # ballot-raft: a pure, deterministic Raft consensus core
+//!
+//! No I/O, no clock, no threads, no global randomness. Time arrives as [`RawNode::tick`];
+//! randomness comes from [`Config::seed`]. Everything the node must do comes out of a
+//! [`Ready`], which the caller carries out in order and acknowledges with [`RawNode::advance`]:
+//!
+//! 1. send `ready.messages` (they may leave before anything is durable);
+//! 2. persist `ready.snapshot`, `ready.entries` (replacing any stored entry at or after the
+//!    first one's index) and `ready.hard_state`, and sync;
+//! 3. only then send `ready.messages_after_persist` (votes and append acks promise durability);
+//! 4. install the snapshot, apply `ready.committed_entries` in order, serve `ready.read_states`
+//!    once the applied index reaches theirs;
+//! 5. call `advance`.
+//!
+//! The node may be stepped and ticked between `ready` and `advance` (while the disk works);
+//! a new `Ready` is only produced after `advance`.
+//!
+//! ```
+//! use ballot_raft::{Config, ConfState, RawNode};
+//! let mut node = RawNode::new(Config::new(1), ConfState::with_voters([1])).unwrap();
+//! while node.raft().soft_state().role != ballot_raft::Role::Leader {
+//!     node.tick();
+//! }
+//! node.propose(b"x=1".to_vec()).unwrap();
+//! let mut applied = Vec::new();
+//! for _ in 0..3 {
+//!     if !node.has_ready() { break; }
+//!     let ready = node.ready();
+//!     // (persist ready.entries and ready.hard_state here, then send and apply)
+//!     applied.extend(ready.committed_entries.iter().map(|e| e.data.clone()));
+//!     node.advance();
+//! }
+//! assert!(applied.contains(&b"x=1".to_vec()));
+//! ```
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod log;
+pub mod membership;
+mod progress;
+pub mod quorum;
+mod raft;
+mod raw_node;
+pub mod rng;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::Config;
+#[cfg(feature = "fault-injection")]
+pub use config::InjectedBug;
+pub use log::RaftLog;
+pub use progress::{Inflights, Progress, ProgressState};
+pub use raft::Raft;
+pub use raw_node::{RawNode, Ready, RestartState};
+pub use types::*;
+
+/// Expected refusals and bad input; broken invariants panic instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// This node is not the leader; `leader` is the one it knows of.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The known leader, if any.
+        leader: Option<NodeId>,
+    },
+    /// The leader refused the proposal for the reason given; retry later.
+    #[error("proposal dropped: {0}")]
+    ProposalDropped(String),
+    /// A membership change is already pending, or this leader has not committed an entry yet.
+    #[error("a membership change is pending")]
+    ConfChangePending,
+    /// The membership change is not valid against the current configuration.
+    #[error("invalid membership change: {0}")]
+    InvalidConfChange(String),
+    /// A conf-change payload could not be decoded.
+    #[error("malformed membership change")]
+    MalformedConfChange,
+    /// Leadership cannot move to this node (not a voter).
+    #[error("cannot transfer leadership to {0}: not a voter")]
+    InvalidTransfer(NodeId),
+    /// A snapshot or compaction point is older than what the log already has.
+    #[error("snapshot out of date")]
+    SnapshotOutOfDate,
+    /// Compaction asked for entries that are not yet applied or durable.
+    #[error("cannot compact to {index}: only {applied} applied and durable")]
+    CompactBeyondApplied {
+        /// Requested index.
+        index: Index,
+        /// Highest index that may be compacted.
+        applied: Index,
+    },
+    /// A message with a zero sender or for another node.
+    #[error("misaddressed message from {from} to {to}")]
+    MisaddressedMessage {
+        /// Sender.
+        from: NodeId,
+        /// Addressee.
+        to: NodeId,
+    },
+    /// Configuration values are inconsistent.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+}

@@ -1,0 +1,127 @@
+//! What a simulation run does: cluster size, faults, length, workload.
+
+use std::fmt;
+
+/// The kinds of fault a run may inject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Message loss, duplication, long delays (reordering).
+    pub network: bool,
+    /// Partitions: majority/minority splits, isolated nodes, asymmetric links, bridges.
+    pub partition: bool,
+    /// Crashes (losing unsynced writes, possibly tearing the last one) and restarts.
+    pub crash: bool,
+    /// Pauses: a node stops processing, then resumes with its backlog.
+    pub pause: bool,
+    /// Clock skew: nodes tick at rates up to ±5% apart.
+    pub skew: bool,
+    /// Membership changes: add learner, promote, demote, remove, replace.
+    pub membership: bool,
+    /// Leader transfers.
+    pub transfer: bool,
+}
+
+impl Faults {
+    /// Every fault.
+    pub fn all() -> Self {
+        Faults {
+            network: true,
+            partition: true,
+            crash: true,
+            pause: true,
+            skew: true,
+            membership: true,
+            transfer: true,
+        }
+    }
+
+    /// Parses `all`, `none`, or a comma list of `network,partition,crash,pause,skew,membership,transfer`.
+    pub fn parse(text: &str) -> Result<Faults, String> {
+        let mut faults = Faults::default();
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "all" => faults = Faults::all(),
+                "none" => {}
+                "network" => faults.network = true,
+                "partition" => faults.partition = true,
+                "crash" => faults.crash = true,
+                "pause" => faults.pause = true,
+                "skew" => faults.skew = true,
+                "membership" => faults.membership = true,
+                "transfer" => faults.transfer = true,
+                other => return Err(format!("unknown fault '{other}' (known: all, none, network, partition, crash, pause, skew, membership, transfer)")),
+            }
+        }
+        Ok(faults)
+    }
+
+    /// True if any fault is on.
+    pub fn any(&self) -> bool {
+        *self != Faults::default()
+    }
+}
+
+impl fmt::Display for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Faults::all() {
+            return write!(f, "all");
+        }
+        let names: Vec<&str> = [
+            (self.network, "network"),
+            (self.partition, "partition"),
+            (self.crash, "crash"),
+            (self.pause, "pause"),
+            (self.skew, "skew"),
+            (self.membership, "membership"),
+            (self.transfer, "transfer"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if names.is_empty() {
+            write!(f, "none")
+        } else {
+            write!(f, "{}", names.join(","))
+        }
+    }
+}
+
+/// One simulation run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of everything random in the run.
+    pub seed: u64,
+    /// Initial voters (3, 5 or 7).
+    pub nodes: usize,
+    /// Faults to inject during the fault phase.
+    pub faults: Faults,
+    /// Events processed in the fault phase, before everything heals.
+    pub steps: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys the clients use (few keys: more contention, more to check).
+    pub keys: u8,
+    /// Keep the event trace as text.
+    pub trace: bool,
+    /// A deliberate protocol bug (tests of the simulator itself).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub bug: Option<ballot_raft::InjectedBug>,
+}
+
+impl SimConfig {
+    /// Defaults for `seed`: 3 nodes, every fault, 20,000 fault-phase events, 4 clients on 3 keys.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            nodes: 3,
+            faults: Faults::all(),
+            steps: 20_000,
+            clients: 4,
+            keys: 3,
+            trace: false,
+            #[cfg(any(test, feature = "fault-injection"))]
+            bug: None,
+        }
+    }
+}

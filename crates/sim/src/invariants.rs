@@ -1,0 +1,156 @@
+//! Safety properties checked while a simulation runs (Raft paper, Figure 3):
+//! election safety, log matching, leader completeness, state machine safety.
+
+use std::collections::BTreeMap;
+
+use ballot_raft::{Entry, Index, NodeId, RaftLog, Term};
+
+/// FNV-1a over bytes: a stable content hash for entries.
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in bytes {
+        hash ^= *byte as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn entry_hash(entry: &Entry) -> u64 {
+    fnv64(&entry.data) ^ (entry.kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What has been observed so far, and every violation found.
+#[derive(Debug, Default)]
+pub struct Invariants {
+    /// Election safety: the one leader of each term.
+    leaders: BTreeMap<Term, NodeId>,
+    /// State machine safety: what was applied at each index (by anyone).
+    applied: BTreeMap<Index, (Term, u64)>,
+    /// Log matching, across all nodes and all time: (index, term) names one entry, whose
+    /// predecessor has one term.
+    entries: BTreeMap<(Index, Term), (u64, Term)>,
+    /// Violations, in the order found.
+    pub violations: Vec<String>,
+}
+
+impl Invariants {
+    /// A node reports that it leads `term`.
+    pub fn on_leader(&mut self, id: NodeId, term: Term, log: &RaftLog) {
+        match self.leaders.insert(term, id) {
+            Some(other) if other != id => {
+                self.violations.push(format!("election safety: nodes {other} and {id} both led term {term}"));
+            }
+            Some(_) => return,
+            None => {}
+        }
+        // Leader completeness (§5.4): the new leader holds every entry applied anywhere.
+        for (index, (entry_term, _)) in self.applied.range(log.snapshot_index() + 1..) {
+            if log.term(*index) != Some(*entry_term) {
+                self.violations.push(format!(
+                    "leader completeness: leader {id} of term {term} lacks committed entry {index} (term {entry_term}); has {:?}",
+                    log.term(*index)
+                ));
+                return;
+            }
+        }
+    }
+
+    /// A node applied `entry`.
+    pub fn on_apply(&mut self, id: NodeId, entry: &Entry) {
+        let seen = (entry.term, entry_hash(entry));
+        match self.applied.get(&entry.index) {
+            Some(existing) if *existing != seen => self.violations.push(format!(
+                "state machine safety: node {id} applied (term {}, hash {:x}) at index {} where another applied (term {}, hash {:x})",
+                seen.0, seen.1, entry.index, existing.0, existing.1
+            )),
+            Some(_) => {}
+            None => {
+                self.applied.insert(entry.index, seen);
+            }
+        }
+    }
+
+    /// Records every entry of a node's log and checks it against all entries ever seen.
+    pub fn check_log(&mut self, id: NodeId, log: &RaftLog) {
+        for entry in log.entries_from(log.first_index()) {
+            let previous_term = log.term(entry.index - 1).unwrap_or(0);
+            let seen = (entry_hash(entry), previous_term);
+            match self.entries.get(&(entry.index, entry.term)) {
+                Some(existing) if *existing != seen => {
+                    self.violations.push(format!(
+                        "log matching: node {id} has a different entry at (index {}, term {})",
+                        entry.index, entry.term
+                    ));
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    self.entries.insert((entry.index, entry.term), seen);
+                }
+            }
+        }
+        // Nothing a node applied may be missing or different in its own log (it may be compacted).
+        if log.committed() < log.first_index() {
+            return;
+        }
+        for (index, (term, _)) in self.applied.range(log.first_index()..=log.committed()) {
+            if log.term(*index) != Some(*term) {
+                self.violations.push(format!(
+                    "node {id} committed index {index} but holds term {:?}, not {term}",
+                    log.term(*index)
+                ));
+                return;
+            }
+        }
+    }
+
+    /// Highest index applied anywhere.
+    pub fn applied_max(&self) -> Index {
+        self.applied.keys().next_back().copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballot_raft::{EntryKind, SnapshotMeta};
+
+    fn log(terms: &[Term]) -> RaftLog {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Entry { term: *t, index: i as u64 + 1, kind: EntryKind::Normal, data: vec![i as u8] })
+            .collect();
+        RaftLog::restore(&SnapshotMeta::default(), entries, 0, 0)
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_is_a_violation() {
+        let mut invariants = Invariants::default();
+        invariants.on_leader(1, 5, &log(&[]));
+        invariants.on_leader(1, 5, &log(&[]));
+        assert!(invariants.violations.is_empty());
+        invariants.on_leader(2, 5, &log(&[]));
+        assert_eq!(invariants.violations.len(), 1);
+    }
+
+    #[test]
+    fn applying_different_entries_at_one_index_is_a_violation() {
+        let mut invariants = Invariants::default();
+        let a = Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![1] };
+        let b = Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![2] };
+        invariants.on_apply(1, &a);
+        invariants.on_apply(2, &a);
+        assert!(invariants.violations.is_empty());
+        invariants.on_apply(3, &b);
+        assert_eq!(invariants.violations.len(), 1);
+    }
+
+    #[test]
+    fn a_leader_missing_a_committed_entry_is_a_violation() {
+        let mut invariants = Invariants::default();
+        invariants.on_apply(1, &Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![0] });
+        invariants.on_leader(2, 3, &log(&[2]));
+        assert!(invariants.violations[0].starts_with("leader completeness"));
+    }
+}

@@ -1,0 +1,105 @@
+//! One simulated replica: a Raft node, its disk, its state machine and the client requests it
+//! is answering. What survives a crash is exactly what `SimDisk` kept.
+
+use std::collections::BTreeMap;
+
+use ballot_raft::{ConfState, Config, Index, NodeId, RawNode, Ready};
+
+use crate::disk::SimDisk;
+use crate::kv::{KvStore, RequestId};
+
+/// A client waiting for an answer.
+pub type ClientId = u64;
+
+/// A replica in the simulation.
+#[derive(Debug)]
+pub struct SimNode {
+    /// Node id.
+    pub id: NodeId,
+    /// Raft config (reused at every restart).
+    pub config: Config,
+    /// `None` while crashed or stopped.
+    pub raft: Option<RawNode>,
+    /// Survives crashes (its synced part).
+    pub disk: SimDisk,
+    /// The state machine (rebuilt from the snapshot and log after a crash).
+    pub kv: KvStore,
+    /// Last index applied to `kv`.
+    pub applied: Index,
+    /// A `Ready` whose writes are waiting for fsync.
+    pub in_flight: Option<Ready>,
+    /// Bumped at each crash so stale disk completions are ignored.
+    pub incarnation: u64,
+    /// Writes this node proposed, by request id.
+    pub pending_writes: BTreeMap<RequestId, (ClientId, u8)>,
+    /// Reads waiting for a read index, by request id.
+    pub pending_reads: BTreeMap<RequestId, (ClientId, u8)>,
+    /// Reads whose index is known, waiting for `applied` to reach it.
+    pub reads_waiting: Vec<(Index, RequestId)>,
+    /// Virtual microseconds per tick (clock skew).
+    pub tick_us: u64,
+    /// Paused until this virtual time (ns), if paused.
+    pub paused_until: Option<u64>,
+    /// When the current pause began.
+    pub paused_at: Option<u64>,
+    /// Has been a member of the committed configuration.
+    pub was_member: bool,
+    /// Left the cluster (removed and stopped for good).
+    pub removed: bool,
+    /// Compact the log after this many applied entries.
+    pub compact_every: u64,
+}
+
+impl SimNode {
+    /// A brand-new node with the given initial membership (empty for a joining node).
+    pub fn new(config: Config, initial: ConfState, tick_us: u64, compact_every: u64) -> SimNode {
+        let raft = RawNode::new(config.clone(), initial).expect("valid simulated config");
+        SimNode {
+            id: config.id,
+            config,
+            raft: Some(raft),
+            disk: SimDisk::default(),
+            kv: KvStore::default(),
+            applied: 0,
+            in_flight: None,
+            incarnation: 0,
+            pending_writes: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            reads_waiting: Vec::new(),
+            tick_us,
+            paused_until: None,
+            paused_at: None,
+            was_member: false,
+            removed: false,
+            compact_every,
+        }
+    }
+
+    /// True if the node is running (not crashed, not removed).
+    pub fn is_up(&self) -> bool {
+        self.raft.is_some()
+    }
+
+    /// Loses everything volatile; the disk keeps a random prefix of its unsynced writes.
+    pub fn crash(&mut self, rng: &mut ballot_raft::rng::Rng) {
+        self.raft = None;
+        self.in_flight = None;
+        self.incarnation += 1;
+        self.pending_writes.clear();
+        self.pending_reads.clear();
+        self.reads_waiting.clear();
+        self.kv = KvStore::default();
+        self.applied = 0;
+        self.paused_until = None;
+        self.paused_at = None;
+        self.disk.crash(rng);
+    }
+
+    /// Restarts from the disk: snapshot image first, then the log replays above it.
+    pub fn restart(&mut self) {
+        let state = self.disk.restart_state();
+        self.kv = KvStore::restore(&state.snapshot.data);
+        self.applied = state.snapshot.meta.index;
+        self.raft = Some(RawNode::restart(self.config.clone(), state).expect("restart from a valid disk"));
+    }
+}

@@ -1,0 +1,635 @@
+//! The simulation: one thread, one seeded random source, virtual time, and an event queue.
+//! Nodes, clients and the nemesis only act when an event for them comes due, so a seed fixes
+//! the whole run.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use ballot_check::{Event, EventType};
+use ballot_raft::rng::Rng;
+use ballot_raft::{ConfState, Config, EntryKind, Error as RaftError, Message, NodeId, Role};
+
+use crate::client::{completion_event, invoke_event, Outstanding, SimClient};
+use crate::config::SimConfig;
+use crate::invariants::Invariants;
+use crate::kv::{Command, KvOp, KvResult, RequestId};
+use crate::network::{Network, NetworkProfile};
+use crate::node::{ClientId, SimNode};
+use crate::trace::Trace;
+
+mod nemesis;
+
+const MS: u64 = 1_000_000;
+/// Virtual time per tick (before skew): with 10 election ticks, a 100 ms election timeout.
+const TICK_US: u64 = 10_000;
+/// A client gives up on a request after this long and records an unknown outcome.
+const CLIENT_TIMEOUT_NS: u64 = 500 * MS;
+/// Bound on the heal phase: a leader and progress must come within this much virtual time.
+const HEAL_DEADLINE_NS: u64 = 60_000 * MS;
+/// Redirects a client follows for one request before giving up on it.
+const REDIRECTS_MAX: u32 = 8;
+/// Members the cluster may grow to (initial voters plus joiners).
+const JOINERS_MAX: u64 = 4;
+
+/// A reply from a node to a client.
+#[derive(Clone, Debug)]
+enum Reply {
+    Done(KvResult),
+    /// Certainly not done: not the leader (with a hint), or the leader refused it.
+    Refused(Option<NodeId>),
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Tick(NodeId),
+    Deliver(Message),
+    Request { node: NodeId, client: ClientId, request_id: RequestId, key: u8, op: KvOp },
+    Response { client: ClientId, request_id: RequestId, reply: Reply },
+    DiskSynced { node: NodeId, incarnation: u64 },
+    ClientWake(ClientId),
+    ClientTimeout { client: ClientId, request_id: RequestId },
+    Nemesis,
+    Restart(NodeId),
+}
+
+/// A scheduled action; ordered by (time, sequence) so ties break deterministically.
+#[derive(Debug)]
+struct Scheduled {
+    time: u64,
+    sequence: u64,
+    action: Action,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.sequence) == (other.time, other.sequence)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.sequence).cmp(&(other.time, other.sequence))
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct SimReport {
+    /// The run's seed.
+    pub seed: u64,
+    /// Safety and liveness violations (empty: the run passed).
+    pub violations: Vec<String>,
+    /// The client history.
+    pub history: Vec<Event>,
+    /// The linearizability violation, if the checker found one.
+    pub linearizability: Option<Box<ballot_check::Violation>>,
+    /// Hash of the event trace: equal for equal runs.
+    pub trace_hash: u64,
+    /// The trace text (with `trace` on).
+    pub trace: Vec<String>,
+    /// Operations that completed ok / failed / ended unknown.
+    pub ops_ok: u64,
+    /// Operations that certainly did not happen.
+    pub ops_fail: u64,
+    /// Operations with unknown outcome.
+    pub ops_info: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Virtual time at the end, in ms.
+    pub virtual_ms: u64,
+}
+
+/// The whole simulated world.
+pub struct World {
+    config: SimConfig,
+    rng: Rng,
+    now: u64,
+    sequence: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: BTreeMap<NodeId, SimNode>,
+    clients: Vec<SimClient>,
+    network: Network,
+    invariants: Invariants,
+    history: Vec<Event>,
+    trace: Trace,
+    next_process: u64,
+    next_value: u64,
+    /// Latest value each client saw per key (for plausible cas expectations).
+    last_seen: BTreeMap<u8, Option<u64>>,
+    healed: bool,
+    heal_at: u64,
+    faults_injected: u64,
+    joiners: u64,
+    stats: (u64, u64, u64),
+}
+
+impl World {
+    /// Builds the cluster and clients for `config`.
+    pub fn new(config: SimConfig) -> World {
+        let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5151);
+        let profile = if config.faults.network { NetworkProfile::faulty(&mut rng) } else { NetworkProfile::reliable() };
+        let mut world = World {
+            rng,
+            now: 0,
+            sequence: 0,
+            queue: BinaryHeap::new(),
+            nodes: BTreeMap::new(),
+            clients: Vec::new(),
+            network: Network::new(profile),
+            invariants: Invariants::default(),
+            history: Vec::new(),
+            trace: Trace::new(config.trace),
+            next_process: config.clients as u64,
+            next_value: 1,
+            last_seen: BTreeMap::new(),
+            healed: false,
+            heal_at: 0,
+            faults_injected: 0,
+            joiners: 0,
+            stats: (0, 0, 0),
+            config,
+        };
+        let voters: Vec<NodeId> = (1..=world.config.nodes as u64).collect();
+        for id in voters.clone() {
+            world.add_node(id, ConfState::with_voters(voters.iter().copied()));
+        }
+        for client in 0..world.config.clients as u64 {
+            let guess = *world.rng.pick(&voters).expect("at least one node");
+            world.clients.push(SimClient::new(client, guess));
+            let start = world.rng.range(0, 50 * MS);
+            world.schedule(start, Action::ClientWake(client));
+        }
+        if world.config.faults.any() {
+            let first = world.rng.range(100 * MS, 400 * MS);
+            world.schedule(first, Action::Nemesis);
+        }
+        world
+    }
+
+    fn raft_config(&mut self, id: NodeId) -> Config {
+        let mut config = Config::new(id);
+        config.seed = self.rng.next_u64();
+        config.pre_vote = true;
+        config.check_quorum = self.rng.chance(3, 4);
+        config.lease_read = config.check_quorum && self.rng.chance(1, 3);
+        config.inflight_messages_max = self.rng.range(1, 64) as usize;
+        config.append_bytes_max = self.rng.range(64, 4096);
+        #[cfg(any(test, feature = "fault-injection"))]
+        {
+            config.injected_bug = self.config.bug;
+        }
+        config
+    }
+
+    fn add_node(&mut self, id: NodeId, initial: ConfState) {
+        let config = self.raft_config(id);
+        let skew = if self.config.faults.skew { self.rng.range(0, 101) as i64 - 50 } else { 0 };
+        let tick_us = (TICK_US as i64 * (1000 + skew) / 1000) as u64;
+        let compact_every = self.rng.range(10, 200);
+        self.nodes.insert(id, SimNode::new(config, initial, tick_us, compact_every));
+        let first_tick = self.rng.range(0, tick_us * 1000);
+        self.schedule(first_tick, Action::Tick(id));
+    }
+
+    fn schedule(&mut self, delay_ns: u64, action: Action) {
+        self.schedule_at(self.now + delay_ns, action);
+    }
+
+    fn schedule_at(&mut self, time: u64, action: Action) {
+        self.sequence += 1;
+        self.queue.push(Reverse(Scheduled { time, sequence: self.sequence, action }));
+    }
+
+    /// Runs the fault phase, heals, runs until the cluster recovers, and checks everything.
+    pub fn run(mut self) -> SimReport {
+        let mut steps = 0;
+        while steps < self.config.steps && self.invariants.violations.is_empty() {
+            if !self.step() {
+                break;
+            }
+            steps += 1;
+            if steps.is_multiple_of(512) {
+                self.check_logs();
+            }
+        }
+        if self.invariants.violations.is_empty() {
+            self.heal();
+            self.run_until_recovered();
+        }
+        self.check_logs();
+        self.finish()
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(Reverse(scheduled)) = self.queue.pop() else { return false };
+        self.now = scheduled.time;
+        if let Some(node) = scheduled_node(&scheduled.action) {
+            if let Some(until) = self.nodes.get(&node).and_then(|n| n.paused_until) {
+                if until > self.now {
+                    // A paused process handles nothing; everything for it waits until it resumes.
+                    self.schedule_at(until, scheduled.action);
+                    return true;
+                }
+                self.resume(node);
+            }
+        }
+        self.handle(scheduled.action);
+        true
+    }
+
+    fn handle(&mut self, action: Action) {
+        match action {
+            Action::Tick(id) => self.on_tick(id),
+            Action::Deliver(message) => self.on_deliver(message),
+            Action::Request { node, client, request_id, key, op } => self.on_request(node, client, request_id, key, op),
+            Action::Response { client, request_id, reply } => self.on_response(client, request_id, reply),
+            Action::DiskSynced { node, incarnation } => self.on_disk_synced(node, incarnation),
+            Action::ClientWake(client) => self.on_client_wake(client),
+            Action::ClientTimeout { client, request_id } => self.on_client_timeout(client, request_id),
+            Action::Nemesis => self.on_nemesis(),
+            Action::Restart(id) => self.on_restart(id),
+        }
+    }
+
+    // ------------------------------------------------------------------ nodes
+
+    fn on_tick(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(raft) = node.raft.as_mut() else { return };
+        raft.tick();
+        let delay = node.tick_us * 1000;
+        self.schedule(delay, Action::Tick(id));
+        self.drive(id);
+    }
+
+    /// A paused node resumes. Its clock kept running while it was stopped, so the ticks it
+    /// missed are delivered first, before any message that waited: otherwise a paused leader
+    /// would believe its lease still holds (the driver contract in `ballot_raft`'s docs).
+    fn resume(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("exists");
+        let (Some(_), Some(started)) = (node.paused_until.take(), node.paused_at.take()) else { return };
+        let missed = (self.now - started) / (node.tick_us * 1000);
+        if let Some(raft) = node.raft.as_mut() {
+            for _ in 0..missed {
+                raft.tick();
+            }
+        }
+        self.drive(id);
+    }
+
+    fn on_deliver(&mut self, message: Message) {
+        let to = message.to;
+        let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) else { return };
+        self.trace.record(
+            self.now,
+            format_args!("deliver {} {}->{} t{}", message.body.kind_name(), message.from, message.to, message.term),
+        );
+        if let Err(error) = raft.step(message) {
+            self.invariants.violations.push(format!("node {to} refused a well-formed message: {error}"));
+        }
+        self.drive(to);
+    }
+
+    fn send(&mut self, message: Message) {
+        if self.network.is_cut(message.from, message.to) {
+            return;
+        }
+        for delay in self.network.fates(&mut self.rng) {
+            self.schedule(delay, Action::Deliver(message.clone()));
+        }
+    }
+
+    /// Takes `Ready`s from a node until it has none or one waits for the disk.
+    fn drive(&mut self, id: NodeId) {
+        loop {
+            let node = self.nodes.get_mut(&id).expect("node exists");
+            if node.in_flight.is_some() {
+                return;
+            }
+            let Some(raft) = node.raft.as_mut() else { return };
+            if !raft.has_ready() {
+                return;
+            }
+            let mut ready = raft.ready();
+            if let Some(soft) = ready.soft_state {
+                if soft.role == Role::Leader {
+                    let raft = node.raft.as_ref().expect("running");
+                    let term = raft.raft().term();
+                    self.invariants.on_leader(id, term, raft.raft().log());
+                    self.trace.record(self.now, format_args!("node {id} leads term {term}"));
+                }
+            }
+            if let Some(snapshot) = ready.snapshot.clone() {
+                node.disk.write_snapshot(snapshot);
+            }
+            node.disk.write_entries(ready.entries.clone());
+            if let Some(hard_state) = ready.hard_state {
+                node.disk.write_hard_state(hard_state);
+            }
+            let messages = std::mem::take(&mut ready.messages);
+            let incarnation = node.incarnation;
+            if !ready.must_sync() {
+                for message in messages {
+                    self.send(message);
+                }
+                self.finish_ready(id, ready);
+                continue;
+            }
+            // The leader's appends leave now, while its own disk works (DESIGN.md §3).
+            node.in_flight = Some(ready);
+            for message in messages {
+                self.send(message);
+            }
+            let latency =
+                if self.rng.chance(1, 50) { self.rng.range(20, 80) * MS } else { self.rng.range(100_000, 3 * MS) };
+            self.schedule(latency, Action::DiskSynced { node: id, incarnation });
+            return;
+        }
+    }
+
+    fn on_disk_synced(&mut self, id: NodeId, incarnation: u64) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if node.incarnation != incarnation || !node.is_up() {
+            return;
+        }
+        node.disk.sync();
+        if let Some(ready) = node.in_flight.take() {
+            self.finish_ready(id, ready);
+        }
+        self.drive(id);
+    }
+
+    /// Everything after the Ready's writes are durable: acks out, snapshot installed,
+    /// entries applied, reads served, then `advance`.
+    fn finish_ready(&mut self, id: NodeId, ready: ballot_raft::Ready) {
+        for message in ready.messages_after_persist {
+            self.send(message);
+        }
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        if let Some(snapshot) = &ready.snapshot {
+            node.kv = crate::kv::KvStore::restore(&snapshot.data);
+            node.applied = snapshot.meta.index;
+        }
+        let mut replies = Vec::new();
+        for entry in &ready.committed_entries {
+            self.invariants.on_apply(id, entry);
+            let node = self.nodes.get_mut(&id).expect("node exists");
+            assert_eq!(entry.index, node.applied + 1, "node {id} applies out of order");
+            node.applied = entry.index;
+            if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+                continue;
+            }
+            let Some(command) = Command::decode(&entry.data) else {
+                self.invariants.violations.push(format!("node {id} applied an undecodable entry {}", entry.index));
+                continue;
+            };
+            let result = node.kv.apply(&command);
+            self.trace.record(self.now, format_args!("node {id} applies {} t{} {command:?}", entry.index, entry.term));
+            if let Some(((client, _), result)) = node.pending_writes.remove(&command.request_id).zip(result) {
+                replies.push((client, command.request_id, Reply::Done(result)));
+            }
+        }
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        for read_state in &ready.read_states {
+            let request_id = u64::from_be_bytes(read_state.context.as_slice().try_into().expect("8-byte context"));
+            node.reads_waiting.push((read_state.index, request_id));
+        }
+        let raft = node.raft.as_mut().expect("running");
+        raft.advance();
+        // Serve the reads whose index is applied.
+        let applied = node.applied;
+        let (ready_reads, still_waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut node.reads_waiting).into_iter().partition(|(index, _)| *index <= applied);
+        node.reads_waiting = still_waiting;
+        for (index, request_id) in ready_reads {
+            if let Some((client, key)) = node.pending_reads.remove(&request_id) {
+                let value = node.kv.get(key);
+                self.trace.record(
+                    self.now,
+                    format_args!(
+                        "node {id} serves read {request_id:x} k{key}={value:?} (read index {index}, applied {applied})"
+                    ),
+                );
+                replies.push((client, request_id, Reply::Done(KvResult::Value(value))));
+            }
+        }
+        self.maybe_compact(id);
+        self.maybe_leave(id);
+        for (client, request_id, reply) in replies {
+            self.reply(client, request_id, reply);
+        }
+    }
+
+    fn maybe_compact(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let raft = node.raft.as_mut().expect("running");
+        let snapshot_index = raft.raft().snapshot().meta.index;
+        if node.applied < snapshot_index + node.compact_every || raft.raft().log().persisted() < node.applied {
+            return;
+        }
+        if raft.compact(node.applied, node.kv.snapshot()).is_ok() {
+            let snapshot = raft.raft().snapshot().clone();
+            node.disk.save_snapshot(snapshot);
+        }
+    }
+
+    /// A node that sees itself removed by a committed configuration stops for good, as a
+    /// removed member does.
+    fn maybe_leave(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let raft = node.raft.as_ref().expect("running");
+        let conf = raft.raft().committed_conf_state();
+        let member = conf.members().contains(&id);
+        if member {
+            node.was_member = true;
+        } else if node.was_member && !conf.is_joint() {
+            node.removed = true;
+            node.raft = None;
+            node.in_flight = None;
+            self.trace.record(self.now, format_args!("node {id} removed; stops"));
+        }
+    }
+
+    fn on_request(&mut self, id: NodeId, client: ClientId, request_id: RequestId, key: u8, op: KvOp) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(raft) = node.raft.as_mut() else { return };
+        let result = match op {
+            KvOp::Read => raft.read_index(request_id.to_be_bytes().to_vec()).map(|_| {
+                node.pending_reads.insert(request_id, (client, key));
+            }),
+            _ => raft.propose(Command { request_id, key, op }.encode()).map(|_| {
+                node.pending_writes.insert(request_id, (client, key));
+            }),
+        };
+        match result {
+            Ok(()) => self.drive(id),
+            Err(RaftError::NotLeader { leader }) => self.reply(client, request_id, Reply::Refused(leader)),
+            Err(_) => self.reply(client, request_id, Reply::Refused(None)),
+        }
+    }
+
+    fn reply(&mut self, client: ClientId, request_id: RequestId, reply: Reply) {
+        // Replies cross the same lossy network (but not partitions: clients sit beside nodes).
+        for delay in self.network.fates(&mut self.rng) {
+            self.schedule(delay, Action::Response { client, request_id, reply: reply.clone() });
+        }
+    }
+
+    fn on_restart(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if node.is_up() || node.removed {
+            return;
+        }
+        node.restart();
+        let delay = node.tick_us * 1000;
+        self.trace.record(self.now, format_args!("node {id} restarts"));
+        self.schedule(delay, Action::Tick(id));
+        self.drive(id);
+    }
+
+    // ------------------------------------------------------------------ clients
+
+    fn on_client_wake(&mut self, client: ClientId) {
+        let state = &self.clients[client as usize];
+        if state.outstanding.is_some() || (self.healed && state.ok_after_heal) {
+            // After healing, a client that has succeeded stops, so the cluster can converge.
+            return;
+        }
+        let key = self.rng.range(0, self.config.keys as u64) as u8;
+        let op = match self.rng.range(0, 100) {
+            0..45 => KvOp::Read,
+            45..80 => {
+                self.next_value += 1;
+                KvOp::Write(self.next_value)
+            }
+            _ => {
+                self.next_value += 1;
+                let expected = self.last_seen.get(&key).copied().flatten();
+                KvOp::Cas { expected, new: self.next_value }
+            }
+        };
+        let now = self.now;
+        let state = &mut self.clients[client as usize];
+        let request_id = state.next_request_id();
+        state.invoked_at = now;
+        self.history.push(invoke_event(state.process, key, &op, now));
+        state.outstanding = Some(Outstanding { request_id, key, op: op.clone(), redirects: 0 });
+        let node = state.leader_guess;
+        self.send_request(node, client, request_id, key, op);
+        self.schedule(CLIENT_TIMEOUT_NS, Action::ClientTimeout { client, request_id });
+    }
+
+    fn send_request(&mut self, node: NodeId, client: ClientId, request_id: RequestId, key: u8, op: KvOp) {
+        for delay in self.network.fates(&mut self.rng) {
+            self.schedule(delay, Action::Request { node, client, request_id, key, op: op.clone() });
+        }
+    }
+
+    fn on_response(&mut self, client: ClientId, request_id: RequestId, reply: Reply) {
+        let now = self.now;
+        let state = &mut self.clients[client as usize];
+        let Some(outstanding) = state.outstanding.clone() else { return };
+        if outstanding.request_id != request_id {
+            return;
+        }
+        match reply {
+            Reply::Refused(hint) => {
+                if outstanding.redirects >= REDIRECTS_MAX {
+                    // A refusal proves only that this copy was not proposed; a duplicate of the
+                    // request may have been. Giving up is an unknown outcome, like a timeout.
+                    self.give_up(client);
+                    return;
+                }
+                let guess = match hint {
+                    Some(leader) => leader,
+                    None => *self.rng.pick(&self.node_ids()).expect("nodes exist"),
+                };
+                let state = &mut self.clients[client as usize];
+                state.leader_guess = guess;
+                state.outstanding.as_mut().expect("checked").redirects += 1;
+                // No hint: back off before trying another node, as a real client would.
+                let backoff = if hint.is_some() { 0 } else { self.rng.range(5, 30) * MS };
+                for delay in self.network.fates(&mut self.rng) {
+                    let action = Action::Request {
+                        node: guess,
+                        client,
+                        request_id,
+                        key: outstanding.key,
+                        op: outstanding.op.clone(),
+                    };
+                    self.schedule_at(now + backoff + delay, action);
+                }
+            }
+            Reply::Done(KvResult::Swapped(false)) => self.complete(client, EventType::Fail, None),
+            Reply::Done(result) => {
+                if let KvResult::Value(value) = result {
+                    self.last_seen.insert(outstanding.key, value);
+                } else if let KvOp::Write(value) | KvOp::Cas { new: value, .. } = outstanding.op {
+                    self.last_seen.insert(outstanding.key, Some(value));
+                }
+                self.complete(client, EventType::Ok, Some(result));
+            }
+        }
+    }
+
+    fn on_client_timeout(&mut self, client: ClientId, request_id: RequestId) {
+        let state = &self.clients[client as usize];
+        let Some(outstanding) = &state.outstanding else { return };
+        if outstanding.request_id != request_id {
+            return;
+        }
+        self.give_up(client);
+    }
+
+    /// Ends the outstanding operation without an answer.
+    fn give_up(&mut self, client: ClientId) {
+        let Some(outstanding) = &self.clients[client as usize].outstanding else { return };
+        // A read that never answered changed nothing; a write or cas may have happened.
+        let kind = if outstanding.op == KvOp::Read { EventType::Fail } else { EventType::Info };
+        self.complete(client, kind, None);
+        let guess = *self.rng.pick(&self.node_ids()).expect("nodes exist");
+        self.clients[client as usize].leader_guess = guess;
+    }
+
+    fn complete(&mut self, client: ClientId, kind: EventType, result: Option<KvResult>) {
+        let now = self.now;
+        let healed = self.healed;
+        let state = &mut self.clients[client as usize];
+        let outstanding = state.outstanding.take().expect("an operation in progress");
+        self.history.push(completion_event(state.process, outstanding.key, &outstanding.op, kind, result, now));
+        match kind {
+            EventType::Ok => {
+                self.stats.0 += 1;
+                if healed && state.invoked_at >= self.heal_at {
+                    state.ok_after_heal = true;
+                }
+            }
+            EventType::Fail => self.stats.1 += 1,
+            _ => {
+                self.stats.2 += 1;
+                state.process = self.next_process;
+                self.next_process += 1;
+            }
+        }
+        let think = self.rng.range(0, 20 * MS);
+        self.schedule(think, Action::ClientWake(client));
+    }
+
+    fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|(_, n)| !n.removed).map(|(id, _)| *id).collect()
+    }
+}
+
+fn scheduled_node(action: &Action) -> Option<NodeId> {
+    match action {
+        Action::Tick(id) | Action::DiskSynced { node: id, .. } => Some(*id),
+        Action::Deliver(message) => Some(message.to),
+        Action::Request { node, .. } => Some(*node),
+        _ => None,
+    }
+}

@@ -1,0 +1,299 @@
+//! The nemesis injects faults during the fault phase; then everything heals and the cluster
+//! must recover, and the run is judged.
+
+use ballot_check::model::RegisterModel;
+use ballot_check::{pair_operations, Limits, Verdict};
+use ballot_raft::{ConfChange, ConfChangeStep, ConfState, NodeId, Role};
+
+use super::{Action, SimReport, World, HEAL_DEADLINE_NS, JOINERS_MAX, MS};
+use crate::network::NetworkProfile;
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Partition,
+    Heal,
+    Crash,
+    Pause,
+    Membership,
+    Transfer,
+}
+
+impl World {
+    pub(super) fn on_nemesis(&mut self) {
+        if self.healed {
+            return;
+        }
+        let faults = self.config.faults;
+        let mut choices = Vec::new();
+        if faults.partition {
+            choices.extend([Fault::Partition, Fault::Partition, Fault::Heal]);
+        }
+        if faults.crash {
+            choices.push(Fault::Crash);
+        }
+        if faults.pause {
+            choices.push(Fault::Pause);
+        }
+        if faults.membership {
+            choices.push(Fault::Membership);
+        }
+        if faults.transfer {
+            choices.push(Fault::Transfer);
+        }
+        let Some(fault) = self.rng.pick(&choices).copied() else { return };
+        match fault {
+            Fault::Partition => self.partition(),
+            Fault::Heal => {
+                self.network.heal();
+                self.trace.record(self.now, format_args!("nemesis: heal network"));
+            }
+            Fault::Crash => self.crash_one(),
+            Fault::Pause => self.pause_one(),
+            Fault::Membership => self.change_membership(),
+            Fault::Transfer => self.transfer_leadership(),
+        }
+        self.faults_injected += 1;
+        let next = self.rng.range(50 * MS, 500 * MS);
+        self.schedule(next, Action::Nemesis);
+    }
+
+    fn shuffled_nodes(&mut self) -> Vec<NodeId> {
+        let mut ids = self.node_ids();
+        for i in (1..ids.len()).rev() {
+            let j = self.rng.range(0, i as u64 + 1) as usize;
+            ids.swap(i, j);
+        }
+        ids
+    }
+
+    fn partition(&mut self) {
+        self.network.heal();
+        let ids = self.shuffled_nodes();
+        if ids.len() < 2 {
+            return;
+        }
+        match self.rng.range(0, 4) {
+            0 => {
+                let at = self.rng.range(1, ids.len() as u64) as usize;
+                self.network.split(&ids[..at], &ids[at..]);
+                self.trace.record(self.now, format_args!("nemesis: split {:?} | {:?}", &ids[..at], &ids[at..]));
+            }
+            1 => {
+                let leader = self.leader().unwrap_or(ids[0]);
+                let rest: Vec<NodeId> = ids.iter().copied().filter(|id| *id != leader).collect();
+                self.network.split(&[leader], &rest);
+                self.trace.record(self.now, format_args!("nemesis: isolate {leader}"));
+            }
+            2 => {
+                let links = self.rng.range(1, ids.len() as u64 * 2);
+                for _ in 0..links {
+                    let from = *self.rng.pick(&ids).expect("non-empty");
+                    let to = *self.rng.pick(&ids).expect("non-empty");
+                    if from != to {
+                        self.network.cut_one_way(from, to);
+                    }
+                }
+                self.trace.record(self.now, format_args!("nemesis: {} one-way cuts", self.network.cut_count()));
+            }
+            _ => {
+                // A bridge: one node sees both sides, which cannot see each other.
+                if ids.len() < 3 {
+                    return;
+                }
+                let bridge = ids[0];
+                let at = self.rng.range(2, ids.len() as u64) as usize;
+                self.network.split(&ids[1..at], &ids[at..]);
+                self.trace.record(
+                    self.now,
+                    format_args!("nemesis: bridge {bridge} between {:?} and {:?}", &ids[1..at], &ids[at..]),
+                );
+            }
+        }
+    }
+
+    fn crash_one(&mut self) {
+        let up: Vec<NodeId> = self.node_ids().into_iter().filter(|id| self.nodes[id].is_up()).collect();
+        let Some(id) = self.rng.pick(&up).copied() else { return };
+        let node = self.nodes.get_mut(&id).expect("exists");
+        node.crash(&mut self.rng);
+        self.trace.record(self.now, format_args!("nemesis: crash {id}"));
+        let downtime = self.rng.range(20 * MS, 2_000 * MS);
+        self.schedule(downtime, Action::Restart(id));
+    }
+
+    fn pause_one(&mut self) {
+        let up: Vec<NodeId> = self.node_ids().into_iter().filter(|id| self.nodes[id].is_up()).collect();
+        let Some(id) = self.rng.pick(&up).copied() else { return };
+        let until = self.now + self.rng.range(20 * MS, 1_500 * MS);
+        let node = self.nodes.get_mut(&id).expect("exists");
+        node.paused_until = Some(until);
+        node.paused_at = Some(self.now);
+        self.trace.record(self.now, format_args!("nemesis: pause {id} for {}ms", (until - self.now) / MS));
+    }
+
+    /// The leader of the highest term among running nodes.
+    pub(super) fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|node| node.raft.as_ref().map(|raft| (node.id, raft.raft())))
+            .filter(|(_, raft)| raft.soft_state().role == Role::Leader)
+            .max_by_key(|(_, raft)| raft.term())
+            .map(|(id, _)| id)
+    }
+
+    fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let conf = self.nodes[&leader].raft.as_ref().expect("leader runs").raft().conf_state().clone();
+        if conf.is_joint() {
+            return;
+        }
+        let voters: Vec<NodeId> = conf.voters.iter().copied().collect();
+        let learners: Vec<NodeId> = conf.learners.iter().copied().collect();
+        let mut options = Vec::new();
+        if self.joiners < JOINERS_MAX {
+            options.push("add-learner");
+        }
+        if !learners.is_empty() {
+            options.extend(["promote", "replace"]);
+        }
+        if voters.len() > 3 {
+            options.extend(["remove", "demote"]);
+        }
+        let Some(choice) = self.rng.pick(&options).copied() else { return };
+        let steps = match choice {
+            "add-learner" => {
+                self.joiners += 1;
+                let id = self.config.nodes as u64 + self.joiners;
+                self.add_node(id, ConfState::default());
+                vec![ConfChangeStep::AddLearner(id)]
+            }
+            "promote" => vec![ConfChangeStep::AddVoter(*self.rng.pick(&learners).expect("non-empty"))],
+            "replace" => vec![
+                ConfChangeStep::Remove(*self.rng.pick(&voters).expect("non-empty")),
+                ConfChangeStep::AddVoter(*self.rng.pick(&learners).expect("non-empty")),
+            ],
+            "remove" => vec![ConfChangeStep::Remove(*self.rng.pick(&voters).expect("non-empty"))],
+            _ => vec![ConfChangeStep::AddLearner(*self.rng.pick(&voters).expect("non-empty"))],
+        };
+        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("leader runs");
+        let outcome = raft.propose_conf_change(ConfChange { steps: steps.clone() });
+        self.trace.record(self.now, format_args!("nemesis: {choice} {steps:?} via {leader}: {outcome:?}"));
+        self.drive(leader);
+    }
+
+    fn transfer_leadership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("leader runs");
+        let voters: Vec<NodeId> = raft.raft().conf_state().voters.iter().copied().filter(|id| *id != leader).collect();
+        let Some(target) = self.rng.pick(&voters).copied() else { return };
+        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("leader runs");
+        let outcome = raft.transfer_leader(target);
+        self.trace.record(self.now, format_args!("nemesis: transfer {leader} -> {target}: {outcome:?}"));
+        self.drive(leader);
+    }
+
+    /// Ends every fault: links restored, the network reliable, crashed nodes restarted,
+    /// paused nodes resumed.
+    pub(super) fn heal(&mut self) {
+        self.healed = true;
+        self.heal_at = self.now;
+        self.network.heal();
+        self.network.profile = NetworkProfile::reliable();
+        self.trace.record(self.now, format_args!("heal everything"));
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if self.nodes[&id].paused_until.is_some() {
+                self.resume(id);
+            }
+            let node = self.nodes.get_mut(&id).expect("exists");
+            if !node.is_up() && !node.removed {
+                self.schedule(0, Action::Restart(id));
+            }
+        }
+    }
+
+    /// After healing, the cluster must elect a leader, serve every client, and bring every
+    /// member up to date, within a bounded virtual time.
+    pub(super) fn run_until_recovered(&mut self) {
+        let deadline = self.heal_at + HEAL_DEADLINE_NS;
+        let mut steps = 0u64;
+        while self.now < deadline && self.invariants.violations.is_empty() {
+            if !self.step() {
+                break;
+            }
+            steps += 1;
+            if steps.is_multiple_of(64) && self.recovered().is_ok() {
+                return;
+            }
+        }
+        if let Err(why) = self.recovered() {
+            self.invariants
+                .violations
+                .push(format!("liveness: {:.1}s after healing, {why}", HEAL_DEADLINE_NS as f64 / 1e9));
+        }
+    }
+
+    fn recovered(&self) -> Result<(), String> {
+        let leader = self.leader().ok_or("no leader")?;
+        let raft = self.nodes[&leader].raft.as_ref().expect("leader runs").raft();
+        if !raft.conf_state().is_voter(leader) {
+            return Err(format!("leader {leader} is not a voter"));
+        }
+        let waiting: Vec<u64> = self.clients.iter().filter(|c| !c.ok_after_heal).map(|c| c.id).collect();
+        if !waiting.is_empty() {
+            return Err(format!("clients {waiting:?} completed no operation"));
+        }
+        let committed = raft.log().committed();
+        let lagging: Vec<NodeId> = raft
+            .conf_state()
+            .members()
+            .into_iter()
+            .filter(|id| self.nodes.get(id).is_some_and(|n| n.applied < committed))
+            .collect();
+        if !lagging.is_empty() {
+            return Err(format!("members {lagging:?} have not applied index {committed}"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_logs(&mut self) {
+        for node in self.nodes.values() {
+            if let Some(raft) = &node.raft {
+                self.invariants.check_log(node.id, raft.raft().log());
+            }
+        }
+    }
+
+    /// Checks the history and builds the report.
+    pub(super) fn finish(mut self) -> SimReport {
+        let mut linearizability = None;
+        match pair_operations(&self.history) {
+            Err(error) => self.invariants.violations.push(format!("history malformed: {error}")),
+            Ok(operations) => match ballot_check::check(&RegisterModel::register(), &operations, Limits::default()) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable(violation) => {
+                    self.invariants
+                        .violations
+                        .push(format!("linearizability: key {} has no linearization", violation.key));
+                    linearizability = Some(violation);
+                }
+                Verdict::Unknown { key } => {
+                    self.invariants.violations.push(format!("linearizability: search limit reached on key {key}"));
+                }
+            },
+        }
+        SimReport {
+            seed: self.config.seed,
+            violations: self.invariants.violations,
+            history: self.history,
+            linearizability,
+            trace_hash: self.trace.hash(),
+            trace: self.trace.into_lines(),
+            ops_ok: self.stats.0,
+            ops_fail: self.stats.1,
+            ops_info: self.stats.2,
+            faults: self.faults_injected,
+            virtual_ms: self.now / MS,
+        }
+    }
+}

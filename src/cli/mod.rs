@@ -1,0 +1,4 @@
+//! Subcommands.
+
+pub mod check;
+pub mod sim;

@@ -1,0 +1,201 @@
+//! `ballot sim`: run seeds of the deterministic simulator, in parallel across cores (each run
+//! itself is single-threaded and deterministic).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context;
+use ballot_sim::{Faults, SimConfig, SimReport};
+
+/// Arguments of `ballot sim`.
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Number of seeds to run (seeds FIRST..FIRST+N).
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// Run this one seed only (replay).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// First seed when running many.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Initial voters: 3, 5 or 7.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Faults: all, none, or a list of network,partition,crash,pause,skew,membership,transfer.
+    #[arg(long, default_value = "all")]
+    faults: String,
+    /// Events in the fault phase of each run.
+    #[arg(long, default_value_t = 20_000)]
+    steps: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Print the event trace of the run (with --seed).
+    #[arg(long)]
+    trace: bool,
+    /// Write the history (and a timeline of any violation) of failing seeds here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Break Raft on purpose: vote-ignores-log, commit-previous-term, read-index-without-quorum
+    /// (needs a build with `--features fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long)]
+    inject_bug: Option<String>,
+}
+
+/// Runs the seeds; exit 1 on any violation.
+pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+    if ![3, 5, 7].contains(&args.nodes) {
+        anyhow::bail!("--nodes must be 3, 5 or 7");
+    }
+    let faults = Faults::parse(&args.faults).map_err(anyhow::Error::msg)?;
+    #[cfg(feature = "fault-injection")]
+    let bug = match args.inject_bug.as_deref() {
+        None => None,
+        Some("vote-ignores-log") => Some(ballot_raft::InjectedBug::VoteIgnoresLog),
+        Some("commit-previous-term") => Some(ballot_raft::InjectedBug::CommitPreviousTerm),
+        Some("read-index-without-quorum") => Some(ballot_raft::InjectedBug::ReadIndexWithoutQuorum),
+        Some(other) => anyhow::bail!("unknown bug '{other}'"),
+    };
+    let base = |seed| {
+        let mut config = SimConfig::new(seed);
+        config.nodes = args.nodes;
+        config.faults = faults;
+        config.steps = args.steps;
+        config.clients = args.clients;
+        config.trace = args.trace;
+        #[cfg(feature = "fault-injection")]
+        {
+            config.bug = bug;
+        }
+        config
+    };
+    let seeds: Vec<u64> = match args.seed {
+        Some(seed) => vec![seed],
+        None => (args.first_seed..args.first_seed + args.seeds).collect(),
+    };
+    install_quiet_panic_hook();
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let failures: Mutex<Vec<(u64, Vec<String>)>> = Mutex::new(Vec::new());
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(seeds.len()) {
+            scope.spawn(|| loop {
+                let position = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(seed) = seeds.get(position).copied() else { break };
+                let report = run_one(base(seed));
+                {
+                    let mut totals = totals.lock().expect("no panics hold this lock");
+                    totals.0 += report.ops_ok;
+                    totals.1 += report.ops_info;
+                    totals.2 += report.faults;
+                    totals.3 += 1;
+                }
+                if args.trace {
+                    for line in &report.trace {
+                        println!("{line}");
+                    }
+                    println!("trace hash {:016x}", report.trace_hash);
+                }
+                if !report.violations.is_empty() {
+                    print_failure(&report, &args, faults);
+                    if let Some(dir) = &args.out {
+                        if let Err(error) = write_artifacts(dir, &report) {
+                            eprintln!("could not write artifacts for seed {seed}: {error:#}");
+                        }
+                    }
+                    failures.lock().expect("no panics hold this lock").push((seed, report.violations));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("threads joined");
+    let (ok, info, fault_count, runs) = totals.into_inner().expect("threads joined");
+    println!(
+        "{} ops ok, {} unknown, {} faults injected; {:.1}s wall",
+        ok,
+        info,
+        fault_count,
+        started.elapsed().as_secs_f64()
+    );
+    let _ = runs;
+    println!("{} seeds, {} violations", seeds.len(), failures.len());
+    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened (set by the quiet hook below).
+    static PANIC_LOCATION: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Panics inside a simulated run are reported as violations with their location, not as
+/// backtraces on stderr.
+fn install_quiet_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        PANIC_LOCATION.with(|cell| *cell.borrow_mut() = location);
+    }));
+}
+
+/// Runs one seed, turning a panic (a broken assertion in the code under test) into a violation.
+fn run_one(config: SimConfig) -> SimReport {
+    let seed = config.seed;
+    match std::panic::catch_unwind(move || ballot_sim::run(config)) {
+        Ok(report) => report,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            let location = PANIC_LOCATION.with(|cell| cell.borrow().clone());
+            let message = format!("{text} (at {location})");
+            SimReport {
+                seed,
+                violations: vec![format!("panic: {message}")],
+                history: Vec::new(),
+                linearizability: None,
+                trace_hash: 0,
+                trace: Vec::new(),
+                ops_ok: 0,
+                ops_fail: 0,
+                ops_info: 0,
+                faults: 0,
+                virtual_ms: 0,
+            }
+        }
+    }
+}
+
+fn print_failure(report: &SimReport, args: &SimArgs, faults: Faults) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "seed {} FAILED:", report.seed);
+    for violation in &report.violations {
+        let _ = writeln!(out, "  {violation}");
+    }
+    let _ = writeln!(
+        out,
+        "  replay: ballot sim --seed {} --nodes {} --faults {} --steps {} --clients {} --trace",
+        report.seed, args.nodes, faults, args.steps, args.clients
+    );
+}
+
+fn write_artifacts(dir: &std::path::Path, report: &SimReport) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let history: String = report.history.iter().map(|e| e.to_line() + "\n").collect();
+    std::fs::write(dir.join(format!("seed-{}.jsonl", report.seed)), history)?;
+    if let Some(violation) = &report.linearizability {
+        std::fs::write(dir.join(format!("seed-{}.html", report.seed)), ballot_check::html::render_timeline(violation))?;
+    }
+    Ok(())
+}

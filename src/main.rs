@@ -1,0 +1,36 @@
+//! The `ballot` command line.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// ballot: a coordination service on Raft, built to be proven correct.
+#[derive(Parser)]
+#[command(name = "ballot", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run deterministic simulations of a faulty cluster and check every run.
+    Sim(cli::sim::SimArgs),
+    /// Check a history (JSON Lines) for linearizability.
+    Check(cli::check::CheckArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => cli::sim::run(args),
+        Command::Check(args) => cli::check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
