@@ -9,7 +9,7 @@ fn ballot(args: &[&str]) -> (i32, String) {
 }
 
 fn last_line(text: &str) -> &str {
-    text.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("")
+    text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("")
 }
 
 fn write_history(name: &str, lines: &[&str]) -> std::path::PathBuf {
