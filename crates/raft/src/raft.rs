@@ -181,6 +181,7 @@ impl Raft {
     // ---------------------------------------------------------------- role transitions
 
     fn reset(&mut self, term: Term) {
+        assert!(term >= self.term, "node {}: term would go back from {} to {term}", self.config.id, self.term);
         if term != self.term {
             self.term = term;
             self.vote = NO_NODE;
@@ -514,6 +515,8 @@ impl Raft {
     // ---------------------------------------------------------------- replication, follower side
 
     fn handle_append(&mut self, from: NodeId, prev_index: Index, prev_term: Term, entries: Vec<Entry>, commit: Index) {
+        // Only a follower's log is ever overwritten; a leader's log is append-only (§5.3).
+        assert_ne!(self.role, Role::Leader, "a leader must never take entries from another node");
         let committed = self.log.committed();
         if prev_index < committed {
             // Everything up to our commit index is known to match; ack that much.

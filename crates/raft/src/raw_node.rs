@@ -188,6 +188,12 @@ impl RawNode {
             self.prev_soft_state = soft;
         }
         let hard = raft.hard_state();
+        assert!(
+            hard.term >= self.prev_hard_state.term && hard.commit >= self.prev_hard_state.commit,
+            "hard state went back: {:?} after {:?}",
+            hard,
+            self.prev_hard_state
+        );
         if hard != self.prev_hard_state {
             ready.hard_state = Some(hard);
             self.prev_hard_state = hard;
