@@ -1,0 +1,564 @@
+//! The write-ahead log: segment files of records, group commit, truncation of a conflicting
+//! suffix, compaction, and recovery.
+//!
+//! Segments are named `{sequence:016x}-{first_index:016x}.wal` and preallocated; each starts
+//! with a header record, then the current hard state and snapshot marker (so older segments
+//! never hold the only copy of either), then whatever batches follow. A batch that does not fit
+//! starts a new segment; the old one is synced first, so only the newest segment can ever have
+//! a torn tail.
+//!
+//! # Recovery (one decision per record, in file order)
+//!
+//! | what is at the offset | where | decision |
+//! |---|---|---|
+//! | a valid record | anywhere | apply it |
+//! | zeros to the end of the file | anywhere | clean end of the segment |
+//! | an invalid record, and the file's last non-zero byte lies inside it | newest segment | torn write: cut the file there |
+//! | an invalid record followed by more written bytes | anywhere | corruption: refuse to open, naming file and offset (with `repair`: cut there, drop later segments) |
+//! | an invalid record | older segment | corruption (older segments were synced before the next began) |
+//! | no valid header, only zeros | newest segment | a segment whose creation did not complete: remove it |
+//!
+//! An entry record at an index at or below the last one replaces the tail from there (a new
+//! leader overwrote a conflicting suffix); a gap is corruption.
+
+use ballot_raft::{Entry, HardState, Index, Snapshot, SnapshotMeta, Term};
+
+use crate::disk::Disk;
+use crate::record::{self, DecodeError, Record, FORMAT_VERSION, HEADER_BYTES};
+use crate::{snapshot, Error};
+
+/// Segment file suffix.
+pub const SEGMENT_SUFFIX: &str = ".wal";
+/// Marks a directory as ballot's.
+const META_FILE: &str = "BALLOT";
+const META_CONTENT: &[u8] = b"ballot data directory, format 1\n";
+
+/// Tunables.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Size each segment is preallocated to; a new segment starts when a batch does not fit.
+    pub segment_bytes: u64,
+    /// On corruption, cut the log at the damaged record instead of refusing to open, losing
+    /// everything after it. Only when an operator asks for it.
+    pub repair: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions { segment_bytes: 64 * 1024 * 1024, repair: false }
+    }
+}
+
+/// What one `Ready` asks to persist, written with one append and one fsync (group commit).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch<'a> {
+    /// A snapshot installed from the leader; the log is replaced by it. Save the snapshot file
+    /// with [`Wal::save_snapshot`] before writing the batch.
+    pub installed_snapshot: Option<&'a SnapshotMeta>,
+    /// Entries; any stored entry at or after the first one's index is replaced.
+    pub entries: &'a [Entry],
+    /// The new hard state, if it changed.
+    pub hard_state: Option<HardState>,
+}
+
+/// Written but not yet durable. Only [`Wal::sync`] turns it into [`Durable`].
+#[must_use = "nothing is durable until it is synced"]
+#[derive(Debug)]
+pub struct PendingSync {
+    last: Option<(Index, Term)>,
+    segments: Vec<String>,
+    directory: bool,
+}
+
+/// Proof that a batch reached stable storage: returned only after fsync succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// Last entry of the batch, if it had entries.
+    pub last: Option<(Index, Term)>,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    /// The last hard state written.
+    pub hard_state: HardState,
+    /// The newest snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Entries after the snapshot, in order.
+    pub entries: Vec<Entry>,
+    /// What a torn tail or a repair cut away, for the log.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    name: String,
+    sequence: u64,
+    /// Highest entry index written to it (0 if none).
+    max_index: Index,
+    /// Written bytes (the next record goes here).
+    end: u64,
+    capacity: u64,
+}
+
+/// The write-ahead log of one node.
+#[derive(Debug)]
+pub struct Wal<D: Disk> {
+    disk: D,
+    options: WalOptions,
+    /// Oldest first; the last is the one being written.
+    segments: Vec<Segment>,
+    hard_state: HardState,
+    snapshot_index: Index,
+    snapshot_term: Term,
+    last_index: Index,
+    last_term: Term,
+}
+
+fn segment_name(sequence: u64, first_index: Index) -> String {
+    format!("{sequence:016x}-{first_index:016x}{SEGMENT_SUFFIX}")
+}
+
+fn parse_segment_name(name: &str) -> Option<(u64, Index)> {
+    let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
+    let (sequence, first) = stem.split_once('-')?;
+    Some((u64::from_str_radix(sequence, 16).ok()?, u64::from_str_radix(first, 16).ok()?))
+}
+
+impl<D: Disk> Wal<D> {
+    fn io(&self, name: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+        let path = format!("{}/{name}", self.disk.location());
+        move |source| Error::Io { path: path.clone(), source }
+    }
+
+    /// Opens the log in `disk`, creating an empty one if the directory is empty.
+    pub fn open(mut disk: D, options: WalOptions) -> Result<(Wal<D>, Recovered), Error> {
+        let location = disk.location();
+        let io = |source| Error::Io { path: location.clone(), source };
+        let names = disk.list().map_err(io)?;
+        if !names.iter().any(|n| n == META_FILE) {
+            if let Some(foreign) = names.iter().find(|n| !n.ends_with(".tmp")) {
+                return Err(Error::Foreign { dir: location.clone(), found: foreign.clone() });
+            }
+            disk.create(META_FILE, 0).map_err(io)?;
+            disk.write_at(META_FILE, 0, META_CONTENT).map_err(io)?;
+            disk.sync(META_FILE).map_err(io)?;
+            disk.sync_dir().map_err(io)?;
+        } else if disk.read(META_FILE).map_err(io)? != META_CONTENT {
+            return Err(Error::Foreign { dir: location.clone(), found: format!("{META_FILE} of another format") });
+        }
+        let mut wal = Wal {
+            disk,
+            options,
+            segments: Vec::new(),
+            hard_state: HardState::default(),
+            snapshot_index: 0,
+            snapshot_term: 0,
+            last_index: 0,
+            last_term: 0,
+        };
+        let recovered = wal.recover()?;
+        if wal.segments.is_empty() {
+            let next = wal.last_index + 1;
+            wal.start_segment(1, next)?;
+            let pending = PendingSync { last: None, segments: vec![wal.active().name.clone()], directory: true };
+            wal.sync(pending)?;
+        }
+        Ok((wal, recovered))
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("an open WAL always has a segment")
+    }
+
+    fn recover(&mut self) -> Result<Recovered, Error> {
+        let location = self.disk.location();
+        let mut recovered = Recovered { snapshot: snapshot::load_latest(&mut self.disk)?, ..Recovered::default() };
+        let mut names: Vec<(u64, Index, String)> = self
+            .disk
+            .list()
+            .map_err(|source| Error::Io { path: location.clone(), source })?
+            .into_iter()
+            .filter_map(|name| parse_segment_name(&name).map(|(sequence, first)| (sequence, first, name)))
+            .collect();
+        names.sort();
+        // Segments below the snapshot may be gone: entries at or below its index are skipped,
+        // and the log must continue right after it.
+        let file_floor = recovered.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let mut replay = Replay { file_floor, term_at_floor: None, marker: None, entries: Vec::new() };
+        let count = names.len();
+        let mut position = 0;
+        while position < count {
+            let (sequence, _, name) = names[position].clone();
+            let newest = position + 1 == count;
+            let bytes = self.disk.read(&name).map_err(self.io(&name))?;
+            let outcome = self.replay_segment(&name, &bytes, newest, &mut replay, &mut recovered)?;
+            match outcome {
+                SegmentEnd::Clean { end, max_index } => {
+                    self.segments.push(Segment { name, sequence, max_index, end, capacity: bytes.len() as u64 });
+                }
+                SegmentEnd::Unborn => {
+                    self.disk.remove(&name).map_err(self.io(&name))?;
+                    self.disk.sync_dir().map_err(self.io(&name))?;
+                    recovered.notes.push(format!("removed {name}: its creation never completed"));
+                }
+                SegmentEnd::Repaired { end, max_index } => {
+                    self.segments.push(Segment { name, sequence, max_index, end, capacity: bytes.len() as u64 });
+                    for (_, _, later) in names.drain(position + 1..) {
+                        self.disk.remove(&later).map_err(self.io(&later))?;
+                        recovered.notes.push(format!("repair removed {later}"));
+                    }
+                    self.disk.sync_dir().map_err(self.io("."))?;
+                    break;
+                }
+            }
+            position += 1;
+        }
+        let mut entries = std::mem::take(&mut replay.entries);
+        self.settle_snapshot(replay.marker, replay.term_at_floor, &mut entries, &mut recovered)?;
+        self.last_index = entries.last().map_or(self.snapshot_index, |e| e.index);
+        self.last_term = entries.last().map_or(self.snapshot_term, |e| e.term);
+        recovered.entries = entries;
+        recovered.hard_state = self.hard_state;
+        Ok(recovered)
+    }
+
+    /// Reconciles the snapshot file with the log's snapshot marker.
+    fn settle_snapshot(
+        &mut self,
+        marker: Option<(Index, Term)>,
+        term_at_floor: Option<Term>,
+        entries: &mut Vec<Entry>,
+        recovered: &mut Recovered,
+    ) -> Result<(), Error> {
+        let file = recovered.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term));
+        match (marker, file) {
+            (Some((index, _)), None) => {
+                return Err(Error::MissingSnapshot { dir: self.disk.location(), index });
+            }
+            (Some((marker_index, _)), Some((file_index, _))) if marker_index > file_index => {
+                return Err(Error::MissingSnapshot { dir: self.disk.location(), index: marker_index });
+            }
+            _ => {}
+        }
+        if let Some((index, term)) = file {
+            // Entries after the snapshot are only ours if the log agrees with it at its index
+            // (a snapshot installed from the leader whose marker never reached the log voids them).
+            let agrees = marker == Some((index, term)) || term_at_floor == Some(term);
+            entries.retain(|e| e.index > index);
+            if !agrees && !entries.is_empty() {
+                recovered.notes.push(format!("dropped {} entries that do not follow snapshot {index}", entries.len()));
+                entries.clear();
+            }
+            self.snapshot_index = index;
+            self.snapshot_term = term;
+        }
+        if let Some(first) = entries.first() {
+            if first.index != self.snapshot_index + 1 {
+                return Err(Error::Corrupt {
+                    file: self.disk.location(),
+                    offset: 0,
+                    reason: format!("log starts at {} but the snapshot ends at {}", first.index, self.snapshot_index),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn replay_segment(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        newest: bool,
+        replay: &mut Replay,
+        recovered: &mut Recovered,
+    ) -> Result<SegmentEnd, Error> {
+        let file = format!("{}/{name}", self.disk.location());
+        let corrupt =
+            |offset: usize, reason: String| Error::Corrupt { file: file.clone(), offset: offset as u64, reason };
+        let header_bytes = match record::decode(bytes) {
+            Ok((Record::SegmentHeader { version, .. }, _)) if version != FORMAT_VERSION => {
+                return Err(Error::UnsupportedVersion { file, found: version, supported: FORMAT_VERSION });
+            }
+            Ok((Record::SegmentHeader { .. }, size)) => size,
+            Ok(_) => return Err(corrupt(0, "segment does not start with a header".into())),
+            // Created (its name made durable, perhaps by another file's directory sync) but its
+            // first write never completed: nothing past the header was written.
+            Err(_) if newest && bytes.iter().rposition(|b| *b != 0).is_none_or(|p| p < SEGMENT_HEADER_BYTES) => {
+                return Ok(SegmentEnd::Unborn);
+            }
+            Err(error) => return Err(corrupt(0, format!("bad segment header: {error}"))),
+        };
+        let last_written = bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+        let mut offset = header_bytes;
+        let mut max_index = 0;
+        while offset < bytes.len() {
+            let rest = &bytes[offset..];
+            if record::is_unwritten(rest) && offset >= last_written {
+                break;
+            }
+            match record::decode(rest) {
+                Ok((record, size)) => {
+                    self.apply(record, replay, &mut max_index).map_err(|reason| corrupt(offset, reason))?;
+                    offset += size;
+                }
+                Err(error) => {
+                    let declared_end =
+                        record::declared_len(rest).map_or(bytes.len(), |len| offset.saturating_add(HEADER_BYTES + len));
+                    let torn = newest && last_written <= declared_end.min(bytes.len()).max(offset + HEADER_BYTES);
+                    if torn && error != DecodeError::Malformed {
+                        self.cut(name, offset as u64, last_written as u64)?;
+                        recovered.notes.push(format!("{file}: cut a torn write at byte {offset}"));
+                        return Ok(SegmentEnd::Clean { end: offset as u64, max_index });
+                    }
+                    if self.options.repair {
+                        self.cut(name, offset as u64, bytes.len() as u64)?;
+                        recovered.notes.push(format!(
+                            "{file}: repair cut the log at byte {offset} ({error}); everything after it is lost"
+                        ));
+                        return Ok(SegmentEnd::Repaired { end: offset as u64, max_index });
+                    }
+                    return Err(corrupt(offset, error.to_string()));
+                }
+            }
+        }
+        Ok(SegmentEnd::Clean { end: offset as u64, max_index })
+    }
+
+    fn apply(
+        &mut self,
+        record: Record,
+        replay: &mut Replay,
+        max_index: &mut Index,
+    ) -> Result<(), String> {
+        match record {
+            Record::SegmentHeader { .. } => return Err("a segment header in the middle of a segment".into()),
+            Record::HardState(state) => self.hard_state = state,
+            Record::Snapshot { index, term, replaces_log } => {
+                let Replay { marker, entries, .. } = replay;
+                if replaces_log {
+                    entries.clear();
+                    // Earlier segments hold only void entries now: let compaction remove them.
+                    for segment in &mut self.segments {
+                        segment.max_index = 0;
+                    }
+                    *max_index = 0;
+                } else {
+                    entries.retain(|e| e.index > index);
+                }
+                if marker.is_none_or(|(old, _)| index >= old) {
+                    *marker = Some((index, term));
+                }
+            }
+            Record::Entry(entry) => {
+                *max_index = (*max_index).max(entry.index);
+                if entry.index == replay.file_floor {
+                    replay.term_at_floor = Some(entry.term);
+                }
+                let floor = replay.marker.map_or(0, |(index, _)| index).max(replay.file_floor);
+                let entries = &mut replay.entries;
+                if entry.index <= floor {
+                    // Covered by the snapshot, but the write still replaced everything after it:
+                    // any entry buffered so far (all above the floor) was overwritten.
+                    entries.clear();
+                    return Ok(());
+                }
+                let next = entries.last().map_or(floor + 1, |e| e.index + 1);
+                if entry.index > next {
+                    return Err(format!("entry {} follows entry {}: a gap in the log", entry.index, next - 1));
+                }
+                entries.truncate(entries.partition_point(|e| e.index < entry.index));
+                entries.push(entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes `[from, to)` of a segment and syncs it, so the cut survives another crash.
+    fn cut(&mut self, name: &str, from: u64, to: u64) -> Result<(), Error> {
+        if to > from {
+            let zeros = vec![0u8; (to - from) as usize];
+            self.disk.write_at(name, from, &zeros).map_err(self.io(name))?;
+            self.disk.sync(name).map_err(self.io(name))?;
+        }
+        Ok(())
+    }
+
+    fn start_segment(&mut self, sequence: u64, first_index: Index) -> Result<(), Error> {
+        let name = segment_name(sequence, first_index);
+        let capacity = self.options.segment_bytes;
+        self.disk.create(&name, capacity).map_err(self.io(&name))?;
+        let mut bytes = Vec::new();
+        record::encode(&Record::SegmentHeader { version: FORMAT_VERSION, sequence, first_index }, &mut bytes);
+        record::encode(&Record::HardState(self.hard_state), &mut bytes);
+        if self.snapshot_index > 0 {
+            let marker = Record::Snapshot { index: self.snapshot_index, term: self.snapshot_term, replaces_log: false };
+            record::encode(&marker, &mut bytes);
+        }
+        self.disk.write_at(&name, 0, &bytes).map_err(self.io(&name))?;
+        self.segments.push(Segment { name, sequence, max_index: 0, end: bytes.len() as u64, capacity });
+        Ok(())
+    }
+
+    /// Writes a batch (not yet durable). Entries must continue the log or overwrite part of its
+    /// uncompacted tail.
+    pub fn write(&mut self, batch: Batch) -> Result<PendingSync, Error> {
+        let mut bytes = Vec::new();
+        let mut last_index = self.last_index;
+        let mut floor = self.snapshot_index;
+        if let Some(meta) = batch.installed_snapshot {
+            let marker = Record::Snapshot { index: meta.index, term: meta.term, replaces_log: true };
+            record::encode(&marker, &mut bytes);
+            last_index = meta.index;
+            floor = meta.index;
+        }
+        if let Some(first) = batch.entries.first() {
+            if first.index <= floor || first.index > last_index + 1 {
+                return Err(Error::InvalidAppend { first: first.index, last: last_index, snapshot: floor });
+            }
+        }
+        for entry in batch.entries {
+            record::encode(&Record::Entry(entry.clone()), &mut bytes);
+        }
+        if let Some(state) = batch.hard_state {
+            record::encode(&Record::HardState(state), &mut bytes);
+        }
+        let mut pending = PendingSync { last: None, segments: Vec::new(), directory: false };
+        if bytes.is_empty() {
+            return Ok(pending);
+        }
+        let active = self.active();
+        if active.end + bytes.len() as u64 > active.capacity && active.end > HEADER_BYTES as u64 * 8 {
+            // Seal the full segment before the next one exists: only the newest can be torn.
+            let sealed = active.name.clone();
+            let sequence = active.sequence + 1;
+            self.disk.sync(&sealed).map_err(self.io(&sealed))?;
+            let first = batch.entries.first().map_or(self.last_index + 1, |e| e.index);
+            self.start_segment(sequence, first)?;
+            pending.directory = true;
+        }
+        let active = self.segments.last_mut().expect("a segment");
+        let (name, offset) = (active.name.clone(), active.end);
+        active.end += bytes.len() as u64;
+        if let Some(last) = batch.entries.last() {
+            active.max_index = active.max_index.max(last.index);
+        }
+        self.disk.write_at(&name, offset, &bytes).map_err(self.io(&name))?;
+        pending.segments.push(name);
+        if let Some(meta) = batch.installed_snapshot {
+            self.snapshot_index = meta.index;
+            self.snapshot_term = meta.term;
+            self.last_index = meta.index;
+            self.last_term = meta.term;
+            // Everything written before the marker is void now.
+            let active_name = self.active().name.clone();
+            for segment in self.segments.iter_mut().filter(|s| s.name != active_name) {
+                segment.max_index = 0;
+            }
+        }
+        if let Some(last) = batch.entries.last() {
+            self.last_index = last.index;
+            self.last_term = last.term;
+            pending.last = Some((last.index, last.term));
+        }
+        if let Some(state) = batch.hard_state {
+            self.hard_state = state;
+        }
+        Ok(pending)
+    }
+
+    /// Makes a written batch durable: fsync of the segment(s) and, after a new segment began,
+    /// of the directory.
+    pub fn sync(&mut self, pending: PendingSync) -> Result<Durable, Error> {
+        for name in &pending.segments {
+            self.disk.sync(name).map_err(self.io(name))?;
+        }
+        if pending.directory {
+            self.disk.sync_dir().map_err(self.io("."))?;
+        }
+        Ok(Durable { last: pending.last })
+    }
+
+    /// Writes and syncs a batch: one write, one fsync.
+    pub fn append(&mut self, batch: Batch) -> Result<Durable, Error> {
+        let pending = self.write(batch)?;
+        self.sync(pending)
+    }
+
+    /// Saves a snapshot file durably (before compacting to it or installing it).
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        snapshot::save(&mut self.disk, snapshot)
+    }
+
+    /// Records that the snapshot at (index, term) covers the log up to `index` and deletes the
+    /// segments that hold nothing newer. The snapshot file must already be saved.
+    pub fn compact(&mut self, index: Index, term: Term) -> Result<(), Error> {
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        if index > self.last_index {
+            return Err(Error::InvalidAppend { first: index, last: self.last_index, snapshot: self.snapshot_index });
+        }
+        let mut bytes = Vec::new();
+        record::encode(&Record::Snapshot { index, term, replaces_log: false }, &mut bytes);
+        let active = self.segments.last_mut().expect("a segment");
+        let (name, offset) = (active.name.clone(), active.end);
+        active.end += bytes.len() as u64;
+        self.disk.write_at(&name, offset, &bytes).map_err(self.io(&name))?;
+        self.disk.sync(&name).map_err(self.io(&name))?;
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        let active_name = name;
+        let obsolete: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|s| s.name != active_name && s.max_index <= index)
+            .map(|s| s.name.clone())
+            .collect();
+        if obsolete.is_empty() {
+            return Ok(());
+        }
+        for name in &obsolete {
+            self.disk.remove(name).map_err(self.io(name))?;
+        }
+        self.disk.sync_dir().map_err(self.io("."))?;
+        self.segments.retain(|s| !obsolete.contains(&s.name));
+        Ok(())
+    }
+
+    /// Number of segment files (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The disk, for tests that crash it.
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// Gives the disk back (closing the log).
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+}
+
+/// Bytes of an encoded segment header record.
+const SEGMENT_HEADER_BYTES: usize = HEADER_BYTES + 26;
+
+/// What replay has learned so far.
+struct Replay {
+    /// Index of the snapshot file: entries at or below it are covered.
+    file_floor: Index,
+    /// Term of the last entry written at `file_floor`, if the log still holds one.
+    term_at_floor: Option<Term>,
+    /// The newest snapshot marker in the log.
+    marker: Option<(Index, Term)>,
+    /// Entries after the floor, in order.
+    entries: Vec<Entry>,
+}
+
+enum SegmentEnd {
+    Clean { end: u64, max_index: Index },
+    Unborn,
+    Repaired { end: u64, max_index: Index },
+}
