@@ -18,6 +18,9 @@ enum Command {
     Sim(cli::sim::SimArgs),
     /// Check a history (JSON Lines) for linearizability.
     Check(cli::check::CheckArgs),
+    /// Inspect or repair a data directory's write-ahead log.
+    #[command(subcommand)]
+    Wal(cli::wal::WalCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -25,6 +28,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Sim(args) => cli::sim::run(args),
         Command::Check(args) => cli::check::run(args),
+        Command::Wal(command) => cli::wal::run(command),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,9 @@ pub struct Faults {
     pub partition: bool,
     /// Crashes (losing unsynced writes, possibly tearing the last one) and restarts.
     pub crash: bool,
+    /// A bit rots in synced data of a crashed node's log or snapshot; the node must refuse to
+    /// start from it (at most one node per run, so a quorum remains).
+    pub bitflip: bool,
     /// Pauses: a node stops processing, then resumes with its backlog.
     pub pause: bool,
     /// Clock skew: nodes tick at rates up to ±5% apart.
@@ -28,6 +31,7 @@ impl Faults {
             network: true,
             partition: true,
             crash: true,
+            bitflip: true,
             pause: true,
             skew: true,
             membership: true,
@@ -35,7 +39,7 @@ impl Faults {
         }
     }
 
-    /// Parses `all`, `none`, or a comma list of `network,partition,crash,pause,skew,membership,transfer`.
+    /// Parses `all`, `none`, or a comma list of `network,partition,crash,bitflip,pause,skew,membership,transfer`.
     pub fn parse(text: &str) -> Result<Faults, String> {
         let mut faults = Faults::default();
         for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -45,11 +49,12 @@ impl Faults {
                 "network" => faults.network = true,
                 "partition" => faults.partition = true,
                 "crash" => faults.crash = true,
+                "bitflip" => faults.bitflip = true,
                 "pause" => faults.pause = true,
                 "skew" => faults.skew = true,
                 "membership" => faults.membership = true,
                 "transfer" => faults.transfer = true,
-                other => return Err(format!("unknown fault '{other}' (known: all, none, network, partition, crash, pause, skew, membership, transfer)")),
+                other => return Err(format!("unknown fault '{other}' (known: all, none, network, partition, crash, bitflip, pause, skew, membership, transfer)")),
             }
         }
         Ok(faults)
@@ -70,6 +75,7 @@ impl fmt::Display for Faults {
             (self.network, "network"),
             (self.partition, "partition"),
             (self.crash, "crash"),
+            (self.bitflip, "bitflip"),
             (self.pause, "pause"),
             (self.skew, "skew"),
             (self.membership, "membership"),

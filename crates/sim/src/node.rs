@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ballot_raft::{ConfState, Config, Index, NodeId, RawNode, Ready};
+use ballot_raft::{ConfState, Config, Index, NodeId, RawNode, Ready, RestartState, Snapshot};
+use ballot_storage::{PendingSync, SimDisk, Wal, WalOptions};
 
-use crate::disk::SimDisk;
 use crate::kv::{KvStore, RequestId};
 
 /// A client waiting for an answer.
@@ -20,14 +20,18 @@ pub struct SimNode {
     pub config: Config,
     /// `None` while crashed or stopped.
     pub raft: Option<RawNode>,
-    /// Survives crashes (its synced part).
-    pub disk: SimDisk,
+    /// The node's write-ahead log (the production code) on its simulated disk, while running.
+    pub wal: Option<Wal<SimDisk>>,
+    /// The disk while the node is down.
+    pub disk_at_rest: Option<SimDisk>,
+    /// WAL options (segment size) for every reopen.
+    pub wal_options: WalOptions,
     /// The state machine (rebuilt from the snapshot and log after a crash).
     pub kv: KvStore,
     /// Last index applied to `kv`.
     pub applied: Index,
     /// A `Ready` whose writes are waiting for fsync.
-    pub in_flight: Option<Ready>,
+    pub in_flight: Option<(Ready, PendingSync)>,
     /// Bumped at each crash so stale disk completions are ignored.
     pub incarnation: u64,
     /// Writes this node proposed, by request id.
@@ -48,17 +52,28 @@ pub struct SimNode {
     pub removed: bool,
     /// Compact the log after this many applied entries.
     pub compact_every: u64,
+    /// Refused to start from a corrupted disk; stays down (an operator must replace it).
+    pub corrupt: Option<String>,
 }
 
 impl SimNode {
     /// A brand-new node with the given initial membership (empty for a joining node).
-    pub fn new(config: Config, initial: ConfState, tick_us: u64, compact_every: u64) -> SimNode {
+    pub fn new(
+        config: Config,
+        initial: ConfState,
+        tick_us: u64,
+        compact_every: u64,
+        wal_options: WalOptions,
+    ) -> SimNode {
         let raft = RawNode::new(config.clone(), initial).expect("valid simulated config");
+        let (wal, _) = Wal::open(SimDisk::new(), wal_options.clone()).expect("an empty disk opens");
         SimNode {
             id: config.id,
             config,
             raft: Some(raft),
-            disk: SimDisk::default(),
+            wal: Some(wal),
+            disk_at_rest: None,
+            wal_options,
             kv: KvStore::default(),
             applied: 0,
             in_flight: None,
@@ -72,6 +87,7 @@ impl SimNode {
             was_member: false,
             removed: false,
             compact_every,
+            corrupt: None,
         }
     }
 
@@ -92,14 +108,35 @@ impl SimNode {
         self.applied = 0;
         self.paused_until = None;
         self.paused_at = None;
-        self.disk.crash(rng);
+        if let Some(wal) = self.wal.take() {
+            let mut disk = wal.into_disk();
+            disk.crash(rng);
+            self.disk_at_rest = Some(disk);
+        }
     }
 
-    /// Restarts from the disk: snapshot image first, then the log replays above it.
-    pub fn restart(&mut self) {
-        let state = self.disk.restart_state();
-        self.kv = KvStore::restore(&state.snapshot.data);
-        self.applied = state.snapshot.meta.index;
-        self.raft = Some(RawNode::restart(self.config.clone(), state).expect("restart from a valid disk"));
+    /// Restarts from the disk: the WAL recovers, the snapshot image is loaded, and the log
+    /// replays above it. A disk the WAL finds corrupt keeps the node down, as it must.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let disk = self.disk_at_rest.take().expect("a stopped node has its disk");
+        let (wal, recovered) = match Wal::open(disk, self.wal_options.clone()) {
+            Ok(opened) => opened,
+            Err(error) => {
+                self.corrupt = Some(error.to_string());
+                return Err(error.to_string());
+            }
+        };
+        let snapshot = recovered.snapshot.unwrap_or_else(Snapshot::default);
+        self.kv = KvStore::restore(&snapshot.data);
+        self.applied = snapshot.meta.index;
+        let state = RestartState {
+            hard_state: recovered.hard_state,
+            applied: snapshot.meta.index,
+            snapshot,
+            entries: recovered.entries,
+        };
+        self.raft = Some(RawNode::restart(self.config.clone(), state).map_err(|e| e.to_string())?);
+        self.wal = Some(wal);
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@ use crate::kv::{Command, KvOp, KvResult, RequestId};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{ClientId, SimNode};
 use crate::trace::Trace;
+use ballot_storage::{Batch, WalOptions};
 
 mod nemesis;
 
@@ -126,6 +127,8 @@ pub struct World {
     faults_injected: u64,
     joiners: u64,
     stats: (u64, u64, u64),
+    /// The node whose disk had a bit flipped, if any: it must refuse to start from it.
+    flipped: Option<NodeId>,
 }
 
 impl World {
@@ -152,6 +155,7 @@ impl World {
             faults_injected: 0,
             joiners: 0,
             stats: (0, 0, 0),
+            flipped: None,
             config,
         };
         let voters: Vec<NodeId> = (1..=world.config.nodes as u64).collect();
@@ -191,7 +195,8 @@ impl World {
         let skew = if self.config.faults.skew { self.rng.range(0, 101) as i64 - 50 } else { 0 };
         let tick_us = (TICK_US as i64 * (1000 + skew) / 1000) as u64;
         let compact_every = self.rng.range(10, 200);
-        self.nodes.insert(id, SimNode::new(config, initial, tick_us, compact_every));
+        let wal_options = WalOptions { segment_bytes: self.rng.range(2_048, 65_536), repair: false, zero_fill: false };
+        self.nodes.insert(id, SimNode::new(config, initial, tick_us, compact_every, wal_options));
         let first_tick = self.rng.range(0, tick_us * 1000);
         self.schedule(first_tick, Action::Tick(id));
     }
@@ -324,13 +329,6 @@ impl World {
                     self.trace.record(self.now, format_args!("node {id} leads term {term}"));
                 }
             }
-            if let Some(snapshot) = ready.snapshot.clone() {
-                node.disk.write_snapshot(snapshot);
-            }
-            node.disk.write_entries(ready.entries.clone());
-            if let Some(hard_state) = ready.hard_state {
-                node.disk.write_hard_state(hard_state);
-            }
             let messages = std::mem::take(&mut ready.messages);
             let incarnation = node.incarnation;
             if !ready.must_sync() {
@@ -340,8 +338,24 @@ impl World {
                 self.finish_ready(id, ready);
                 continue;
             }
+            let wal = node.wal.as_mut().expect("a running node has its log");
+            let written =
+                ready.snapshot.as_ref().map_or(Ok(()), |snapshot| wal.save_snapshot(snapshot)).and_then(|()| {
+                    wal.write(Batch {
+                        installed_snapshot: ready.snapshot.as_ref().map(|s| &s.meta),
+                        entries: &ready.entries,
+                        hard_state: ready.hard_state,
+                    })
+                });
+            let pending = match written {
+                Ok(pending) => pending,
+                Err(error) => {
+                    self.invariants.violations.push(format!("node {id}: the log refused a write: {error}"));
+                    return;
+                }
+            };
             // The leader's appends leave now, while its own disk works (DESIGN.md §3).
-            node.in_flight = Some(ready);
+            node.in_flight = Some((ready, pending));
             for message in messages {
                 self.send(message);
             }
@@ -357,8 +371,12 @@ impl World {
         if node.incarnation != incarnation || !node.is_up() {
             return;
         }
-        node.disk.sync();
-        if let Some(ready) = node.in_flight.take() {
+        if let Some((ready, pending)) = node.in_flight.take() {
+            let wal = node.wal.as_mut().expect("a running node has its log");
+            if let Err(error) = wal.sync(pending) {
+                self.invariants.violations.push(format!("node {id}: fsync failed: {error}"));
+                return;
+            }
             self.finish_ready(id, ready);
         }
         self.drive(id);
@@ -376,8 +394,9 @@ impl World {
             node.applied = snapshot.meta.index;
         }
         let mut replies = Vec::new();
+        let node_term = self.nodes[&id].raft.as_ref().expect("running").raft().term();
         for entry in &ready.committed_entries {
-            self.invariants.on_apply(id, entry);
+            self.invariants.on_apply(id, entry, node_term);
             let node = self.nodes.get_mut(&id).expect("node exists");
             assert_eq!(entry.index, node.applied + 1, "node {id} applies out of order");
             node.applied = entry.index;
@@ -434,7 +453,12 @@ impl World {
         }
         if raft.compact(node.applied, node.kv.snapshot()).is_ok() {
             let snapshot = raft.raft().snapshot().clone();
-            node.disk.save_snapshot(snapshot);
+            let wal = node.wal.as_mut().expect("a running node has its log");
+            let saved =
+                wal.save_snapshot(&snapshot).and_then(|()| wal.compact(snapshot.meta.index, snapshot.meta.term));
+            if let Err(error) = saved {
+                self.invariants.violations.push(format!("node {id}: compaction failed: {error}"));
+            }
         }
     }
 
@@ -482,10 +506,17 @@ impl World {
 
     fn on_restart(&mut self, id: NodeId) {
         let Some(node) = self.nodes.get_mut(&id) else { return };
-        if node.is_up() || node.removed {
+        if node.is_up() || node.removed || node.corrupt.is_some() {
             return;
         }
-        node.restart();
+        if let Err(error) = node.restart() {
+            // Refusing to start from a damaged disk is the right outcome; the node stays down.
+            self.trace.record(self.now, format_args!("node {id} refuses to start: {error}"));
+            return;
+        }
+        if self.flipped == Some(id) {
+            self.invariants.violations.push(format!("node {id} started from a disk with a flipped bit"));
+        }
         let delay = node.tick_us * 1000;
         self.trace.record(self.now, format_args!("node {id} restarts"));
         self.schedule(delay, Action::Tick(id));

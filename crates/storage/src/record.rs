@@ -76,6 +76,33 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
+/// Appends the encoding of an entry record (the hot path: no copy of the entry).
+pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_BYTES]);
+    encode_entry_payload(entry, out);
+    finish(out, start, KIND_ENTRY);
+}
+
+fn encode_entry_payload(entry: &Entry, out: &mut Vec<u8>) {
+    put_u64(out, entry.term);
+    put_u64(out, entry.index);
+    out.push(match entry.kind {
+        EntryKind::Normal => 0,
+        EntryKind::ConfChange => 1,
+    });
+    out.extend_from_slice(&entry.data);
+}
+
+/// Fills in the length, kind and checksum of the record that starts at `start`.
+fn finish(out: &mut [u8], start: usize, kind: u8) {
+    let len = (out.len() - start - HEADER_BYTES) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 8] = kind;
+    let crc = checksum(&out[start..start + 4], &out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Appends the encoding of `record` to `out`.
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
@@ -89,13 +116,7 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
             KIND_HEADER
         }
         Record::Entry(entry) => {
-            put_u64(out, entry.term);
-            put_u64(out, entry.index);
-            out.push(match entry.kind {
-                EntryKind::Normal => 0,
-                EntryKind::ConfChange => 1,
-            });
-            out.extend_from_slice(&entry.data);
+            encode_entry_payload(entry, out);
             KIND_ENTRY
         }
         Record::HardState(state) => {
@@ -111,11 +132,7 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
             KIND_SNAPSHOT
         }
     };
-    let len = (out.len() - start - HEADER_BYTES) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 8] = kind;
-    let crc = checksum(&out[start..start + 4], &out[start + 8..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    finish(out, start, kind);
 }
 
 fn checksum(len_bytes: &[u8], kind_and_payload: &[u8]) -> u32 {

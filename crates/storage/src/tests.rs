@@ -18,7 +18,7 @@ fn entries(from: Index, to: Index, term: Term) -> Vec<Entry> {
 }
 
 fn small() -> WalOptions {
-    WalOptions { segment_bytes: 1024, repair: false }
+    WalOptions { segment_bytes: 1024, repair: false, zero_fill: false }
 }
 
 fn reopen(disk: SimDisk, options: WalOptions) -> Result<(Wal<SimDisk>, Recovered), Error> {
@@ -95,7 +95,7 @@ fn an_installed_snapshot_replaces_the_whole_log() {
 #[test]
 fn a_torn_tail_is_cut_and_everything_synced_survives() {
     let mut torn_seen = false;
-    let options = WalOptions { segment_bytes: 1 << 20, repair: false };
+    let options = WalOptions { segment_bytes: 1 << 20, repair: false, zero_fill: false };
     for seed in 0..200 {
         let (mut wal, _) = reopen(SimDisk::new(), options.clone()).unwrap();
         wal.append(Batch { entries: &entries(1, 20, 1), ..Batch::default() }).unwrap();
@@ -113,7 +113,8 @@ fn a_torn_tail_is_cut_and_everything_synced_survives() {
 
 #[test]
 fn a_flipped_bit_before_the_tail_is_refused_with_file_and_offset_and_repair_cuts_there() {
-    let (mut wal, _) = reopen(SimDisk::new(), WalOptions { segment_bytes: 1 << 20, repair: false }).unwrap();
+    let (mut wal, _) =
+        reopen(SimDisk::new(), WalOptions { segment_bytes: 1 << 20, repair: false, zero_fill: false }).unwrap();
     for index in 1..=50 {
         wal.append(Batch { entries: &[entry(index, 1)], ..Batch::default() }).unwrap();
     }
@@ -126,11 +127,34 @@ fn a_flipped_bit_before_the_tail_is_refused_with_file_and_offset_and_repair_cuts
     assert!(text.contains("--repair"), "{text}");
     let Error::Corrupt { offset: reported, .. } = error else { unreachable!() };
     assert!(reported <= offset, "the damaged record starts at or before the flipped byte");
-    let (_, recovered) = reopen(disk, WalOptions { segment_bytes: 1 << 20, repair: true }).unwrap();
+    let (_, recovered) = reopen(disk, WalOptions { segment_bytes: 1 << 20, repair: true, zero_fill: false }).unwrap();
     let kept = recovered.entries.len() as u64;
     assert!(kept < 50);
     assert_eq!(recovered.entries, entries(1, kept, 1));
     assert!(recovered.notes.iter().any(|n| n.contains("repair")));
+}
+
+#[test]
+fn a_flipped_length_in_the_newest_segment_is_corruption_not_a_torn_tail() {
+    let (mut wal, _) =
+        reopen(SimDisk::new(), WalOptions { segment_bytes: 1 << 20, repair: false, zero_fill: false }).unwrap();
+    for index in 1..=20 {
+        wal.append(Batch { entries: &[entry(index, 1)], ..Batch::default() }).unwrap();
+    }
+    let mut disk = wal.into_disk();
+    let name = disk.list().unwrap().into_iter().find(|n| n.ends_with(SEGMENT_SUFFIX)).unwrap();
+    let mut bytes = disk.read(&name).unwrap();
+    // The length field of some record in the middle: make it claim far more than is there.
+    let (mut offset, mut records) = (0, Vec::new());
+    while let Ok((_, size)) = record::decode(&bytes[offset..]) {
+        records.push(offset);
+        offset += size;
+    }
+    let victim = records[records.len() / 2];
+    bytes[victim + 2] ^= 0x01;
+    disk.write_at(&name, 0, &bytes).unwrap();
+    let error = reopen(disk, small()).unwrap_err();
+    assert!(matches!(error, Error::Corrupt { offset, .. } if offset == victim as u64), "{error}");
 }
 
 #[test]
@@ -369,7 +393,7 @@ fn a_rewrite_below_the_snapshot_still_voids_the_stale_tail() {
         Step::Crash { seed: 8329915055648915869 },
         Step::Compact { back: 0 },
     ];
-    let options = WalOptions { segment_bytes: 1 << 20, repair: false };
+    let options = WalOptions { segment_bytes: 1 << 20, repair: false, zero_fill: false };
     let (mut disk, model) = run_steps(&steps, &options, None);
     disk.crash(&mut Rng::new(1));
     let (_, recovered) = reopen(disk, options).unwrap();
@@ -378,7 +402,7 @@ fn a_rewrite_below_the_snapshot_still_voids_the_stale_tail() {
 
 #[test]
 fn a_crash_at_every_point_of_append_sync_truncate_compact_keeps_what_was_durable() {
-    let options = WalOptions { segment_bytes: 512, repair: false };
+    let options = WalOptions { segment_bytes: 512, repair: false, zero_fill: true };
     let (disk, _) = run_steps(&scripted(), &options, None);
     let total = disk.operations();
     assert!(total > 30, "the script exercises the disk ({total} operations)");
@@ -406,7 +430,7 @@ proptest! {
     /// Random append / truncate / compact / sync / crash sequences agree with the model.
     #[test]
     fn random_sequences_agree_with_the_model(steps in proptest::collection::vec(step_strategy(), 1..40), segment in 256u64..4096) {
-        let options = WalOptions { segment_bytes: segment, repair: false };
+        let options = WalOptions { segment_bytes: segment, repair: false, zero_fill: false };
         let (mut disk, model) = run_steps(&steps, &options, None);
         disk.crash(&mut Rng::new(7));
         let (_, recovered) = reopen(disk, options).expect("recovery");

@@ -28,7 +28,7 @@ impl World {
         if faults.partition {
             choices.extend([Fault::Partition, Fault::Partition, Fault::Heal]);
         }
-        if faults.crash {
+        if faults.crash || faults.bitflip {
             choices.push(Fault::Crash);
         }
         if faults.pause {
@@ -117,6 +117,15 @@ impl World {
         let node = self.nodes.get_mut(&id).expect("exists");
         node.crash(&mut self.rng);
         self.trace.record(self.now, format_args!("nemesis: crash {id}"));
+        // At most one damaged disk per run: the cluster must keep a quorum of good ones.
+        if self.config.faults.bitflip && self.flipped.is_none() && self.rng.chance(1, 4) {
+            let (suffix, margin) = if self.rng.chance(1, 4) { (".snap", 0) } else { (".wal", 4096) };
+            let disk = self.nodes.get_mut(&id).and_then(|n| n.disk_at_rest.as_mut()).expect("a crashed node's disk");
+            if let Some((file, offset)) = disk.flip_synced_bit(&mut self.rng, suffix, margin) {
+                self.trace.record(self.now, format_args!("nemesis: flip a bit of {id}'s {file} at byte {offset}"));
+                self.flipped = Some(id);
+            }
+        }
         let downtime = self.rng.range(20 * MS, 2_000 * MS);
         self.schedule(downtime, Action::Restart(id));
     }
@@ -206,7 +215,7 @@ impl World {
                 self.resume(id);
             }
             let node = self.nodes.get_mut(&id).expect("exists");
-            if !node.is_up() && !node.removed {
+            if !node.is_up() && !node.removed && node.corrupt.is_none() {
                 self.schedule(0, Action::Restart(id));
             }
         }
@@ -248,7 +257,7 @@ impl World {
             .conf_state()
             .members()
             .into_iter()
-            .filter(|id| self.nodes.get(id).is_some_and(|n| n.applied < committed))
+            .filter(|id| self.nodes.get(id).is_some_and(|n| n.corrupt.is_none() && n.applied < committed))
             .collect();
         if !lagging.is_empty() {
             return Err(format!("members {lagging:?} have not applied index {committed}"));
