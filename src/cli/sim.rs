@@ -87,7 +87,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let next = AtomicU64::new(0);
     let failures: Mutex<Vec<(u64, Vec<String>)>> = Mutex::new(Vec::new());
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64));
+    let totals = Mutex::new((0u64, 0u64, 0u64));
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(seeds.len()) {
             scope.spawn(|| loop {
@@ -99,7 +99,6 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                     totals.0 += report.ops_ok;
                     totals.1 += report.ops_info;
                     totals.2 += report.faults;
-                    totals.3 += 1;
                 }
                 if args.trace {
                     for line in &report.trace {
@@ -120,7 +119,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let failures = failures.into_inner().expect("threads joined");
-    let (ok, info, fault_count, runs) = totals.into_inner().expect("threads joined");
+    let (ok, info, fault_count) = totals.into_inner().expect("threads joined");
     println!(
         "{} ops ok, {} unknown, {} faults injected; {:.1}s wall",
         ok,
@@ -128,7 +127,6 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         fault_count,
         started.elapsed().as_secs_f64()
     );
-    let _ = runs;
     println!("{} seeds, {} violations", seeds.len(), failures.len());
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -33,7 +33,7 @@ pub struct SimClient {
     pub outstanding: Option<Outstanding>,
     /// Requests issued (for request ids).
     pub sequence: u64,
-    /// Virtual time (ns) of the last successful operation invoked after the faults healed.
+    /// An operation invoked after the faults healed has completed successfully.
     pub ok_after_heal: bool,
     /// Time the outstanding operation was invoked.
     pub invoked_at: u64,

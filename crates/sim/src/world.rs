@@ -32,6 +32,14 @@ const REDIRECTS_MAX: u32 = 8;
 /// Members the cluster may grow to (initial voters plus joiners).
 const JOINERS_MAX: u64 = 4;
 
+/// How client operations ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcomes {
+    ok: u64,
+    fail: u64,
+    info: u64,
+}
+
 /// A reply from a node to a client.
 #[derive(Clone, Debug)]
 enum Reply {
@@ -126,7 +134,8 @@ pub struct World {
     heal_at: u64,
     faults_injected: u64,
     joiners: u64,
-    stats: (u64, u64, u64),
+    /// Completed operations: ok, certainly not done, unknown.
+    outcomes: Outcomes,
     /// The node whose disk had a bit flipped, if any: it must refuse to start from it.
     flipped: Option<NodeId>,
 }
@@ -154,7 +163,7 @@ impl World {
             heal_at: 0,
             faults_injected: 0,
             joiners: 0,
-            stats: (0, 0, 0),
+            outcomes: Outcomes::default(),
             flipped: None,
             config,
         };
@@ -635,14 +644,14 @@ impl World {
         self.history.push(completion_event(state.process, outstanding.key, &outstanding.op, kind, result, now));
         match kind {
             EventType::Ok => {
-                self.stats.0 += 1;
+                self.outcomes.ok += 1;
                 if healed && state.invoked_at >= self.heal_at {
                     state.ok_after_heal = true;
                 }
             }
-            EventType::Fail => self.stats.1 += 1,
+            EventType::Fail => self.outcomes.fail += 1,
             _ => {
-                self.stats.2 += 1;
+                self.outcomes.info += 1;
                 state.process = self.next_process;
                 self.next_process += 1;
             }

@@ -298,9 +298,9 @@ impl World {
             linearizability,
             trace_hash: self.trace.hash(),
             trace: self.trace.into_lines(),
-            ops_ok: self.stats.0,
-            ops_fail: self.stats.1,
-            ops_info: self.stats.2,
+            ops_ok: self.outcomes.ok,
+            ops_fail: self.outcomes.fail,
+            ops_info: self.outcomes.info,
             faults: self.faults_injected,
             virtual_ms: self.now / MS,
         }
