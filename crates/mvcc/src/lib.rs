@@ -1,0 +1,64 @@
+//! # ballot-mvcc: the replicated key-value state machine
+//!
+//! etcd v3's semantics — revisions, range, put, delete, txn, compaction, leases as data — on
+//! redb. Deterministic: the same commands give the same state, responses and [`Store::hash_kv`]
+//! on every member. No clock, no network, no Raft inside: lease expiry is decided outside and
+//! arrives as a `LeaseRevoke` command.
+//!
+//! ```
+//! use ballot_mvcc::{Command, PutRequest, RangeRequest, Store};
+//! let mut store = Store::in_memory().unwrap();
+//! let put = Command::Put(PutRequest { key: b"a".to_vec(), value: b"1".to_vec(), ..Default::default() });
+//! let applied = store.apply_batch(&[(1, put)]).unwrap();
+//! assert_eq!(applied[0].as_ref().unwrap().revision, 2);
+//! let got = store.range(&RangeRequest { key: b"a".to_vec(), ..Default::default() }).unwrap();
+//! assert_eq!(got.kvs[0].value, b"1");
+//! ```
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod read;
+mod store;
+mod types;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+pub use store::{Store, COMPACTION_BATCH_REVISIONS};
+pub use types::*;
+
+/// Outcomes etcd reports as errors (with etcd's messages), and storage failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Reading or compacting below the compact revision.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// Reading or compacting above the current revision.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// The lease does not exist.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// Granting a lease id that exists.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A lease id of 0 reached the state machine (the server picks ids before proposing).
+    #[error("etcdserver: lease id must not be zero")]
+    InvalidLeaseId,
+    /// `ignore_value` / `ignore_lease` on a key that does not exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// A txn branch puts a key twice, or puts a key it also deletes.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// The database failed; the member must stop.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+pub(crate) fn storage_error(error: impl std::fmt::Display) -> Error {
+    Error::Storage(error.to_string())
+}

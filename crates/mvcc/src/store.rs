@@ -1,0 +1,339 @@
+//! The store: applies committed commands in batches (one redb write transaction per batch, the
+//! applied index written in the same transaction), serves reads, compacts history in bounded
+//! steps, and hashes its content so replicas can be compared.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::codec::{main_of, revision_key, Record};
+use crate::read::View;
+use crate::types::*;
+use crate::write::Writer;
+use crate::{storage_error, Error};
+
+const REVS: TableDefinition<u128, &[u8]> = TableDefinition::new("revs");
+const INDEX: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("index");
+const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
+const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_APPLIED: &str = "applied_index";
+const META_REVISION: &str = "revision";
+const META_COMPACT: &str = "compact_revision";
+const META_COMPACT_CURSOR: &str = "compaction_cursor";
+
+/// Revisions of history examined per applied batch while a compaction is in progress, so that
+/// a huge compaction never stalls applying.
+pub const COMPACTION_BATCH_REVISIONS: usize = 1024;
+
+/// The replicated key-value state machine of one member.
+pub struct Store {
+    db: Database,
+    revision: i64,
+    compact_revision: i64,
+    /// Next main revision the physical compaction will examine (< compact_revision: in progress).
+    compaction_cursor: i64,
+    applied_index: u64,
+    durable_applied_index: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("revision", &self.revision)
+            .field("compact_revision", &self.compact_revision)
+            .field("applied_index", &self.applied_index)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in a file.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        Self::from_database(Database::create(path).map_err(storage_error)?)
+    }
+
+    /// A store in memory (the simulator's: same code, no file).
+    pub fn in_memory() -> Result<Store, Error> {
+        let db =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(storage_error)?;
+        Self::from_database(db)
+    }
+
+    fn from_database(db: Database) -> Result<Store, Error> {
+        let txn = db.begin_write().map_err(storage_error)?;
+        {
+            // Create every table so reads never meet a missing one.
+            txn.open_table(REVS).map_err(storage_error)?;
+            txn.open_table(INDEX).map_err(storage_error)?;
+            txn.open_table(LATEST).map_err(storage_error)?;
+            txn.open_table(LEASES).map_err(storage_error)?;
+            txn.open_table(LEASE_KEYS).map_err(storage_error)?;
+            txn.open_table(META).map_err(storage_error)?;
+        }
+        txn.commit().map_err(storage_error)?;
+        let read = db.begin_read().map_err(storage_error)?;
+        let meta = read.open_table(META).map_err(storage_error)?;
+        let get =
+            |name: &str| -> Result<u64, Error> { Ok(meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value())) };
+        let applied_index = get(META_APPLIED)?;
+        // etcd starts at revision 1: the first write is revision 2.
+        let revision = get(META_REVISION)?.max(1) as i64;
+        let compact_revision = get(META_COMPACT)? as i64;
+        let compaction_cursor = get(META_COMPACT_CURSOR)? as i64;
+        drop(meta);
+        drop(read);
+        Ok(Store {
+            db,
+            revision,
+            compact_revision,
+            compaction_cursor,
+            applied_index,
+            durable_applied_index: applied_index,
+        })
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Reads below this revision fail.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    /// Last log index applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Last log index whose effects are durable (after a crash, replay starts above it).
+    pub fn durable_applied_index(&self) -> u64 {
+        self.durable_applied_index
+    }
+
+    /// Applies a batch of committed commands in one write transaction. An entry at or below the
+    /// applied index was applied before (replay after a restart) and is skipped (`None`). The
+    /// commit is not durable by itself: see [`Store::make_durable`].
+    pub fn apply_batch(&mut self, batch: &[(u64, Command)]) -> Result<Vec<Option<Applied>>, Error> {
+        let mut txn = self.db.begin_write().map_err(storage_error)?;
+        txn.set_durability(Durability::None).map_err(storage_error)?;
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut writer = Writer {
+                revs: txn.open_table(REVS).map_err(storage_error)?,
+                index: txn.open_table(INDEX).map_err(storage_error)?,
+                latest: txn.open_table(LATEST).map_err(storage_error)?,
+                leases: txn.open_table(LEASES).map_err(storage_error)?,
+                lease_keys: txn.open_table(LEASE_KEYS).map_err(storage_error)?,
+                revision: self.revision,
+                compact_revision: self.compact_revision,
+                changes: 0,
+            };
+            let mut applied_index = self.applied_index;
+            for (index, command) in batch {
+                if *index <= applied_index {
+                    results.push(None);
+                    continue;
+                }
+                applied_index = *index;
+                let result = self.execute(&mut writer, command);
+                let result = match result {
+                    Err(Error::Storage(message)) => return Err(Error::Storage(message)),
+                    // A refused command must leave no trace: etcd validates before writing, and
+                    // so do the write paths here; a change made before an error is a bug.
+                    Err(error) => {
+                        assert_eq!(writer.changes, 0, "a failed command changed the store: {command:?}");
+                        Err(error)
+                    }
+                    ok => ok,
+                };
+                let revision = writer.finish_command();
+                results.push(Some(Applied { result, revision }));
+            }
+            let cursor = compact_step(&mut writer, self.compact_revision, self.compaction_cursor)?;
+            let mut meta = txn.open_table(META).map_err(storage_error)?;
+            meta.insert(META_APPLIED, applied_index).map_err(storage_error)?;
+            meta.insert(META_REVISION, writer.revision as u64).map_err(storage_error)?;
+            meta.insert(META_COMPACT, writer.compact_revision as u64).map_err(storage_error)?;
+            meta.insert(META_COMPACT_CURSOR, cursor as u64).map_err(storage_error)?;
+            self.revision = writer.revision;
+            self.compact_revision = writer.compact_revision;
+            self.compaction_cursor = cursor;
+            self.applied_index = applied_index;
+        }
+        txn.commit().map_err(storage_error)?;
+        Ok(results)
+    }
+
+    fn execute(&self, writer: &mut Writer, command: &Command) -> Result<Response, Error> {
+        Ok(match command {
+            Command::Put(put) => Response::Put(writer.put(put)?),
+            Command::DeleteRange(delete) => Response::DeleteRange(writer.delete_range(delete)?),
+            Command::Txn(txn) => Response::Txn(writer.txn(txn)?),
+            Command::Compact { revision } => {
+                if *revision > writer.revision {
+                    return Err(Error::FutureRevision);
+                }
+                if *revision <= writer.compact_revision {
+                    return Err(Error::Compacted);
+                }
+                writer.compact_revision = *revision;
+                Response::Done
+            }
+            Command::LeaseGrant { id, ttl } => {
+                writer.lease_grant(*id, *ttl)?;
+                Response::Done
+            }
+            Command::LeaseRevoke { id } => {
+                writer.lease_revoke(*id)?;
+                Response::Done
+            }
+            Command::LeaseCheckpoint { id, remaining_ttl } => {
+                writer.lease_checkpoint(*id, *remaining_ttl)?;
+                Response::Done
+            }
+        })
+    }
+
+    /// Makes everything applied so far durable (one fsync). The caller decides when: at most
+    /// every ~100 ms or N entries (DESIGN.md §4); the WAL holds the truth meanwhile.
+    pub fn make_durable(&mut self) -> Result<(), Error> {
+        let mut txn = self.db.begin_write().map_err(storage_error)?;
+        txn.set_durability(Durability::Immediate).map_err(storage_error)?;
+        txn.commit().map_err(storage_error)?;
+        self.durable_applied_index = self.applied_index;
+        Ok(())
+    }
+
+    /// True while a compaction is still removing history.
+    pub fn compacting(&self) -> bool {
+        self.compaction_cursor < self.compact_revision
+    }
+
+    /// etcd's Range, at the current revision or a past one.
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let latest = read.open_table(LATEST).map_err(storage_error)?;
+        let index = read.open_table(INDEX).map_err(storage_error)?;
+        let revs = read.open_table(REVS).map_err(storage_error)?;
+        let view = View {
+            latest: &latest,
+            index: &index,
+            revs: &revs,
+            revision: self.revision,
+            compact_revision: self.compact_revision,
+        };
+        view.range(request)
+    }
+
+    /// A lease and the keys attached to it, or `None` if it does not exist.
+    pub fn lease(&self, id: i64) -> Result<Option<LeaseInfo>, Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let leases = read.open_table(LEASES).map_err(storage_error)?;
+        let Some(entry) = leases.get(id).map_err(storage_error)? else { return Ok(None) };
+        let (ttl, remaining_ttl) = entry.value();
+        let lease_keys = read.open_table(LEASE_KEYS).map_err(storage_error)?;
+        let keys = lease_keys
+            .range::<(i64, &[u8])>((id, &[][..])..(id + 1, &[][..]))
+            .map_err(storage_error)?
+            .map(|item| item.map(|(key, _)| key.value().1.to_vec()).map_err(storage_error))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(LeaseInfo { lease: Lease { id, ttl, remaining_ttl }, keys }))
+    }
+
+    /// Every lease.
+    pub fn leases(&self) -> Result<Vec<Lease>, Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let leases = read.open_table(LEASES).map_err(storage_error)?;
+        leases
+            .iter()
+            .map_err(storage_error)?
+            .map(|item| {
+                let (id, value) = item.map_err(storage_error)?;
+                let (ttl, remaining_ttl) = value.value();
+                Ok(Lease { id: id.value(), ttl, remaining_ttl })
+            })
+            .collect()
+    }
+
+    /// Like etcd's HashKV: a checksum of all history up to `revision` (0: current), with the
+    /// compact revision it covers. Replicas at the same applied index agree.
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64), Error> {
+        let revision = if revision <= 0 { self.revision } else { revision };
+        if revision > self.revision {
+            return Err(Error::FutureRevision);
+        }
+        if revision < self.compact_revision {
+            return Err(Error::Compacted);
+        }
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let revs = read.open_table(REVS).map_err(storage_error)?;
+        let mut hash = 0u32;
+        for item in revs.range(..revision_key(revision + 1, 0)).map_err(storage_error)? {
+            let (key, value) = item.map_err(storage_error)?;
+            hash = crc32c::crc32c_append(hash, &key.value().to_be_bytes());
+            hash = crc32c::crc32c_append(hash, value.value());
+        }
+        Ok((hash, self.compact_revision))
+    }
+}
+
+/// Removes up to [`COMPACTION_BATCH_REVISIONS`] revisions of history below `compact_revision`,
+/// starting at `cursor`; returns the new cursor. A key's newest revision at or below the compact
+/// revision is kept (reads at the compact revision still see it) unless it is a tombstone.
+fn compact_step(writer: &mut Writer, compact_revision: i64, cursor: i64) -> Result<i64, Error> {
+    if cursor >= compact_revision {
+        return Ok(cursor);
+    }
+    let candidates: Vec<(u128, Record)> = writer
+        .revs
+        .range(revision_key(cursor, 0)..revision_key(compact_revision + 1, 0))
+        .map_err(storage_error)?
+        .take(COMPACTION_BATCH_REVISIONS)
+        .map(|item| {
+            let (key, value) = item.map_err(storage_error)?;
+            Ok((key.value(), Record::decode(value.value())?))
+        })
+        .collect::<Result<_, Error>>()?;
+    let done = candidates.len() < COMPACTION_BATCH_REVISIONS;
+    let mut next = cursor;
+    for (revision, record) in &candidates {
+        let main = main_of(*revision);
+        next = main;
+        // Anything older of this key is superseded by this revision (itself at or below the
+        // compact revision), including revisions a previous compaction kept below its cursor.
+        let older: Vec<(u64, u64)> = writer
+            .index
+            .range::<(&[u8], u64)>((record.key.as_slice(), 0)..(record.key.as_slice(), main as u64))
+            .map_err(storage_error)?
+            .map(|item| item.map(|(key, sub)| (key.value().1, sub.value())).map_err(storage_error))
+            .collect::<Result<_, _>>()?;
+        for (old_main, old_sub) in older {
+            writer.revs.remove(revision_key(old_main as i64, old_sub as i64)).map_err(storage_error)?;
+            writer.index.remove((record.key.as_slice(), old_main)).map_err(storage_error)?;
+        }
+        // Superseded by a newer revision of the same key at or below the compact revision?
+        let superseded = writer
+            .index
+            .range::<(&[u8], u64)>(
+                (record.key.as_slice(), main as u64 + 1)..=(record.key.as_slice(), compact_revision as u64),
+            )
+            .map_err(storage_error)?
+            .next()
+            .is_some();
+        if superseded || record.tombstone {
+            writer.revs.remove(*revision).map_err(storage_error)?;
+            writer.index.remove((record.key.as_slice(), main as u64)).map_err(storage_error)?;
+        }
+    }
+    if done {
+        return Ok(compact_revision);
+    }
+    // Resume at the last main revision seen (its remaining sub revisions are examined again,
+    // harmlessly: what was kept is kept again).
+    Ok(next)
+}

@@ -1,0 +1,632 @@
+//! etcd's semantics, case by case, and random command sequences against a naive model.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use crate::*;
+
+struct Harness {
+    store: Store,
+    index: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness { store: Store::in_memory().unwrap(), index: 0 }
+    }
+
+    fn apply(&mut self, command: Command) -> Applied {
+        self.index += 1;
+        self.store.apply_batch(&[(self.index, command)]).unwrap().pop().unwrap().unwrap()
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Applied {
+        self.apply(put(key, value))
+    }
+
+    fn get(&self, key: &str) -> Option<KeyValue> {
+        self.store.range(&RangeRequest { key: key.into(), ..Default::default() }).unwrap().kvs.pop()
+    }
+
+    fn range(&self, request: RangeRequest) -> RangeResponse {
+        self.store.range(&request).unwrap()
+    }
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() })
+}
+
+fn keys(response: &RangeResponse) -> Vec<String> {
+    response.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect()
+}
+
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    end
+}
+
+#[test]
+fn revisions_versions_and_create_revisions_follow_etcd() {
+    let mut h = Harness::new();
+    assert_eq!(h.store.revision(), 1, "a new store is at revision 1");
+    assert_eq!(h.put("a", "1").revision, 2);
+    assert_eq!(h.put("a", "2").revision, 3);
+    let kv = h.get("a").unwrap();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+    let deleted = h.apply(Command::DeleteRange(DeleteRangeRequest { key: "a".into(), ..Default::default() }));
+    assert_eq!(deleted.revision, 4);
+    assert!(h.get("a").is_none());
+    h.put("a", "3");
+    let kv = h.get("a").unwrap();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 5, 1), "a delete resets version and create");
+}
+
+#[test]
+fn a_write_that_changes_nothing_does_not_bump_the_revision() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    let nothing = h.apply(Command::DeleteRange(DeleteRangeRequest { key: "zz".into(), ..Default::default() }));
+    assert_eq!(nothing.revision, 2);
+    let read_only = h.apply(Command::Txn(TxnRequest {
+        success: vec![RequestOp::Range(RangeRequest { key: "a".into(), ..Default::default() })],
+        ..Default::default()
+    }));
+    assert_eq!(read_only.revision, 2);
+}
+
+#[test]
+fn range_end_edge_cases() {
+    let mut h = Harness::new();
+    for key in ["a", "ab", "abc", "b", "c"] {
+        h.put(key, "v");
+    }
+    let all = h.range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() });
+    assert_eq!(keys(&all), ["a", "ab", "abc", "b", "c"]);
+    let from_b = h.range(RangeRequest { key: "b".into(), range_end: vec![0], ..Default::default() });
+    assert_eq!(keys(&from_b), ["b", "c"]);
+    let prefix = h.range(RangeRequest { key: "ab".into(), range_end: prefix_end("ab"), ..Default::default() });
+    assert_eq!(keys(&prefix), ["ab", "abc"]);
+    let backwards = h.range(RangeRequest { key: "c".into(), range_end: "a".into(), ..Default::default() });
+    assert!(backwards.kvs.is_empty() && backwards.count == 0);
+    let missing = h.range(RangeRequest { key: "zz".into(), ..Default::default() });
+    assert!(missing.kvs.is_empty() && !missing.more);
+}
+
+#[test]
+fn limit_sets_more_and_count_is_the_whole_range() {
+    let mut h = Harness::new();
+    for key in ["a", "b", "c", "d"] {
+        h.put(key, "v");
+    }
+    let request = RangeRequest { key: vec![0], range_end: vec![0], limit: 2, ..Default::default() };
+    let limited = h.range(request.clone());
+    assert_eq!(keys(&limited), ["a", "b"]);
+    assert!(limited.more);
+    assert_eq!(limited.count, 4);
+    let exact = h.range(RangeRequest { limit: 4, ..request.clone() });
+    assert!(!exact.more);
+    let count_only = h.range(RangeRequest { count_only: true, ..request.clone() });
+    assert!(count_only.kvs.is_empty() && count_only.count == 4);
+    let keys_only = h.range(RangeRequest { keys_only: true, limit: 0, ..request });
+    assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty()));
+}
+
+#[test]
+fn sorting_and_filters() {
+    let mut h = Harness::new();
+    h.put("a", "3");
+    h.put("b", "1");
+    h.put("c", "2");
+    h.put("b", "4");
+    let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+    let by_value = h.range(RangeRequest { sort_target: SortTarget::Value, ..all.clone() });
+    assert_eq!(keys(&by_value), ["c", "a", "b"], "a target without an order sorts ascending");
+    let by_mod_desc =
+        h.range(RangeRequest { sort_target: SortTarget::Mod, sort_order: SortOrder::Descend, limit: 2, ..all.clone() });
+    assert_eq!(keys(&by_mod_desc), ["b", "c"]);
+    assert!(by_mod_desc.more);
+    let key_desc = h.range(RangeRequest { sort_order: SortOrder::Descend, ..all.clone() });
+    assert_eq!(keys(&key_desc), ["c", "b", "a"]);
+    let recent = h.range(RangeRequest { min_mod_revision: 4, ..all.clone() });
+    assert_eq!(keys(&recent), ["b", "c"]);
+    let old_create = h.range(RangeRequest { max_create_revision: 3, ..all });
+    assert_eq!(keys(&old_create), ["a", "b"]);
+}
+
+#[test]
+fn reading_at_a_past_revision_and_compaction_errors() {
+    let mut h = Harness::new();
+    h.put("a", "1"); // 2
+    h.put("a", "2"); // 3
+    h.apply(Command::DeleteRange(DeleteRangeRequest { key: "a".into(), ..Default::default() })); // 4
+    h.put("b", "1"); // 5
+    let at = |h: &Harness, revision| {
+        h.range(RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() })
+    };
+    assert_eq!(at(&h, 2).kvs[0].value, b"1");
+    assert_eq!(at(&h, 3).kvs[0].value, b"2");
+    assert!(at(&h, 4).kvs.is_empty());
+    assert_eq!(keys(&at(&h, 5)), ["b"]);
+    let future = h.store.range(&RangeRequest { key: "a".into(), revision: 6, ..Default::default() });
+    assert_eq!(future, Err(Error::FutureRevision));
+    assert_eq!(future.unwrap_err().to_string(), "etcdserver: mvcc: required revision is a future revision");
+    h.apply(Command::Compact { revision: 3 });
+    let compacted = h.store.range(&RangeRequest { key: "a".into(), revision: 2, ..Default::default() });
+    assert_eq!(compacted.unwrap_err().to_string(), "etcdserver: mvcc: required revision has been compacted");
+    assert_eq!(at(&h, 3).kvs[0].value, b"2", "the compact revision itself stays readable");
+    assert_eq!(h.apply(Command::Compact { revision: 3 }).result, Err(Error::Compacted));
+    assert_eq!(h.apply(Command::Compact { revision: 99 }).result, Err(Error::FutureRevision));
+}
+
+#[test]
+fn put_options_prev_kv_ignore_value_ignore_lease() {
+    let mut h = Harness::new();
+    h.apply(Command::LeaseGrant { id: 7, ttl: 10 });
+    h.apply(Command::Put(PutRequest { key: "k".into(), value: "v1".into(), lease: 7, ..Default::default() }));
+    let applied = h.apply(Command::Put(PutRequest {
+        key: "k".into(),
+        value: "v2".into(),
+        prev_kv: true,
+        ignore_lease: true,
+        ..Default::default()
+    }));
+    let Ok(Response::Put(response)) = applied.result else { panic!("{applied:?}") };
+    assert_eq!(response.prev_kv.unwrap().value, b"v1");
+    assert_eq!(h.get("k").unwrap().lease, 7, "ignore_lease keeps the lease");
+    h.apply(Command::Put(PutRequest { key: "k".into(), ignore_value: true, ..Default::default() }));
+    let kv = h.get("k").unwrap();
+    assert_eq!(
+        (kv.value.as_slice(), kv.lease),
+        (&b"v2"[..], 0),
+        "ignore_value keeps the value; the lease was not ignored"
+    );
+    let missing = h.apply(Command::Put(PutRequest { key: "nope".into(), ignore_value: true, ..Default::default() }));
+    assert_eq!(missing.result.unwrap_err().to_string(), "etcdserver: key not found");
+    let no_lease = h.apply(Command::Put(PutRequest { key: "x".into(), lease: 99, ..Default::default() }));
+    assert_eq!(no_lease.result.unwrap_err().to_string(), "etcdserver: requested lease not found");
+    assert!(h.get("x").is_none(), "a refused put leaves nothing");
+}
+
+#[test]
+fn delete_returns_count_and_prev_kvs() {
+    let mut h = Harness::new();
+    for key in ["p/a", "p/b", "q"] {
+        h.put(key, key);
+    }
+    let applied = h.apply(Command::DeleteRange(DeleteRangeRequest {
+        key: "p/".into(),
+        range_end: prefix_end("p/"),
+        prev_kv: true,
+    }));
+    let Ok(Response::DeleteRange(response)) = applied.result else { panic!() };
+    assert_eq!(response.deleted, 2);
+    assert_eq!(
+        response.prev_kvs.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>(),
+        [b"p/a".to_vec(), b"p/b".to_vec()]
+    );
+    assert_eq!(applied.revision, 5, "one revision for the whole delete");
+}
+
+#[test]
+fn txn_compares_including_missing_keys_and_ranges() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    h.put("b", "1");
+    let txn = |compare: Compare| {
+        Command::Txn(TxnRequest {
+            compare: vec![compare],
+            success: vec![RequestOp::Put(PutRequest { key: "won".into(), value: "yes".into(), ..Default::default() })],
+            failure: vec![RequestOp::Range(RangeRequest { key: "a".into(), ..Default::default() })],
+        })
+    };
+    let succeeded = |applied: Applied| match applied.result {
+        Ok(Response::Txn(response)) => response.succeeded,
+        other => panic!("{other:?}"),
+    };
+    let missing_version = Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Version(0),
+        key: "missing".into(),
+        range_end: vec![],
+    };
+    assert!(succeeded(h.apply(txn(missing_version))), "a missing key has version 0");
+    let missing_value = Compare {
+        result: CompareResult::NotEqual,
+        target: CompareTarget::Value("x".into()),
+        key: "missing".into(),
+        range_end: vec![],
+    };
+    assert!(!succeeded(h.apply(txn(missing_value))), "a value compare on a missing key fails");
+    let all_ones = Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Value("1".into()),
+        key: "a".into(),
+        range_end: "c".into(),
+    };
+    assert!(succeeded(h.apply(txn(all_ones))));
+    h.put("b", "2");
+    let all_ones = Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Value("1".into()),
+        key: "a".into(),
+        range_end: "c".into(),
+    };
+    assert!(!succeeded(h.apply(txn(all_ones))), "every key of the range must match");
+    let newer =
+        Compare { result: CompareResult::Greater, target: CompareTarget::Mod(2), key: "b".into(), range_end: vec![] };
+    assert!(succeeded(h.apply(txn(newer))));
+}
+
+#[test]
+fn a_txn_is_one_revision_and_reads_its_own_writes() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    let applied = h.apply(Command::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::Put(PutRequest { key: "x".into(), value: "1".into(), ..Default::default() }),
+            RequestOp::DeleteRange(DeleteRangeRequest { key: "a".into(), ..Default::default() }),
+            RequestOp::Range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }),
+            RequestOp::Txn(TxnRequest {
+                success: vec![RequestOp::Put(PutRequest { key: "y".into(), value: "2".into(), ..Default::default() })],
+                ..Default::default()
+            }),
+        ],
+        failure: vec![],
+    }));
+    assert_eq!(applied.revision, 3);
+    let Ok(Response::Txn(response)) = applied.result else { panic!() };
+    let ResponseOp::Range(seen) = &response.responses[2] else { panic!() };
+    assert_eq!(keys(seen), ["x"]);
+    let y = h.get("y").unwrap();
+    let x = h.get("x").unwrap();
+    assert_eq!((x.mod_revision, y.mod_revision), (3, 3));
+}
+
+#[test]
+fn a_txn_may_not_put_the_same_key_twice() {
+    let mut h = Harness::new();
+    let twice = Command::Txn(TxnRequest {
+        success: vec![
+            RequestOp::Put(PutRequest { key: "k".into(), ..Default::default() }),
+            RequestOp::Put(PutRequest { key: "k".into(), ..Default::default() }),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(h.apply(twice).result.unwrap_err().to_string(), "etcdserver: duplicate key given in txn request");
+    let put_and_delete = Command::Txn(TxnRequest {
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest { key: "a".into(), range_end: "z".into(), ..Default::default() }),
+            RequestOp::Put(PutRequest { key: "k".into(), ..Default::default() }),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(h.apply(put_and_delete).result, Err(Error::DuplicateKey));
+    let across_branches = Command::Txn(TxnRequest {
+        success: vec![RequestOp::Put(PutRequest { key: "k".into(), ..Default::default() })],
+        failure: vec![RequestOp::Put(PutRequest { key: "k".into(), ..Default::default() })],
+        ..Default::default()
+    });
+    assert!(h.apply(across_branches).result.is_ok(), "the two branches never both run");
+    let nested = Command::Txn(TxnRequest {
+        success: vec![
+            RequestOp::Put(PutRequest { key: "n".into(), ..Default::default() }),
+            RequestOp::Txn(TxnRequest {
+                success: vec![RequestOp::Put(PutRequest { key: "n".into(), ..Default::default() })],
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(h.apply(nested).result, Err(Error::DuplicateKey));
+}
+
+#[test]
+fn revoking_a_lease_deletes_its_keys_in_one_revision() {
+    let mut h = Harness::new();
+    h.apply(Command::LeaseGrant { id: 5, ttl: 30 });
+    for key in ["s/1", "s/2"] {
+        h.apply(Command::Put(PutRequest { key: key.into(), value: "x".into(), lease: 5, ..Default::default() }));
+    }
+    h.put("other", "y");
+    assert_eq!(h.store.lease(5).unwrap().unwrap().keys, [b"s/1".to_vec(), b"s/2".to_vec()]);
+    // Deleting a lease's key detaches it.
+    h.apply(Command::DeleteRange(DeleteRangeRequest { key: "s/2".into(), ..Default::default() }));
+    assert_eq!(h.store.lease(5).unwrap().unwrap().keys, [b"s/1".to_vec()]);
+    let before = h.store.revision();
+    let revoked = h.apply(Command::LeaseRevoke { id: 5 });
+    assert_eq!(revoked.revision, before + 1);
+    assert!(h.get("s/1").is_none() && h.get("other").is_some());
+    assert!(h.store.lease(5).unwrap().is_none());
+    assert_eq!(
+        h.apply(Command::LeaseRevoke { id: 5 }).result.unwrap_err().to_string(),
+        "etcdserver: requested lease not found"
+    );
+    assert_eq!(h.apply(Command::LeaseGrant { id: 6, ttl: 1 }).result, Ok(Response::Done));
+    assert_eq!(h.apply(Command::LeaseGrant { id: 6, ttl: 1 }).result, Err(Error::LeaseExists));
+}
+
+#[test]
+fn lease_checkpoints_keep_the_remaining_ttl() {
+    let mut h = Harness::new();
+    h.apply(Command::LeaseGrant { id: 9, ttl: 60 });
+    assert_eq!(h.store.leases().unwrap()[0].remaining_ttl, 60);
+    h.apply(Command::LeaseCheckpoint { id: 9, remaining_ttl: 17 });
+    assert_eq!(h.store.lease(9).unwrap().unwrap().lease, Lease { id: 9, ttl: 60, remaining_ttl: 17 });
+    assert_eq!(h.apply(Command::LeaseCheckpoint { id: 1, remaining_ttl: 1 }).result, Err(Error::LeaseNotFound));
+}
+
+#[test]
+fn compaction_runs_in_bounded_batches_and_keeps_what_reads_need() {
+    let mut h = Harness::new();
+    let writes = COMPACTION_BATCH_REVISIONS * 3;
+    for i in 0..writes {
+        h.put(&format!("k{}", i % 10), &i.to_string());
+    }
+    h.put("gone", "x");
+    h.apply(Command::DeleteRange(DeleteRangeRequest { key: "gone".into(), ..Default::default() }));
+    let compact_at = h.store.revision();
+    let before = h.range(RangeRequest { key: vec![0], range_end: vec![0], revision: compact_at, ..Default::default() });
+    h.apply(Command::Compact { revision: compact_at });
+    assert!(h.store.compacting(), "a big compaction spans several batches");
+    for _ in 0..10 {
+        if !h.store.compacting() {
+            break;
+        }
+        h.put("tick", "t");
+    }
+    assert!(!h.store.compacting());
+    let after = h.range(RangeRequest { key: vec![0], range_end: vec![0], revision: compact_at, ..Default::default() });
+    assert_eq!(before.kvs, after.kvs, "reads at the compact revision see the same");
+    let (hash, compacted) = h.store.hash_kv(0).unwrap();
+    assert_eq!(compacted, compact_at);
+    assert_ne!(hash, 0);
+}
+
+#[test]
+fn a_second_compaction_removes_what_the_first_kept_once_it_is_deleted() {
+    // Found by the model test: put b, compact (b's put is kept), delete b, compact again.
+    let mut h = Harness::new();
+    h.put("b", "1"); // 2
+    h.put("x", "1"); // 3
+    h.apply(Command::Compact { revision: 3 });
+    h.apply(Command::DeleteRange(DeleteRangeRequest { key: "b".into(), ..Default::default() })); // 4
+    h.put("x", "2"); // 5
+    h.apply(Command::Compact { revision: 5 });
+    h.put("y", "1"); // 6: revision 5 is now in the past, read through the index
+    let at = |revision| h.range(RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() });
+    assert_eq!(keys(&at(5)), ["x"], "b stays deleted");
+    assert_eq!(keys(&at(0)), ["x", "y"]);
+}
+
+#[test]
+fn same_commands_same_hash_and_replay_is_a_no_op() {
+    let commands: Vec<(u64, Command)> = (1..=50).map(|i| (i, put(&format!("k{}", i % 7), &i.to_string()))).collect();
+    let mut first = Store::in_memory().unwrap();
+    let mut second = Store::in_memory().unwrap();
+    first.apply_batch(&commands).unwrap();
+    for chunk in commands.chunks(7) {
+        second.apply_batch(chunk).unwrap();
+    }
+    assert_eq!(first.hash_kv(0).unwrap(), second.hash_kv(0).unwrap());
+    let replayed = second.apply_batch(&commands[40..]).unwrap();
+    assert!(replayed.iter().all(Option::is_none), "already applied entries are skipped");
+    assert_eq!(first.hash_kv(0).unwrap(), second.hash_kv(0).unwrap());
+    assert_eq!(first.hash_kv(20).unwrap().0, second.hash_kv(20).unwrap().0);
+}
+
+#[test]
+fn reopen_after_durable_commit_keeps_state_and_applied_index() {
+    let dir = std::env::temp_dir().join(format!("ballot-mvcc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db");
+    let _ = std::fs::remove_file(&path);
+    let hash = {
+        let mut store = Store::open(&path).unwrap();
+        store.apply_batch(&[(1, put("a", "1")), (2, put("b", "2"))]).unwrap();
+        store.make_durable().unwrap();
+        assert_eq!(store.durable_applied_index(), 2);
+        store.hash_kv(0).unwrap()
+    };
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.applied_index(), 2);
+    assert_eq!(store.revision(), 3);
+    assert_eq!(store.hash_kv(0).unwrap(), hash);
+    let replay = store.apply_batch(&[(2, put("b", "2")), (3, put("c", "3"))]).unwrap();
+    assert!(replay[0].is_none() && replay[1].is_some());
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ----------------------------------------------------------------------------- the model
+
+/// A deliberately naive etcd: every key's full history in a map, everything recomputed.
+#[derive(Default, Debug)]
+struct Model {
+    revision: i64,
+    compacted: i64,
+    history: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model { revision: 1, ..Default::default() }
+    }
+
+    fn at(&self, key: &[u8], revision: i64) -> Option<KeyValue> {
+        self.history.get(key)?.iter().rev().find(|(main, _)| *main <= revision).and_then(|(_, kv)| kv.clone())
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        let revision = self.revision + 1;
+        let previous = self.at(key, self.revision);
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: previous.as_ref().map_or(revision, |p| p.create_revision),
+            mod_revision: revision,
+            version: previous.map_or(1, |p| p.version + 1),
+            value: value.to_vec(),
+            lease: 0,
+        };
+        self.history.entry(key.to_vec()).or_default().push((revision, Some(kv)));
+        self.revision = revision;
+    }
+
+    fn delete(&mut self, keys: &read::Keys) -> i64 {
+        let live: Vec<Vec<u8>> =
+            self.history.keys().filter(|k| keys.contains(k) && self.at(k, self.revision).is_some()).cloned().collect();
+        if !live.is_empty() {
+            self.revision += 1;
+            for key in &live {
+                self.history.get_mut(key).unwrap().push((self.revision, None));
+            }
+        }
+        live.len() as i64
+    }
+
+    fn range(&self, keys: &read::Keys, revision: i64, limit: i64) -> Result<(Vec<KeyValue>, bool, i64), Error> {
+        let revision = if revision == 0 { self.revision } else { revision };
+        if revision > self.revision {
+            return Err(Error::FutureRevision);
+        }
+        if revision < self.compacted {
+            return Err(Error::Compacted);
+        }
+        let all: Vec<KeyValue> =
+            self.history.keys().filter(|k| keys.contains(k)).filter_map(|k| self.at(k, revision)).collect();
+        let count = all.len() as i64;
+        let limit = if limit > 0 { limit as usize } else { usize::MAX };
+        Ok((all.iter().take(limit).cloned().collect(), all.len() > limit, count))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8, u8),
+    Range(u8, u8, i64, i64),
+    Compact(i64),
+    CasTxn(u8, u8, u8),
+}
+
+const KEYS: [&str; 6] = ["a", "ab", "b", "ba", "c", "d"];
+
+fn key(i: u8) -> Vec<u8> {
+    KEYS[i as usize % KEYS.len()].as_bytes().to_vec()
+}
+
+fn end(i: u8) -> Vec<u8> {
+    match i % 4 {
+        0 => Vec::new(),
+        1 => vec![0],
+        _ => KEYS[(i as usize / 4) % KEYS.len()].as_bytes().to_vec(),
+    }
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(k, e)| Op::Delete(k, e)),
+        3 => (any::<u8>(), any::<u8>(), 0i64..40, 0i64..4).prop_map(|(k, e, r, l)| Op::Range(k, e, r, l)),
+        1 => (0i64..40).prop_map(Op::Compact),
+        1 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(k, expect, v)| Op::CasTxn(k, expect, v)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Random sequences give the model's answers, and reopening the database at random points
+    /// (durable commit, then open again) changes nothing.
+    #[test]
+    fn the_store_agrees_with_the_model(ops in proptest::collection::vec(op_strategy(), 1..80), reopen_every in 5usize..30) {
+        let dir = std::env::temp_dir().join(format!("ballot-mvcc-model-{}-{}", std::process::id(), ops.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db");
+        let _ = std::fs::remove_file(&path);
+        let mut store = Store::open(&path).unwrap();
+        let mut model = Model::new();
+        for (position, op) in ops.iter().enumerate() {
+            // Reads are not log entries; the others are, at index position + 1.
+            let index = position as u64 + 1;
+            match op {
+                Op::Put(k, v) => {
+                    let applied = store.apply_batch(&[(index, Command::Put(PutRequest { key: key(*k), value: vec![*v], ..Default::default() }))]).unwrap();
+                    model.put(&key(*k), &[*v]);
+                    prop_assert_eq!(applied[0].as_ref().unwrap().revision, model.revision);
+                }
+                Op::Delete(k, e) => {
+                    let request = DeleteRangeRequest { key: key(*k), range_end: end(*e), prev_kv: false };
+                    let applied = store.apply_batch(&[(index, Command::DeleteRange(request.clone()))]).unwrap();
+                    let deleted = model.delete(&read::Keys::of(&request.key, &request.range_end));
+                    let Some(Applied { result: Ok(Response::DeleteRange(response)), revision }) = applied[0].clone() else { panic!() };
+                    prop_assert_eq!(response.deleted, deleted);
+                    prop_assert_eq!(revision, model.revision);
+                }
+                Op::Range(k, e, r, l) => {
+                    let request = RangeRequest { key: key(*k), range_end: end(*e), revision: *r, limit: *l, ..Default::default() };
+                    let got = store.range(&request).map(|r| (r.kvs, r.more, r.count));
+                    let expected = model.range(&read::Keys::of(&request.key, &request.range_end), *r, *l);
+                    prop_assert_eq!(got, expected);
+                }
+                Op::Compact(r) => {
+                    let applied = store.apply_batch(&[(index, Command::Compact { revision: *r })]).unwrap();
+                    let expected = if *r > model.revision { Err(Error::FutureRevision) } else if *r <= model.compacted { Err(Error::Compacted) } else { model.compacted = *r; Ok(Response::Done) };
+                    prop_assert_eq!(applied[0].as_ref().unwrap().result.clone(), expected);
+                }
+                Op::CasTxn(k, expect, v) => {
+                    let compare = Compare { result: CompareResult::Equal, target: CompareTarget::Value(vec![*expect]), key: key(*k), range_end: vec![] };
+                    let txn = TxnRequest { compare: vec![compare], success: vec![RequestOp::Put(PutRequest { key: key(*k), value: vec![*v], ..Default::default() })], failure: vec![] };
+                    let applied = store.apply_batch(&[(index, Command::Txn(txn))]).unwrap();
+                    let holds = model.at(&key(*k), model.revision).is_some_and(|kv| kv.value == [*expect]);
+                    if holds {
+                        model.put(&key(*k), &[*v]);
+                    }
+                    let Some(Applied { result: Ok(Response::Txn(response)), .. }) = applied[0].clone() else { panic!() };
+                    prop_assert_eq!(response.succeeded, holds);
+                }
+            }
+            if position % reopen_every == reopen_every - 1 {
+                store.make_durable().unwrap();
+                let hash = store.hash_kv(0).unwrap();
+                let applied = store.applied_index();
+                drop(store);
+                store = Store::open(&path).unwrap();
+                prop_assert_eq!(store.hash_kv(0).unwrap(), hash);
+                prop_assert_eq!(store.applied_index(), applied);
+            }
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn without_a_durable_commit_reopen_finds_a_consistent_prefix() {
+    let dir = std::env::temp_dir().join(format!("ballot-mvcc-prefix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db");
+    let _ = std::fs::remove_file(&path);
+    let commands: Vec<(u64, Command)> = (1..=10).map(|i| (i, put(&format!("k{i}"), "v"))).collect();
+    let mut hashes = BTreeMap::new();
+    {
+        let mut store = Store::open(&path).unwrap();
+        for command in &commands[..5] {
+            store.apply_batch(std::slice::from_ref(command)).unwrap();
+            hashes.insert(store.applied_index(), store.hash_kv(0).unwrap());
+        }
+        store.make_durable().unwrap();
+        for command in &commands[5..] {
+            store.apply_batch(std::slice::from_ref(command)).unwrap();
+            hashes.insert(store.applied_index(), store.hash_kv(0).unwrap());
+        }
+    }
+    let store = Store::open(&path).unwrap();
+    let applied = store.applied_index();
+    assert!(applied >= 5, "the durable commit covered index 5, found {applied}");
+    assert_eq!(store.hash_kv(0).unwrap(), hashes[&applied], "the state is exactly that of index {applied}");
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,333 @@
+//! Writes inside one redb write transaction: put, delete, txn, lease revoke. Every change of one
+//! command shares the command's main revision and takes the next sub revision; a command that
+//! changes nothing leaves the revision alone (etcd's rule).
+
+use redb::{ReadableTable, Table};
+
+use crate::codec::{revision_key, Latest, Record};
+use crate::read::{Keys, View};
+use crate::types::*;
+use crate::{storage_error, Error};
+
+type LatestTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type IndexTable<'t> = Table<'t, (&'static [u8], u64), u64>;
+type RevsTable<'t> = Table<'t, u128, &'static [u8]>;
+/// A read view over a write transaction's own tables.
+type WriteView<'a, 't> = View<'a, LatestTable<'t>, IndexTable<'t>, RevsTable<'t>>;
+
+/// The tables a write changes, opened in one write transaction.
+pub struct Writer<'t> {
+    /// `revs`.
+    pub revs: RevsTable<'t>,
+    /// `index`.
+    pub index: IndexTable<'t>,
+    /// `latest`.
+    pub latest: LatestTable<'t>,
+    /// `leases`.
+    pub leases: Table<'t, i64, (i64, i64)>,
+    /// `lease_keys`.
+    pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    /// Store revision before the current command.
+    pub revision: i64,
+    /// Reads below this fail.
+    pub compact_revision: i64,
+    /// Changes made by the current command (its new revision is `revision + 1` if any).
+    pub changes: i64,
+}
+
+impl<'t> Writer<'t> {
+    fn view(&self) -> WriteView<'_, 't> {
+        // A transaction reads its own writes: its revision includes them once there are any.
+        let revision = if self.changes > 0 { self.revision + 1 } else { self.revision };
+        View {
+            latest: &self.latest,
+            index: &self.index,
+            revs: &self.revs,
+            revision,
+            compact_revision: self.compact_revision,
+        }
+    }
+
+    /// Ends the command: returns the store's revision after it.
+    pub fn finish_command(&mut self) -> i64 {
+        if self.changes > 0 {
+            self.revision += 1;
+            self.changes = 0;
+        }
+        self.revision
+    }
+
+    fn write_record(&mut self, record: &Record) -> Result<(i64, i64), Error> {
+        let (main, sub) = (self.revision + 1, self.changes);
+        self.revs.insert(revision_key(main, sub), record.encode().as_slice()).map_err(storage_error)?;
+        self.index.insert((record.key.as_slice(), main as u64), sub as u64).map_err(storage_error)?;
+        self.changes += 1;
+        Ok((main, sub))
+    }
+
+    fn lease_exists(&self, id: i64) -> Result<bool, Error> {
+        Ok(self.leases.get(id).map_err(storage_error)?.is_some())
+    }
+
+    /// Checks a put against the state before it runs (etcd validates before applying).
+    fn check_put(&self, request: &PutRequest) -> Result<(), Error> {
+        if request.lease != 0 && !request.ignore_lease && !self.lease_exists(request.lease)? {
+            return Err(Error::LeaseNotFound);
+        }
+        if (request.ignore_value || request.ignore_lease)
+            && self.latest.get(request.key.as_slice()).map_err(storage_error)?.is_none()
+        {
+            return Err(Error::KeyNotFound);
+        }
+        Ok(())
+    }
+
+    /// etcd's Put.
+    pub fn put(&mut self, request: &PutRequest) -> Result<PutResponse, Error> {
+        self.check_put(request)?;
+        let previous = self.view().get(&request.key)?;
+        let value = match (&previous, request.ignore_value) {
+            (Some(previous), true) => previous.value.clone(),
+            _ => request.value.clone(),
+        };
+        let lease = match (&previous, request.ignore_lease) {
+            (Some(previous), true) => previous.lease,
+            _ => request.lease,
+        };
+        let (create_revision, version) = match &previous {
+            Some(previous) => (previous.create_revision, previous.version + 1),
+            None => (self.revision + 1, 1),
+        };
+        let record = Record { tombstone: false, create_revision, version, lease, key: request.key.clone(), value };
+        let (main, sub) = self.write_record(&record)?;
+        let latest = Latest { main, sub, create_revision, version, lease };
+        self.latest.insert(request.key.as_slice(), latest.encode().as_slice()).map_err(storage_error)?;
+        let previous_lease = previous.as_ref().map_or(0, |p| p.lease);
+        if previous_lease != 0 && previous_lease != lease {
+            self.lease_keys.remove((previous_lease, request.key.as_slice())).map_err(storage_error)?;
+        }
+        if lease != 0 {
+            self.lease_keys.insert((lease, request.key.as_slice()), ()).map_err(storage_error)?;
+        }
+        Ok(PutResponse { prev_kv: previous.filter(|_| request.prev_kv) })
+    }
+
+    fn delete_keys(&mut self, keys: &Keys, want_previous: bool) -> Result<DeleteRangeResponse, Error> {
+        let live = self.view().live(keys)?;
+        let mut response = DeleteRangeResponse { deleted: live.len() as i64, prev_kvs: Vec::new() };
+        for (key, latest) in live {
+            if want_previous {
+                let previous = self.view().record(latest.main, latest.sub)?;
+                response.prev_kvs.push(previous.into_key_value(latest.main, false));
+            }
+            let tombstone = Record {
+                tombstone: true,
+                create_revision: 0,
+                version: 0,
+                lease: 0,
+                key: key.clone(),
+                value: Vec::new(),
+            };
+            self.write_record(&tombstone)?;
+            self.latest.remove(key.as_slice()).map_err(storage_error)?;
+            if latest.lease != 0 {
+                self.lease_keys.remove((latest.lease, key.as_slice())).map_err(storage_error)?;
+            }
+        }
+        Ok(response)
+    }
+
+    /// etcd's DeleteRange.
+    pub fn delete_range(&mut self, request: &DeleteRangeRequest) -> Result<DeleteRangeResponse, Error> {
+        self.delete_keys(&Keys::of(&request.key, &request.range_end), request.prev_kv)
+    }
+
+    /// etcd's Txn: compares choose the branches (nested ones too) against the state before the
+    /// txn; the chosen puts are validated; then the operations run in order, reads seeing the
+    /// txn's own earlier writes.
+    pub fn txn(&mut self, request: &TxnRequest) -> Result<TxnResponse, Error> {
+        check_duplicates(request)?;
+        let path = self.choose_path(request)?;
+        self.check_path(request, &path, &mut 0)?;
+        self.run(request, &path, &mut 0)
+    }
+
+    fn compare_holds(&self, compare: &Compare) -> Result<bool, Error> {
+        let keys = Keys::of(&compare.key, &compare.range_end);
+        let view = self.view();
+        let live = view.live(&keys)?;
+        if live.is_empty() {
+            // A missing key compares as a zero key-value, except that a value compare fails.
+            if matches!(compare.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_one(compare, &KeyValue::default()));
+        }
+        for (_, latest) in live {
+            let kv = view.record(latest.main, latest.sub)?.into_key_value(latest.main, false);
+            if !compare_one(compare, &kv) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The branch taken at each txn, in depth-first order of the txns that run.
+    fn choose_path(&self, request: &TxnRequest) -> Result<Vec<bool>, Error> {
+        let mut path = Vec::new();
+        self.choose_into(request, &mut path)?;
+        Ok(path)
+    }
+
+    fn choose_into(&self, request: &TxnRequest, path: &mut Vec<bool>) -> Result<(), Error> {
+        let mut succeeded = true;
+        for compare in &request.compare {
+            if !self.compare_holds(compare)? {
+                succeeded = false;
+                break;
+            }
+        }
+        path.push(succeeded);
+        let branch = if succeeded { &request.success } else { &request.failure };
+        for op in branch {
+            if let RequestOp::Txn(nested) = op {
+                self.choose_into(nested, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_path(&self, request: &TxnRequest, path: &[bool], at: &mut usize) -> Result<(), Error> {
+        let branch = if path[*at] { &request.success } else { &request.failure };
+        *at += 1;
+        for op in branch {
+            match op {
+                RequestOp::Put(put) => self.check_put(put)?,
+                RequestOp::Txn(nested) => self.check_path(nested, path, at)?,
+                RequestOp::Range(range) if range.revision > self.revision => return Err(Error::FutureRevision),
+                RequestOp::Range(range) if range.revision > 0 && range.revision < self.compact_revision => {
+                    return Err(Error::Compacted)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, request: &TxnRequest, path: &[bool], at: &mut usize) -> Result<TxnResponse, Error> {
+        let succeeded = path[*at];
+        *at += 1;
+        let branch = if succeeded { &request.success } else { &request.failure };
+        let mut responses = Vec::with_capacity(branch.len());
+        for op in branch {
+            responses.push(match op {
+                RequestOp::Range(range) => ResponseOp::Range(self.view().range(range)?),
+                RequestOp::Put(put) => ResponseOp::Put(self.put(put)?),
+                RequestOp::DeleteRange(delete) => ResponseOp::DeleteRange(self.delete_range(delete)?),
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.run(nested, path, at)?),
+            });
+        }
+        Ok(TxnResponse { succeeded, responses })
+    }
+
+    /// Grants a lease.
+    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<(), Error> {
+        if id == 0 {
+            return Err(Error::InvalidLeaseId);
+        }
+        if self.lease_exists(id)? {
+            return Err(Error::LeaseExists);
+        }
+        self.leases.insert(id, (ttl, ttl)).map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Revokes a lease, deleting its keys in this command's revision.
+    pub fn lease_revoke(&mut self, id: i64) -> Result<(), Error> {
+        if !self.lease_exists(id)? {
+            return Err(Error::LeaseNotFound);
+        }
+        let keys: Vec<Vec<u8>> = self
+            .lease_keys
+            .range::<(i64, &[u8])>((id, &[][..])..(id + 1, &[][..]))
+            .map_err(storage_error)?
+            .map(|item| item.map(|(key, _)| key.value().1.to_vec()).map_err(storage_error))
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            self.delete_keys(&Keys::One(key), false)?;
+        }
+        self.leases.remove(id).map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Records a lease's remaining TTL.
+    pub fn lease_checkpoint(&mut self, id: i64, remaining_ttl: i64) -> Result<(), Error> {
+        let ttl = match self.leases.get(id).map_err(storage_error)? {
+            Some(entry) => entry.value().0,
+            None => return Err(Error::LeaseNotFound),
+        };
+        self.leases.insert(id, (ttl, remaining_ttl.clamp(0, ttl))).map_err(storage_error)?;
+        Ok(())
+    }
+}
+
+fn compare_one(compare: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match &compare.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+    };
+    match compare.result {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
+    }
+}
+
+/// etcd's rule: within one branch (and the branches of txns nested in it), a key may be put at
+/// most once, and not also fall in a deleted range.
+fn check_duplicates(request: &TxnRequest) -> Result<(), Error> {
+    for branch in [&request.success, &request.failure] {
+        check_branch(branch, &mut Vec::new(), &mut Vec::new())?;
+    }
+    Ok(())
+}
+
+fn check_branch(branch: &[RequestOp], puts: &mut Vec<Vec<u8>>, deletes: &mut Vec<Keys>) -> Result<(), Error> {
+    let (puts_before, deletes_before) = (puts.len(), deletes.len());
+    for op in branch {
+        match op {
+            RequestOp::Put(put) => {
+                if puts.contains(&put.key) || deletes.iter().any(|d| d.contains(&put.key)) {
+                    return Err(Error::DuplicateKey);
+                }
+                puts.push(put.key.clone());
+            }
+            RequestOp::DeleteRange(delete) => {
+                let keys = Keys::of(&delete.key, &delete.range_end);
+                if puts.iter().any(|p| keys.contains(p)) {
+                    return Err(Error::DuplicateKey);
+                }
+                deletes.push(keys);
+            }
+            _ => {}
+        }
+    }
+    for op in branch {
+        if let RequestOp::Txn(nested) = op {
+            for nested_branch in [&nested.success, &nested.failure] {
+                let (p, d) = (puts.len(), deletes.len());
+                check_branch(nested_branch, puts, deletes)?;
+                puts.truncate(p);
+                deletes.truncate(d);
+            }
+        }
+    }
+    puts.truncate(puts_before);
+    deletes.truncate(deletes_before);
+    Ok(())
+}
