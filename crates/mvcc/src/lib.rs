@@ -20,13 +20,16 @@
 
 pub mod codec;
 pub mod read;
+mod snapshot;
 mod store;
+pub mod tables;
 mod types;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
+pub use snapshot::SnapshotChunks;
 pub use store::{Store, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
 

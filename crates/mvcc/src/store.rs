@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::codec::{main_of, revision_key, Record};
 use crate::read::View;
@@ -12,17 +12,9 @@ use crate::types::*;
 use crate::write::Writer;
 use crate::{storage_error, Error};
 
-const REVS: TableDefinition<u128, &[u8]> = TableDefinition::new("revs");
-const INDEX: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("index");
-const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
-const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
-const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-const META_APPLIED: &str = "applied_index";
-const META_REVISION: &str = "revision";
-const META_COMPACT: &str = "compact_revision";
-const META_COMPACT_CURSOR: &str = "compaction_cursor";
+use crate::tables::{
+    Open, INDEX, LATEST, LEASES, LEASE_KEYS, META, META_APPLIED, META_COMPACT, META_COMPACT_CURSOR, META_REVISION, REVS,
+};
 
 /// Revisions of history examined per applied batch while a compaction is in progress, so that
 /// a huge compaction never stalls applying.
@@ -64,35 +56,38 @@ impl Store {
 
     fn from_database(db: Database) -> Result<Store, Error> {
         let txn = db.begin_write().map_err(storage_error)?;
-        {
-            // Create every table so reads never meet a missing one.
-            txn.open_table(REVS).map_err(storage_error)?;
-            txn.open_table(INDEX).map_err(storage_error)?;
-            txn.open_table(LATEST).map_err(storage_error)?;
-            txn.open_table(LEASES).map_err(storage_error)?;
-            txn.open_table(LEASE_KEYS).map_err(storage_error)?;
-            txn.open_table(META).map_err(storage_error)?;
-        }
+        // Create every table so reads never meet a missing one.
+        drop(Open::write(&txn)?);
         txn.commit().map_err(storage_error)?;
-        let read = db.begin_read().map_err(storage_error)?;
+        let mut store = Store {
+            db,
+            revision: 1,
+            compact_revision: 0,
+            compaction_cursor: 0,
+            applied_index: 0,
+            durable_applied_index: 0,
+        };
+        store.reload()?;
+        store.durable_applied_index = store.applied_index;
+        Ok(store)
+    }
+
+    /// Reads the metadata back (after opening or installing a snapshot).
+    pub(crate) fn reload(&mut self) -> Result<(), Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
         let meta = read.open_table(META).map_err(storage_error)?;
         let get =
             |name: &str| -> Result<u64, Error> { Ok(meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value())) };
-        let applied_index = get(META_APPLIED)?;
+        self.applied_index = get(META_APPLIED)?;
         // etcd starts at revision 1: the first write is revision 2.
-        let revision = get(META_REVISION)?.max(1) as i64;
-        let compact_revision = get(META_COMPACT)? as i64;
-        let compaction_cursor = get(META_COMPACT_CURSOR)? as i64;
-        drop(meta);
-        drop(read);
-        Ok(Store {
-            db,
-            revision,
-            compact_revision,
-            compaction_cursor,
-            applied_index,
-            durable_applied_index: applied_index,
-        })
+        self.revision = get(META_REVISION)?.max(1) as i64;
+        self.compact_revision = get(META_COMPACT)? as i64;
+        self.compaction_cursor = get(META_COMPACT_CURSOR)? as i64;
+        Ok(())
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// The store's current revision.
@@ -123,12 +118,13 @@ impl Store {
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
         {
+            let Open { revs, index, latest, leases, lease_keys, mut meta } = Open::write(&txn)?;
             let mut writer = Writer {
-                revs: txn.open_table(REVS).map_err(storage_error)?,
-                index: txn.open_table(INDEX).map_err(storage_error)?,
-                latest: txn.open_table(LATEST).map_err(storage_error)?,
-                leases: txn.open_table(LEASES).map_err(storage_error)?,
-                lease_keys: txn.open_table(LEASE_KEYS).map_err(storage_error)?,
+                revs,
+                index,
+                latest,
+                leases,
+                lease_keys,
                 revision: self.revision,
                 compact_revision: self.compact_revision,
                 changes: 0,
@@ -155,7 +151,6 @@ impl Store {
                 results.push(Some(Applied { result, revision }));
             }
             let cursor = compact_step(&mut writer, self.compact_revision, self.compaction_cursor)?;
-            let mut meta = txn.open_table(META).map_err(storage_error)?;
             meta.insert(META_APPLIED, applied_index).map_err(storage_error)?;
             meta.insert(META_REVISION, writer.revision as u64).map_err(storage_error)?;
             meta.insert(META_COMPACT, writer.compact_revision as u64).map_err(storage_error)?;

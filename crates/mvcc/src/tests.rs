@@ -630,3 +630,72 @@ fn without_a_durable_commit_reopen_finds_a_consistent_prefix() {
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn populated() -> Harness {
+    let mut h = Harness::new();
+    h.apply(Command::LeaseGrant { id: 3, ttl: 30 });
+    h.apply(Command::LeaseCheckpoint { id: 3, remaining_ttl: 12 });
+    for i in 0..200 {
+        let lease = if i % 5 == 0 { 3 } else { 0 };
+        h.apply(Command::Put(PutRequest {
+            key: format!("k{:03}", i % 40).into(),
+            value: vec![i as u8; 50],
+            lease,
+            ..Default::default()
+        }));
+    }
+    h.apply(Command::DeleteRange(DeleteRangeRequest {
+        key: "k010".into(),
+        range_end: "k015".into(),
+        ..Default::default()
+    }));
+    let compact_at = h.store.revision() - 30;
+    h.apply(Command::Compact { revision: compact_at });
+    h.put("after", "compaction");
+    h
+}
+
+fn image(store: &Store, chunk_bytes: usize) -> Vec<Vec<u8>> {
+    store.snapshot_chunks(chunk_bytes).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[test]
+fn a_snapshot_image_installs_to_an_identical_store() {
+    let source = populated();
+    for chunk_bytes in [64, 1000, 1 << 20] {
+        let chunks = image(&source.store, chunk_bytes);
+        assert!(chunk_bytes > 100_000 || chunks.len() > 3, "small chunks split the image");
+        let mut target = Harness::new();
+        target.put("stale", "state");
+        target.store.install_snapshot(chunks).unwrap();
+        assert_eq!(target.store.hash_kv(0).unwrap(), source.store.hash_kv(0).unwrap());
+        assert_eq!(target.store.applied_index(), source.store.applied_index());
+        assert_eq!(target.store.revision(), source.store.revision());
+        assert_eq!(target.store.compact_revision(), source.store.compact_revision());
+        assert_eq!(target.store.leases().unwrap(), source.store.leases().unwrap());
+        assert_eq!(target.store.lease(3).unwrap(), source.store.lease(3).unwrap());
+        let everything = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+        assert_eq!(target.range(everything.clone()), source.range(everything.clone()));
+        let past = RangeRequest { revision: source.store.compact_revision() + 5, ..everything };
+        assert_eq!(target.range(past.clone()), source.range(past));
+        assert!(target.get("stale").is_none(), "the old state is gone");
+    }
+}
+
+#[test]
+fn a_damaged_or_truncated_image_changes_nothing() {
+    let source = populated();
+    let chunks = image(&source.store, 512);
+    let mut target = Harness::new();
+    target.put("mine", "kept");
+    let before = target.store.hash_kv(0).unwrap();
+    let mut damaged = chunks.clone();
+    damaged[2][40] ^= 0x01;
+    assert!(target.store.install_snapshot(damaged).is_err());
+    let mut truncated = chunks.clone();
+    truncated.pop();
+    assert!(target.store.install_snapshot(truncated).is_err());
+    assert!(target.store.install_snapshot(vec![b"garbage".to_vec()]).is_err());
+    assert_eq!(target.store.hash_kv(0).unwrap(), before);
+    assert_eq!(target.get("mine").unwrap().value, b"kept");
+}

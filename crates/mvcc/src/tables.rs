@@ -1,0 +1,78 @@
+//! The redb tables (layout in [`crate::codec`]) and the metadata names.
+
+use redb::{Table, TableDefinition, WriteTransaction};
+
+use crate::{storage_error, Error};
+
+/// History in revision order.
+pub const REVS: TableDefinition<u128, &[u8]> = TableDefinition::new("revs");
+/// (key, main revision) → sub revision.
+pub const INDEX: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("index");
+/// Live key → where its current state is.
+pub const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+/// Lease id → (ttl, remaining ttl).
+pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
+/// (lease id, key) of attached keys.
+pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
+/// Named counters.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Last applied log index.
+pub const META_APPLIED: &str = "applied_index";
+/// Current revision.
+pub const META_REVISION: &str = "revision";
+/// Compact revision.
+pub const META_COMPACT: &str = "compact_revision";
+/// Next main revision physical compaction examines.
+pub const META_COMPACT_CURSOR: &str = "compaction_cursor";
+/// Every metadata name, in the order snapshot images carry them.
+pub const META_NAMES: [&str; 4] = [META_APPLIED, META_REVISION, META_COMPACT, META_COMPACT_CURSOR];
+
+/// Every table, opened in one write transaction.
+pub struct Open<'t> {
+    /// `revs`.
+    pub revs: Table<'t, u128, &'static [u8]>,
+    /// `index`.
+    pub index: Table<'t, (&'static [u8], u64), u64>,
+    /// `latest`.
+    pub latest: Table<'t, &'static [u8], &'static [u8]>,
+    /// `leases`.
+    pub leases: Table<'t, i64, (i64, i64)>,
+    /// `lease_keys`.
+    pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    /// `meta`.
+    pub meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Open<'t> {
+    /// Opens (creating if needed) every table in `txn`.
+    pub fn write(txn: &'t WriteTransaction) -> Result<Open<'t>, Error> {
+        Ok(Open {
+            revs: txn.open_table(REVS).map_err(storage_error)?,
+            index: txn.open_table(INDEX).map_err(storage_error)?,
+            latest: txn.open_table(LATEST).map_err(storage_error)?,
+            leases: txn.open_table(LEASES).map_err(storage_error)?,
+            lease_keys: txn.open_table(LEASE_KEYS).map_err(storage_error)?,
+            meta: txn.open_table(META).map_err(storage_error)?,
+        })
+    }
+
+    /// Empties every table.
+    pub fn clear(&mut self) -> Result<(), Error> {
+        self.revs.retain(|_, _| false).map_err(storage_error)?;
+        self.index.retain(|_, _| false).map_err(storage_error)?;
+        self.latest.retain(|_, _| false).map_err(storage_error)?;
+        self.leases.retain(|_, _| false).map_err(storage_error)?;
+        self.lease_keys.retain(|_, _| false).map_err(storage_error)?;
+        self.meta.retain(|_, _| false).map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Writes the metadata.
+    pub fn write_meta(&mut self, applied: u64, revision: u64, compact: u64, cursor: u64) -> Result<(), Error> {
+        for (name, value) in META_NAMES.iter().zip([applied, revision, compact, cursor]) {
+            self.meta.insert(*name, value).map_err(storage_error)?;
+        }
+        Ok(())
+    }
+}
