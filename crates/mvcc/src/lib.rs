@@ -24,6 +24,7 @@ mod snapshot;
 mod store;
 pub mod tables;
 mod types;
+pub mod watch;
 mod write;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ mod tests;
 pub use snapshot::SnapshotChunks;
 pub use store::{Store, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
+pub use watch::{Cancelled, Event, EventKind, WatchHub, WatchId, WatchRequest};
 
 /// Outcomes etcd reports as errors (with etcd's messages), and storage failures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -29,6 +29,8 @@ pub struct Store {
     compaction_cursor: i64,
     applied_index: u64,
     durable_applied_index: u64,
+    /// Events of applied changes not yet taken by the watch hub.
+    events: Vec<crate::watch::Event>,
 }
 
 impl std::fmt::Debug for Store {
@@ -66,6 +68,7 @@ impl Store {
             compaction_cursor: 0,
             applied_index: 0,
             durable_applied_index: 0,
+            events: Vec::new(),
         };
         store.reload()?;
         store.durable_applied_index = store.applied_index;
@@ -128,6 +131,7 @@ impl Store {
                 revision: self.revision,
                 compact_revision: self.compact_revision,
                 changes: 0,
+                events: Vec::new(),
             };
             let mut applied_index = self.applied_index;
             for (index, command) in batch {
@@ -159,6 +163,7 @@ impl Store {
             self.compact_revision = writer.compact_revision;
             self.compaction_cursor = cursor;
             self.applied_index = applied_index;
+            self.events.append(&mut writer.events);
         }
         txn.commit().map_err(storage_error)?;
         Ok(results)
@@ -202,6 +207,12 @@ impl Store {
         txn.commit().map_err(storage_error)?;
         self.durable_applied_index = self.applied_index;
         Ok(())
+    }
+
+    /// The events of everything applied since the last call, in revision order (for
+    /// [`crate::WatchHub::notify`]).
+    pub fn take_events(&mut self) -> Vec<crate::watch::Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// True while a compaction is still removing history.

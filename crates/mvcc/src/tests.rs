@@ -699,3 +699,158 @@ fn a_damaged_or_truncated_image_changes_nothing() {
     assert_eq!(target.store.hash_kv(0).unwrap(), before);
     assert_eq!(target.get("mine").unwrap().value, b"kept");
 }
+
+// ----------------------------------------------------------------------------- watch
+
+fn watch_prefix(hub: &mut WatchHub, store: &Store, prefix: &str, start_revision: i64) -> WatchId {
+    hub.watch(
+        store,
+        WatchRequest { key: prefix.into(), range_end: prefix_end(prefix), start_revision, ..Default::default() },
+    )
+    .unwrap()
+}
+
+/// Applies a command and feeds its events to the hub, as the node does.
+fn apply_and_notify(h: &mut Harness, hub: &mut WatchHub, command: Command) {
+    h.apply(command);
+    let events = h.store.take_events();
+    hub.notify(&events);
+}
+
+fn revisions(events: &[Event]) -> Vec<i64> {
+    events.iter().map(|e| e.kv.mod_revision).collect()
+}
+
+#[test]
+fn a_watcher_sees_puts_and_deletes_of_its_range_with_prev_kv() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(1000);
+    let id = hub
+        .watch(
+            &h.store,
+            WatchRequest { key: "s/".into(), range_end: prefix_end("s/"), prev_kv: true, ..Default::default() },
+        )
+        .unwrap();
+    apply_and_notify(&mut h, &mut hub, put("s/a", "1"));
+    apply_and_notify(&mut h, &mut hub, put("other", "x"));
+    apply_and_notify(&mut h, &mut hub, put("s/a", "2"));
+    apply_and_notify(
+        &mut h,
+        &mut hub,
+        Command::DeleteRange(DeleteRangeRequest { key: "s/a".into(), ..Default::default() }),
+    );
+    let (events, cancelled) = hub.take(id).unwrap();
+    assert!(cancelled.is_none());
+    assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Put, EventKind::Put, EventKind::Delete]);
+    assert_eq!(revisions(&events), [2, 4, 5]);
+    assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(events[2].prev_kv.as_ref().unwrap().value, b"2", "a delete carries what was deleted");
+    assert_eq!(hub.progress(id, &h.store), Some(5));
+}
+
+#[test]
+fn a_watcher_from_the_past_gets_history_then_live_events_without_gap_or_duplicate() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(1000);
+    for i in 0..10 {
+        apply_and_notify(&mut h, &mut hub, put("k", &i.to_string()));
+    }
+    let id = watch_prefix(&mut hub, &h.store, "k", 3);
+    assert_eq!(hub.progress(id, &h.store), None, "catching up");
+    // Live writes arrive while it is still unsynced.
+    apply_and_notify(&mut h, &mut hub, put("k", "live-1"));
+    hub.catch_up(&h.store, 4).unwrap();
+    apply_and_notify(&mut h, &mut hub, put("k", "live-2"));
+    for _ in 0..5 {
+        hub.catch_up(&h.store, 4).unwrap();
+    }
+    apply_and_notify(&mut h, &mut hub, put("k", "live-3"));
+    let (events, _) = hub.take(id).unwrap();
+    assert_eq!(revisions(&events), (3..=14).collect::<Vec<_>>());
+}
+
+#[test]
+fn filters_drop_puts_or_deletes() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(1000);
+    let keys = |no_put, no_delete| WatchRequest { key: "k".into(), no_put, no_delete, ..Default::default() };
+    let deletes_only = hub.watch(&h.store, keys(true, false)).unwrap();
+    let puts_only = hub.watch(&h.store, keys(false, true)).unwrap();
+    apply_and_notify(&mut h, &mut hub, put("k", "1"));
+    apply_and_notify(
+        &mut h,
+        &mut hub,
+        Command::DeleteRange(DeleteRangeRequest { key: "k".into(), ..Default::default() }),
+    );
+    assert_eq!(hub.take(deletes_only).unwrap().0.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Delete]);
+    assert_eq!(hub.take(puts_only).unwrap().0.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Put]);
+}
+
+#[test]
+fn a_slow_watcher_is_bounded_then_caught_up_from_storage_exactly() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(4);
+    let slow = watch_prefix(&mut hub, &h.store, "k", 0);
+    let fast = watch_prefix(&mut hub, &h.store, "k", 0);
+    let mut fast_seen = Vec::new();
+    let mut slow_seen = Vec::new();
+    for i in 0..40 {
+        // A txn: two keys in one revision.
+        apply_and_notify(
+            &mut h,
+            &mut hub,
+            Command::Txn(TxnRequest {
+                success: vec![
+                    RequestOp::Put(PutRequest { key: "k1".into(), value: vec![i], ..Default::default() }),
+                    RequestOp::Put(PutRequest { key: "k2".into(), value: vec![i], ..Default::default() }),
+                ],
+                ..Default::default()
+            }),
+        );
+        fast_seen.extend(hub.take(fast).unwrap().0);
+        if i % 13 == 12 {
+            // The slow consumer reads now and then; its buffer never held more than 4 events.
+            hub.catch_up(&h.store, 8).unwrap();
+            slow_seen.extend(hub.take(slow).unwrap().0);
+        }
+    }
+    for _ in 0..20 {
+        hub.catch_up(&h.store, 8).unwrap();
+        slow_seen.extend(hub.take(slow).unwrap().0);
+    }
+    assert_eq!(fast_seen.len(), 80);
+    assert_eq!(slow_seen, fast_seen, "the same events in the same order, none twice, none missing");
+    assert_eq!(hub.progress(slow, &h.store), Some(h.store.revision()));
+}
+
+#[test]
+fn compaction_ends_watchers_that_need_what_it_removed() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(2);
+    for i in 0..10 {
+        apply_and_notify(&mut h, &mut hub, put("k", &i.to_string()));
+    }
+    let behind = watch_prefix(&mut hub, &h.store, "k", 2);
+    apply_and_notify(&mut h, &mut hub, Command::Compact { revision: 8 });
+    assert_eq!(
+        hub.watch(&h.store, WatchRequest { key: "k".into(), start_revision: 5, ..Default::default() }),
+        Err(Error::Compacted)
+    );
+    hub.catch_up(&h.store, 100).unwrap();
+    let (_, cancelled) = hub.take(behind).unwrap();
+    assert_eq!(cancelled, Some(Cancelled::Compacted { compact_revision: 8 }));
+    assert!(hub.cancel(behind));
+    assert!(!hub.cancel(behind));
+    assert!(hub.is_empty());
+}
+
+#[test]
+fn ten_thousand_watchers_on_one_prefix_share_one_group() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(16);
+    let ids: Vec<WatchId> = (0..10_000).map(|_| watch_prefix(&mut hub, &h.store, "svc/", 0)).collect();
+    assert_eq!(hub.len(), 10_000);
+    apply_and_notify(&mut h, &mut hub, put("unrelated", "x"));
+    apply_and_notify(&mut h, &mut hub, put("svc/a", "up"));
+    assert!(ids.iter().all(|id| revisions(&hub.take(*id).unwrap().0) == [3]));
+}

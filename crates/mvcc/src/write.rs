@@ -7,6 +7,7 @@ use redb::{ReadableTable, Table};
 use crate::codec::{revision_key, Latest, Record};
 use crate::read::{Keys, View};
 use crate::types::*;
+use crate::watch::{Event, EventKind};
 use crate::{storage_error, Error};
 
 type LatestTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
@@ -33,6 +34,8 @@ pub struct Writer<'t> {
     pub compact_revision: i64,
     /// Changes made by the current command (its new revision is `revision + 1` if any).
     pub changes: i64,
+    /// Events of the changes made, for the watch hub.
+    pub events: Vec<Event>,
 }
 
 impl<'t> Writer<'t> {
@@ -109,6 +112,8 @@ impl<'t> Writer<'t> {
         if lease != 0 {
             self.lease_keys.insert((lease, request.key.as_slice()), ()).map_err(storage_error)?;
         }
+        let kv = KeyValue { key: record.key, create_revision, mod_revision: main, version, value: record.value, lease };
+        self.events.push(Event { kind: EventKind::Put, kv, prev_kv: previous.clone() });
         Ok(PutResponse { prev_kv: previous.filter(|_| request.prev_kv) })
     }
 
@@ -116,9 +121,9 @@ impl<'t> Writer<'t> {
         let live = self.view().live(keys)?;
         let mut response = DeleteRangeResponse { deleted: live.len() as i64, prev_kvs: Vec::new() };
         for (key, latest) in live {
+            let previous = self.view().record(latest.main, latest.sub)?.into_key_value(latest.main, false);
             if want_previous {
-                let previous = self.view().record(latest.main, latest.sub)?;
-                response.prev_kvs.push(previous.into_key_value(latest.main, false));
+                response.prev_kvs.push(previous.clone());
             }
             let tombstone = Record {
                 tombstone: true,
@@ -128,7 +133,9 @@ impl<'t> Writer<'t> {
                 key: key.clone(),
                 value: Vec::new(),
             };
-            self.write_record(&tombstone)?;
+            let (main, _) = self.write_record(&tombstone)?;
+            let kv = KeyValue { key: key.clone(), mod_revision: main, ..KeyValue::default() };
+            self.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(previous) });
             self.latest.remove(key.as_slice()).map_err(storage_error)?;
             if latest.lease != 0 {
                 self.lease_keys.remove((latest.lease, key.as_slice())).map_err(storage_error)?;
