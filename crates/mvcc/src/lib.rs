@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod command_codec;
 pub mod read;
 mod snapshot;
 mod store;

@@ -117,6 +117,10 @@ impl Store {
     /// applied index was applied before (replay after a restart) and is skipped (`None`). The
     /// commit is not durable by itself: see [`Store::make_durable`].
     pub fn apply_batch(&mut self, batch: &[(u64, Command)]) -> Result<Vec<Option<Applied>>, Error> {
+        // Nothing to apply and no compaction in progress: no transaction at all.
+        if batch.iter().all(|(index, _)| *index <= self.applied_index) && !self.compacting() {
+            return Ok(vec![None; batch.len()]);
+        }
         let mut txn = self.db.begin_write().map_err(storage_error)?;
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());

@@ -67,6 +67,7 @@ pub fn invoke_event(process: u64, key: u8, op: &KvOp, time: u64) -> Event {
         KvOp::Read => ("read", Value::Null),
         KvOp::Write(v) => ("write", json!(v)),
         KvOp::Cas { expected, new } => ("cas", json!([value_json(*expected), new])),
+        KvOp::Delete => ("delete", Value::Null),
     };
     Event { process, kind: EventType::Invoke, f: f.into(), key: key_name(key), value, time }
 }

@@ -94,6 +94,15 @@ impl Network {
         self.cut.len()
     }
 
+    /// Delivery of a client request or reply: lost or delayed like any message, never
+    /// duplicated (the state machine has etcd's semantics, without request deduplication; see
+    /// `kv.rs`).
+    pub fn client_fates(&self, rng: &mut Rng) -> Vec<u64> {
+        let mut fates = self.fates(rng);
+        fates.truncate(1);
+        fates
+    }
+
     /// The delivery delays for one message: empty if lost, two if duplicated.
     pub fn fates(&self, rng: &mut Rng) -> Vec<u64> {
         let profile = &self.profile;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use ballot_raft::{ConfState, Config, Index, NodeId, RawNode, Ready, RestartState, Snapshot};
 use ballot_storage::{PendingSync, SimDisk, Wal, WalOptions};
 
-use crate::kv::{KvStore, RequestId};
+use ballot_mvcc::Store;
+
+use crate::kv::RequestId;
 
 /// A client waiting for an answer.
 pub type ClientId = u64;
@@ -26,8 +28,9 @@ pub struct SimNode {
     pub disk_at_rest: Option<SimDisk>,
     /// WAL options (segment size) for every reopen.
     pub wal_options: WalOptions,
-    /// The state machine (rebuilt from the snapshot and log after a crash).
-    pub kv: KvStore,
+    /// The state machine: the real mvcc store on redb's in-memory backend (rebuilt from the
+    /// snapshot and the log after a crash).
+    pub kv: Store,
     /// Last index applied to `kv`.
     pub applied: Index,
     /// A `Ready` whose writes are waiting for fsync.
@@ -74,7 +77,7 @@ impl SimNode {
             wal: Some(wal),
             disk_at_rest: None,
             wal_options,
-            kv: KvStore::default(),
+            kv: Store::in_memory().expect("an in-memory store opens"),
             applied: 0,
             in_flight: None,
             incarnation: 0,
@@ -104,7 +107,7 @@ impl SimNode {
         self.pending_writes.clear();
         self.pending_reads.clear();
         self.reads_waiting.clear();
-        self.kv = KvStore::default();
+        self.kv = Store::in_memory().expect("an in-memory store opens");
         self.applied = 0;
         self.paused_until = None;
         self.paused_at = None;
@@ -127,7 +130,7 @@ impl SimNode {
             }
         };
         let snapshot = recovered.snapshot.unwrap_or_else(Snapshot::default);
-        self.kv = KvStore::restore(&snapshot.data);
+        self.kv = restore_store(&snapshot.data)?;
         self.applied = snapshot.meta.index;
         let state = RestartState {
             hard_state: recovered.hard_state,
@@ -139,4 +142,23 @@ impl SimNode {
         self.wal = Some(wal);
         Ok(())
     }
+}
+
+/// A store holding a snapshot image (empty data: a new, empty store).
+pub fn restore_store(image: &[u8]) -> Result<Store, String> {
+    let mut store = Store::in_memory().map_err(|e| e.to_string())?;
+    if !image.is_empty() {
+        store.install_snapshot([image.to_vec()]).map_err(|e| e.to_string())?;
+    }
+    Ok(store)
+}
+
+/// The store's image as one byte string (the simulator's snapshots are small).
+pub fn store_image(store: &Store) -> Vec<u8> {
+    store
+        .snapshot_chunks(1 << 20)
+        .expect("a read transaction")
+        .map(|chunk| chunk.expect("readable"))
+        .flatten()
+        .collect()
 }

@@ -12,7 +12,7 @@ use ballot_raft::{ConfState, Config, EntryKind, Error as RaftError, Message, Nod
 use crate::client::{completion_event, invoke_event, Outstanding, SimClient};
 use crate::config::SimConfig;
 use crate::invariants::Invariants;
-use crate::kv::{Command, KvOp, KvResult, RequestId};
+use crate::kv::{command, decode_entry, encode_entry, read_request, result_of, value_of, KvOp, KvResult, RequestId};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{ClientId, SimNode};
 use crate::trace::Trace;
@@ -399,11 +399,19 @@ impl World {
         }
         let node = self.nodes.get_mut(&id).expect("node exists");
         if let Some(snapshot) = &ready.snapshot {
-            node.kv = crate::kv::KvStore::restore(&snapshot.data);
+            match crate::node::restore_store(&snapshot.data) {
+                Ok(store) => node.kv = store,
+                Err(error) => {
+                    self.invariants.violations.push(format!("node {id} could not install a snapshot: {error}"))
+                }
+            }
             node.applied = snapshot.meta.index;
         }
         let mut replies = Vec::new();
         let node_term = self.nodes[&id].raft.as_ref().expect("running").raft().term();
+        // Committed commands go to the store in one batch (one write transaction).
+        let mut batch = Vec::new();
+        let mut requests = Vec::new();
         for entry in &ready.committed_entries {
             self.invariants.on_apply(id, entry, node_term);
             let node = self.nodes.get_mut(&id).expect("node exists");
@@ -412,16 +420,32 @@ impl World {
             if entry.kind != EntryKind::Normal || entry.data.is_empty() {
                 continue;
             }
-            let Some(command) = Command::decode(&entry.data) else {
+            let Some((request_id, command)) = decode_entry(&entry.data) else {
                 self.invariants.violations.push(format!("node {id} applied an undecodable entry {}", entry.index));
                 continue;
             };
-            let result = node.kv.apply(&command);
             self.trace.record(self.now, format_args!("node {id} applies {} t{} {command:?}", entry.index, entry.term));
-            if let Some(((client, _), result)) = node.pending_writes.remove(&command.request_id).zip(result) {
-                replies.push((client, command.request_id, Reply::Done(result)));
-            }
+            batch.push((entry.index, command));
+            requests.push(request_id);
         }
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        match node.kv.apply_batch(&batch) {
+            Ok(results) => {
+                for (request_id, applied) in requests.into_iter().zip(results) {
+                    let Some(applied) = applied else { continue };
+                    let Some((client, _)) = node.pending_writes.remove(&request_id) else { continue };
+                    match applied.result {
+                        Ok(response) => replies.push((client, request_id, Reply::Done(result_of(&response)))),
+                        Err(error) => {
+                            self.invariants.violations.push(format!("node {id}: a client command failed: {error}"))
+                        }
+                    }
+                }
+            }
+            Err(error) => self.invariants.violations.push(format!("node {id}: the store failed: {error}")),
+        }
+        // The watch hub is not simulated yet: drop the events so they do not pile up.
+        node.kv.take_events();
         let node = self.nodes.get_mut(&id).expect("node exists");
         for read_state in &ready.read_states {
             let request_id = u64::from_be_bytes(read_state.context.as_slice().try_into().expect("8-byte context"));
@@ -436,7 +460,13 @@ impl World {
         node.reads_waiting = still_waiting;
         for (index, request_id) in ready_reads {
             if let Some((client, key)) = node.pending_reads.remove(&request_id) {
-                let value = node.kv.get(key);
+                let value = match node.kv.range(&read_request(key)) {
+                    Ok(response) => response.kvs.first().and_then(|kv| value_of(&kv.value)),
+                    Err(error) => {
+                        self.invariants.violations.push(format!("node {id}: a read failed: {error}"));
+                        continue;
+                    }
+                };
                 self.trace.record(
                     self.now,
                     format_args!(
@@ -460,7 +490,7 @@ impl World {
         if node.applied < snapshot_index + node.compact_every || raft.raft().log().persisted() < node.applied {
             return;
         }
-        if raft.compact(node.applied, node.kv.snapshot()).is_ok() {
+        if raft.compact(node.applied, crate::node::store_image(&node.kv)).is_ok() {
             let snapshot = raft.raft().snapshot().clone();
             let wal = node.wal.as_mut().expect("a running node has its log");
             let saved =
@@ -495,9 +525,12 @@ impl World {
             KvOp::Read => raft.read_index(request_id.to_be_bytes().to_vec()).map(|_| {
                 node.pending_reads.insert(request_id, (client, key));
             }),
-            _ => raft.propose(Command { request_id, key, op }.encode()).map(|_| {
-                node.pending_writes.insert(request_id, (client, key));
-            }),
+            _ => {
+                let command = command(key, &op).expect("a write-type operation");
+                raft.propose(encode_entry(request_id, &command)).map(|_| {
+                    node.pending_writes.insert(request_id, (client, key));
+                })
+            }
         };
         match result {
             Ok(()) => self.drive(id),
@@ -508,7 +541,7 @@ impl World {
 
     fn reply(&mut self, client: ClientId, request_id: RequestId, reply: Reply) {
         // Replies cross the same lossy network (but not partitions: clients sit beside nodes).
-        for delay in self.network.fates(&mut self.rng) {
+        for delay in self.network.client_fates(&mut self.rng) {
             self.schedule(delay, Action::Response { client, request_id, reply: reply.clone() });
         }
     }
@@ -542,11 +575,12 @@ impl World {
         }
         let key = self.rng.range(0, self.config.keys as u64) as u8;
         let op = match self.rng.range(0, 100) {
-            0..45 => KvOp::Read,
-            45..80 => {
+            0..40 => KvOp::Read,
+            40..70 => {
                 self.next_value += 1;
                 KvOp::Write(self.next_value)
             }
+            70..78 => KvOp::Delete,
             _ => {
                 self.next_value += 1;
                 let expected = self.last_seen.get(&key).copied().flatten();
@@ -565,7 +599,7 @@ impl World {
     }
 
     fn send_request(&mut self, node: NodeId, client: ClientId, request_id: RequestId, key: u8, op: KvOp) {
-        for delay in self.network.fates(&mut self.rng) {
+        for delay in self.network.client_fates(&mut self.rng) {
             self.schedule(delay, Action::Request { node, client, request_id, key, op: op.clone() });
         }
     }
@@ -594,7 +628,7 @@ impl World {
                 state.outstanding.as_mut().expect("checked").redirects += 1;
                 // No hint: back off before trying another node, as a real client would.
                 let backoff = if hint.is_some() { 0 } else { self.rng.range(5, 30) * MS };
-                for delay in self.network.fates(&mut self.rng) {
+                for delay in self.network.client_fates(&mut self.rng) {
                     let action = Action::Request {
                         node: guess,
                         client,
@@ -611,6 +645,8 @@ impl World {
                     self.last_seen.insert(outstanding.key, value);
                 } else if let KvOp::Write(value) | KvOp::Cas { new: value, .. } = outstanding.op {
                     self.last_seen.insert(outstanding.key, Some(value));
+                } else if outstanding.op == KvOp::Delete {
+                    self.last_seen.insert(outstanding.key, None);
                 }
                 self.complete(client, EventType::Ok, Some(result));
             }

@@ -278,7 +278,7 @@ impl World {
         let mut linearizability = None;
         match pair_operations(&self.history) {
             Err(error) => self.invariants.violations.push(format!("history malformed: {error}")),
-            Ok(operations) => match ballot_check::check(&RegisterModel::register(), &operations, Limits::default()) {
+            Ok(operations) => match ballot_check::check(&RegisterModel::kv(), &operations, Limits::default()) {
                 Verdict::Linearizable => {}
                 Verdict::NotLinearizable(violation) => {
                     self.invariants
