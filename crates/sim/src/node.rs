@@ -155,10 +155,5 @@ pub fn restore_store(image: &[u8]) -> Result<Store, String> {
 
 /// The store's image as one byte string (the simulator's snapshots are small).
 pub fn store_image(store: &Store) -> Vec<u8> {
-    store
-        .snapshot_chunks(1 << 20)
-        .expect("a read transaction")
-        .map(|chunk| chunk.expect("readable"))
-        .flatten()
-        .collect()
+    store.snapshot_chunks(1 << 20).expect("a read transaction").flat_map(|chunk| chunk.expect("readable")).collect()
 }
