@@ -70,6 +70,15 @@ pub fn encode(command: &Command) -> Vec<u8> {
             out.i64(*id);
             out.i64(*remaining_ttl);
         }
+        Command::Alarm { activate, kind, member_id } => {
+            out.u8(8);
+            out.bool(*activate);
+            out.u8(match kind {
+                AlarmKind::NoSpace => 1,
+                AlarmKind::Corrupt => 2,
+            });
+            out.i64(*member_id as i64);
+        }
     }
     out.0
 }
@@ -222,6 +231,15 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
         5 => Command::LeaseGrant { id: input.i64()?, ttl: input.i64()? },
         6 => Command::LeaseRevoke { id: input.i64()? },
         7 => Command::LeaseCheckpoint { id: input.i64()?, remaining_ttl: input.i64()? },
+        8 => {
+            let activate = input.bool()?;
+            let kind = match input.u8()? {
+                1 => AlarmKind::NoSpace,
+                2 => AlarmKind::Corrupt,
+                _ => return Err(DecodeError("unknown alarm")),
+            };
+            Command::Alarm { activate, kind, member_id: input.i64()? as u64 }
+        }
         _ => return Err(DecodeError("unknown command")),
     };
     if !input.0.is_empty() {
@@ -383,6 +401,11 @@ mod tests {
             (any::<i64>(), any::<i64>()).prop_map(|(id, ttl)| Command::LeaseGrant { id, ttl }),
             any::<i64>().prop_map(|id| Command::LeaseRevoke { id }),
             (any::<i64>(), any::<i64>()).prop_map(|(id, remaining_ttl)| Command::LeaseCheckpoint { id, remaining_ttl }),
+            (any::<bool>(), any::<bool>(), any::<u64>()).prop_map(|(activate, corrupt, member_id)| Command::Alarm {
+                activate,
+                kind: if corrupt { AlarmKind::Corrupt } else { AlarmKind::NoSpace },
+                member_id,
+            }),
         ]
     }
 

@@ -57,6 +57,9 @@ pub enum Error {
     /// `ignore_value` / `ignore_lease` on a key that does not exist.
     #[error("etcdserver: key not found")]
     KeyNotFound,
+    /// A write while the NOSPACE alarm is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// A txn branch puts a key twice, or puts a key it also deletes.
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,

@@ -1,7 +1,7 @@
 //! Snapshot images: a consistent copy of the store at its applied index, as a stream of chunks
 //! (sent to a follower behind the compacted log), and their atomic installation.
 //!
-//! The image holds the metadata, the leases and the `revs` history; `index`, `latest` and
+//! The image holds the metadata, the alarms, the leases and the `revs` history; `index`, `latest` and
 //! `lease_keys` are derived from the history on install (as etcd rebuilds its key index), so the
 //! image carries each key-value once. Items: `[kind u8][len u32][payload]`; the last item holds a
 //! crc32c of everything before it, checked before anything is committed.
@@ -19,6 +19,7 @@ const ITEM_HEADER: u8 = 1;
 const ITEM_LEASE: u8 = 2;
 const ITEM_REVISION: u8 = 3;
 const ITEM_END: u8 = 4;
+const ITEM_ALARM: u8 = 5;
 
 /// Position of an export.
 enum Stage {
@@ -56,6 +57,15 @@ impl SnapshotChunks {
                         payload.extend_from_slice(&value.to_be_bytes());
                     }
                     item(out, ITEM_HEADER, &payload);
+                    // Alarms are few (two kinds per member): all in the header's chunk.
+                    let alarms = self.read.open_table(tables::ALARMS).map_err(storage_error)?;
+                    for entry in alarms.iter().map_err(storage_error)? {
+                        let (key, _) = entry.map_err(storage_error)?;
+                        let (code, member) = key.value();
+                        let mut payload = vec![code];
+                        payload.extend_from_slice(&member.to_be_bytes());
+                        item(out, ITEM_ALARM, &payload);
+                    }
                     self.stage = Stage::Leases { after: None };
                 }
                 Stage::Leases { after } => {
@@ -176,6 +186,10 @@ impl Store {
                             t.install_lease(payload).ok_or_else(|| bad("malformed lease"))??
                         }
                         ITEM_REVISION if header.is_some() => t.install_revision(payload)?,
+                        ITEM_ALARM if header.is_some() && payload.len() == 9 => {
+                            let member = u64::from_be_bytes(payload[1..].try_into().expect("8 bytes"));
+                            t.alarms.insert((payload[0], member), ()).map_err(storage_error)?;
+                        }
                         _ => return Err(bad("unexpected item")),
                     }
                     at += size;

@@ -13,7 +13,8 @@ use crate::write::Writer;
 use crate::{storage_error, Error};
 
 use crate::tables::{
-    Open, INDEX, LATEST, LEASES, LEASE_KEYS, META, META_APPLIED, META_COMPACT, META_COMPACT_CURSOR, META_REVISION, REVS,
+    self, Open, INDEX, LATEST, LEASES, LEASE_KEYS, META, META_APPLIED, META_COMPACT, META_COMPACT_CURSOR,
+    META_REVISION, REVS,
 };
 
 /// Revisions of history examined per applied batch while a compaction is in progress, so that
@@ -125,7 +126,7 @@ impl Store {
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
         {
-            let Open { revs, index, latest, leases, lease_keys, mut meta } = Open::write(&txn)?;
+            let Open { revs, index, latest, leases, lease_keys, mut meta, mut alarms } = Open::write(&txn)?;
             let mut writer = Writer {
                 revs,
                 index,
@@ -144,7 +145,7 @@ impl Store {
                     continue;
                 }
                 applied_index = *index;
-                let result = self.execute(&mut writer, command);
+                let result = self.execute(&mut writer, &mut alarms, command);
                 let result = match result {
                     Err(Error::Storage(message)) => return Err(Error::Storage(message)),
                     // A refused command must leave no trace: etcd validates before writing, and
@@ -173,8 +174,26 @@ impl Store {
         Ok(results)
     }
 
-    fn execute(&self, writer: &mut Writer, command: &Command) -> Result<Response, Error> {
+    fn execute(&self, writer: &mut Writer, alarms: &mut AlarmTable, command: &Command) -> Result<Response, Error> {
+        // Under NOSPACE, etcd refuses what adds data (puts, txns with puts, lease grants) and
+        // allows what frees it (deletes, revokes, compaction).
+        let no_space = alarms
+            .range((alarm_code(AlarmKind::NoSpace), 0)..=(alarm_code(AlarmKind::NoSpace), u64::MAX))
+            .map_err(storage_error)?
+            .next()
+            .is_some();
+        if no_space && adds_data(command) {
+            return Err(Error::NoSpace);
+        }
         Ok(match command {
+            Command::Alarm { activate, kind, member_id } => {
+                if *activate {
+                    alarms.insert((alarm_code(*kind), *member_id), ()).map_err(storage_error)?;
+                } else {
+                    alarms.remove((alarm_code(*kind), *member_id)).map_err(storage_error)?;
+                }
+                Response::Done
+            }
             Command::Put(put) => Response::Put(writer.put(put)?),
             Command::DeleteRange(delete) => Response::DeleteRange(writer.delete_range(delete)?),
             Command::Txn(txn) => Response::Txn(writer.txn(txn)?),
@@ -217,6 +236,31 @@ impl Store {
     /// [`crate::WatchHub::notify`]).
     pub fn take_events(&mut self) -> Vec<crate::watch::Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The raised alarms, as (kind, member id).
+    pub fn alarms(&self) -> Result<Vec<(AlarmKind, u64)>, Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let alarms = read.open_table(tables::ALARMS).map_err(storage_error)?;
+        alarms
+            .iter()
+            .map_err(storage_error)?
+            .map(|item| {
+                let (key, _) = item.map_err(storage_error)?;
+                let (code, member) = key.value();
+                let kind = if code == alarm_code(AlarmKind::NoSpace) { AlarmKind::NoSpace } else { AlarmKind::Corrupt };
+                Ok((kind, member))
+            })
+            .collect()
+    }
+
+    /// Bytes the backend uses (allocated pages): what the space quota is checked against.
+    pub fn size_bytes(&self) -> Result<u64, Error> {
+        let txn = self.db.begin_write().map_err(storage_error)?;
+        let stats = txn.stats().map_err(storage_error)?;
+        let bytes = stats.allocated_pages() * stats.page_size() as u64;
+        txn.abort().map_err(storage_error)?;
+        Ok(bytes)
     }
 
     /// True while a compaction is still removing history.
@@ -289,6 +333,30 @@ impl Store {
             hash = crc32c::crc32c_append(hash, value.value());
         }
         Ok((hash, self.compact_revision))
+    }
+}
+
+type AlarmTable<'t> = redb::Table<'t, (u8, u64), ()>;
+
+fn alarm_code(kind: AlarmKind) -> u8 {
+    match kind {
+        AlarmKind::NoSpace => 1,
+        AlarmKind::Corrupt => 2,
+    }
+}
+
+fn adds_data(command: &Command) -> bool {
+    fn puts(ops: &[RequestOp]) -> bool {
+        ops.iter().any(|op| match op {
+            RequestOp::Put(_) => true,
+            RequestOp::Txn(txn) => puts(&txn.success) || puts(&txn.failure),
+            _ => false,
+        })
+    }
+    match command {
+        Command::Put(_) | Command::LeaseGrant { .. } => true,
+        Command::Txn(txn) => puts(&txn.success) || puts(&txn.failure),
+        _ => false,
     }
 }
 

@@ -14,6 +14,8 @@ pub const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest")
 pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
 /// (lease id, key) of attached keys.
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
+/// (alarm kind, member id) of raised alarms.
+pub const ALARMS: TableDefinition<(u8, u64), ()> = TableDefinition::new("alarms");
 /// Named counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -42,6 +44,8 @@ pub struct Open<'t> {
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     /// `meta`.
     pub meta: Table<'t, &'static str, u64>,
+    /// `alarms`.
+    pub alarms: Table<'t, (u8, u64), ()>,
 }
 
 impl<'t> Open<'t> {
@@ -54,6 +58,7 @@ impl<'t> Open<'t> {
             leases: txn.open_table(LEASES).map_err(storage_error)?,
             lease_keys: txn.open_table(LEASE_KEYS).map_err(storage_error)?,
             meta: txn.open_table(META).map_err(storage_error)?,
+            alarms: txn.open_table(ALARMS).map_err(storage_error)?,
         })
     }
 
@@ -65,6 +70,7 @@ impl<'t> Open<'t> {
         self.leases.retain(|_, _| false).map_err(storage_error)?;
         self.lease_keys.retain(|_, _| false).map_err(storage_error)?;
         self.meta.retain(|_, _| false).map_err(storage_error)?;
+        self.alarms.retain(|_, _| false).map_err(storage_error)?;
         Ok(())
     }
 

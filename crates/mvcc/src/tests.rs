@@ -652,6 +652,7 @@ fn populated() -> Harness {
     let compact_at = h.store.revision() - 30;
     h.apply(Command::Compact { revision: compact_at });
     h.put("after", "compaction");
+    h.apply(Command::Alarm { activate: true, kind: AlarmKind::Corrupt, member_id: 2 });
     h
 }
 
@@ -673,6 +674,7 @@ fn a_snapshot_image_installs_to_an_identical_store() {
         assert_eq!(target.store.revision(), source.store.revision());
         assert_eq!(target.store.compact_revision(), source.store.compact_revision());
         assert_eq!(target.store.leases().unwrap(), source.store.leases().unwrap());
+        assert_eq!(target.store.alarms().unwrap(), [(AlarmKind::Corrupt, 2)]);
         assert_eq!(target.store.lease(3).unwrap(), source.store.lease(3).unwrap());
         let everything = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
         assert_eq!(target.range(everything.clone()), source.range(everything.clone()));
@@ -853,4 +855,28 @@ fn ten_thousand_watchers_on_one_prefix_share_one_group() {
     apply_and_notify(&mut h, &mut hub, put("unrelated", "x"));
     apply_and_notify(&mut h, &mut hub, put("svc/a", "up"));
     assert!(ids.iter().all(|id| revisions(&hub.take(*id).unwrap().0) == [3]));
+}
+
+#[test]
+fn the_nospace_alarm_refuses_writes_but_not_deletes_or_compaction() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    h.put("b", "2");
+    assert!(h.store.size_bytes().unwrap() > 0);
+    h.apply(Command::Alarm { activate: true, kind: AlarmKind::NoSpace, member_id: 7 });
+    assert_eq!(h.store.alarms().unwrap(), [(AlarmKind::NoSpace, 7)]);
+    assert_eq!(h.put("c", "3").result.unwrap_err().to_string(), "etcdserver: mvcc: database space exceeded");
+    let txn_put = Command::Txn(TxnRequest {
+        success: vec![RequestOp::Put(PutRequest { key: "d".into(), ..Default::default() })],
+        ..Default::default()
+    });
+    assert_eq!(h.apply(txn_put).result, Err(Error::NoSpace));
+    assert_eq!(h.apply(Command::LeaseGrant { id: 1, ttl: 5 }).result, Err(Error::NoSpace));
+    assert!(h.apply(Command::DeleteRange(DeleteRangeRequest { key: "a".into(), ..Default::default() })).result.is_ok());
+    let revision = h.store.revision();
+    assert!(h.apply(Command::Compact { revision }).result.is_ok());
+    assert!(h.get("b").is_some(), "reads still work");
+    h.apply(Command::Alarm { activate: false, kind: AlarmKind::NoSpace, member_id: 7 });
+    assert!(h.store.alarms().unwrap().is_empty());
+    assert!(h.put("c", "3").result.is_ok(), "disarmed: writes work again");
 }

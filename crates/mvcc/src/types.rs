@@ -240,6 +240,16 @@ pub struct LeaseInfo {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// An alarm, as etcd's AlarmType.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlarmKind {
+    /// The backend passed its quota: writes are refused until space is freed and the alarm is
+    /// disarmed.
+    NoSpace,
+    /// Replicas disagree on their content.
+    Corrupt,
+}
+
 /// A command the log carries to the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -265,6 +275,16 @@ pub enum Command {
     LeaseRevoke {
         /// Lease id.
         id: i64,
+    },
+    /// Raise (or, with `activate` false, disarm) an alarm for a member; replicated so every
+    /// member refuses the same writes.
+    Alarm {
+        /// Raise or disarm.
+        activate: bool,
+        /// Which alarm.
+        kind: AlarmKind,
+        /// The member it concerns.
+        member_id: u64,
     },
     /// Record a lease's remaining TTL, so a new leader neither extends nor cuts it.
     LeaseCheckpoint {
