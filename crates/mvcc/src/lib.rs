@@ -32,7 +32,7 @@ mod write;
 mod tests;
 
 pub use snapshot::SnapshotChunks;
-pub use store::{Store, COMPACTION_BATCH_REVISIONS};
+pub use store::{Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
 pub use watch::{Cancelled, Event, EventKind, WatchHub, WatchId, WatchRequest};
 

@@ -75,16 +75,22 @@ where
 
     /// The live keys at the current revision, in key order, with where their state is.
     pub fn live(&self, keys: &Keys) -> Result<Vec<(Vec<u8>, Latest)>, Error> {
+        Ok(self.live_counted(keys, usize::MAX)?.0)
+    }
+
+    /// The first `take` live keys (with their state) and how many live keys there are in all.
+    /// Keys past the first `take` are only counted: not copied, not decoded.
+    pub fn live_counted(&self, keys: &Keys, take: usize) -> Result<(Vec<(Vec<u8>, Latest)>, usize), Error> {
         let mut out = Vec::new();
-        let mut push = |key: &[u8], value: &[u8]| -> Result<(), Error> {
-            out.push((key.to_vec(), Latest::decode(value)?));
-            Ok(())
-        };
+        let mut count = 0;
         match keys {
             Keys::Nothing => {}
             Keys::One(key) => {
                 if let Some(value) = self.latest.get(key.as_slice()).map_err(storage_error)? {
-                    push(key, value.value())?;
+                    count = 1;
+                    if take > 0 {
+                        out.push((key.clone(), Latest::decode(value.value())?));
+                    }
                 }
             }
             Keys::Span(start, end) => {
@@ -95,11 +101,14 @@ where
                 .map_err(storage_error)?;
                 for item in iter {
                     let (key, value) = item.map_err(storage_error)?;
-                    push(key.value(), value.value())?;
+                    if count < take {
+                        out.push((key.value().to_vec(), Latest::decode(value.value())?));
+                    }
+                    count += 1;
                 }
             }
         }
-        Ok(out)
+        Ok((out, count))
     }
 
     /// The live state of one key at the current revision.
@@ -172,12 +181,12 @@ where
         let needs_all = filtered || sort_order != SortOrder::None;
         let limit = if request.limit > 0 { request.limit as usize } else { usize::MAX };
         let (count, mut kvs) = if revision == self.revision {
-            let live = self.live(&keys)?;
-            let count = live.len();
-            let take = if needs_all { live.len() } else { live.len().min(limit.saturating_add(1)) };
+            // etcd reports the size of the whole range as `count`: the keys past the limit are
+            // counted, but neither copied nor read.
+            let take = if needs_all { usize::MAX } else { limit.saturating_add(1) };
+            let (live, count) = self.live_counted(&keys, take)?;
             let kvs = live
                 .into_iter()
-                .take(take)
                 .map(|(_, latest)| Ok(self.record(latest.main, latest.sub)?.into_key_value(latest.main, false)))
                 .collect::<Result<Vec<_>, Error>>()?;
             (count, kvs)

@@ -17,6 +17,9 @@ use crate::tables::{
     META_REVISION, REVS,
 };
 
+/// Default page cache of a file-backed store.
+pub const CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
 /// Revisions of history examined per applied batch while a compaction is in progress, so that
 /// a huge compaction never stalls applying.
 pub const COMPACTION_BATCH_REVISIONS: usize = 1024;
@@ -45,9 +48,17 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in a file.
+    /// Opens (or creates) the store in a file, with the default page cache.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        Self::from_database(Database::create(path).map_err(storage_error)?)
+        Self::open_with_cache(path, CACHE_BYTES_DEFAULT)
+    }
+
+    /// Opens (or creates) the store in a file with a page cache of `cache_bytes`: the store's
+    /// resident memory is about this much, whatever the data size (the OS page cache holds the
+    /// rest of the file, shared and reclaimable).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, Error> {
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(storage_error)?;
+        Self::from_database(db)
     }
 
     /// A store in memory (the simulator's: same code, no file).

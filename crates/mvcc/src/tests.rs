@@ -716,7 +716,7 @@ fn watch_prefix(hub: &mut WatchHub, store: &Store, prefix: &str, start_revision:
 fn apply_and_notify(h: &mut Harness, hub: &mut WatchHub, command: Command) {
     h.apply(command);
     let events = h.store.take_events();
-    hub.notify(&events);
+    hub.notify(&h.store, &events).unwrap();
 }
 
 fn revisions(events: &[Event]) -> Vec<i64> {

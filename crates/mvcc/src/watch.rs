@@ -171,14 +171,17 @@ impl WatchHub {
         self.watchers.is_empty()
     }
 
-    /// Hands the events of an applied batch to the synced watchers they concern.
-    pub fn notify(&mut self, events: &[Event]) {
+    /// Hands the events of an applied batch to the synced watchers they concern. The previous
+    /// key-value, for watchers that asked for it, is looked up once per event (from `store`, in
+    /// which the batch is applied).
+    pub fn notify(&mut self, store: &Store, events: &[Event]) -> Result<(), Error> {
         if self.groups.is_empty() {
-            return;
+            return Ok(());
         }
         // Watchers that could not take an event, with the revision of the first one they missed.
         let mut overflowed: BTreeMap<WatchId, i64> = BTreeMap::new();
         for event in events {
+            let mut with_previous: Option<Event> = None;
             let key = event.kv.key.as_slice();
             // Only groups that start at or before the key can contain it: those below the
             // smallest key after it (`None` sorts first, so `(key, None)` would miss `key` itself).
@@ -196,13 +199,21 @@ impl WatchHub {
                         overflowed.insert(*id, event.kv.mod_revision);
                         continue;
                     }
-                    watcher.buffer.push_back(deliverable(&watcher.request, event));
+                    if watcher.request.prev_kv {
+                        if with_previous.is_none() {
+                            with_previous = Some(Event { prev_kv: previous(store, event)?, ..event.clone() });
+                        }
+                        watcher.buffer.push_back(with_previous.clone().expect("just set"));
+                    } else {
+                        watcher.buffer.push_back(event.clone());
+                    }
                 }
             }
         }
         for (id, missed) in overflowed {
             self.demote(id, missed);
         }
+        Ok(())
     }
 
     /// A synced watcher that could not take an event of revision `missed`: it keeps the whole
@@ -278,14 +289,6 @@ fn wants(request: &WatchRequest, event: &Event) -> bool {
     match event.kind {
         EventKind::Put => !request.no_put,
         EventKind::Delete => !request.no_delete,
-    }
-}
-
-fn deliverable(request: &WatchRequest, event: &Event) -> Event {
-    if request.prev_kv {
-        event.clone()
-    } else {
-        Event { prev_kv: None, ..event.clone() }
     }
 }
 

@@ -88,24 +88,34 @@ impl<'t> Writer<'t> {
     /// etcd's Put.
     pub fn put(&mut self, request: &PutRequest) -> Result<PutResponse, Error> {
         self.check_put(request)?;
-        let previous = self.view().get(&request.key)?;
+        let current = match self.latest.get(request.key.as_slice()).map_err(storage_error)? {
+            Some(bytes) => Some(Latest::decode(bytes.value())?),
+            None => None,
+        };
+        // The previous value is read only when the request needs it.
+        let previous = match current {
+            Some(latest) if request.prev_kv || request.ignore_value => {
+                Some(self.view().record(latest.main, latest.sub)?.into_key_value(latest.main, false))
+            }
+            _ => None,
+        };
         let value = match (&previous, request.ignore_value) {
             (Some(previous), true) => previous.value.clone(),
             _ => request.value.clone(),
         };
-        let lease = match (&previous, request.ignore_lease) {
-            (Some(previous), true) => previous.lease,
+        let lease = match (current, request.ignore_lease) {
+            (Some(current), true) => current.lease,
             _ => request.lease,
         };
-        let (create_revision, version) = match &previous {
-            Some(previous) => (previous.create_revision, previous.version + 1),
+        let (create_revision, version) = match current {
+            Some(current) => (current.create_revision, current.version + 1),
             None => (self.revision + 1, 1),
         };
         let record = Record { tombstone: false, create_revision, version, lease, key: request.key.clone(), value };
         let (main, sub) = self.write_record(&record)?;
         let latest = Latest { main, sub, create_revision, version, lease };
         self.latest.insert(request.key.as_slice(), latest.encode().as_slice()).map_err(storage_error)?;
-        let previous_lease = previous.as_ref().map_or(0, |p| p.lease);
+        let previous_lease = current.map_or(0, |c| c.lease);
         if previous_lease != 0 && previous_lease != lease {
             self.lease_keys.remove((previous_lease, request.key.as_slice())).map_err(storage_error)?;
         }
@@ -113,7 +123,8 @@ impl<'t> Writer<'t> {
             self.lease_keys.insert((lease, request.key.as_slice()), ()).map_err(storage_error)?;
         }
         let kv = KeyValue { key: record.key, create_revision, mod_revision: main, version, value: record.value, lease };
-        self.events.push(Event { kind: EventKind::Put, kv, prev_kv: previous.clone() });
+        // A watcher that wants the previous key-value looks it up (see `WatchHub::notify`).
+        self.events.push(Event { kind: EventKind::Put, kv, prev_kv: None });
         Ok(PutResponse { prev_kv: previous.filter(|_| request.prev_kv) })
     }
 
@@ -121,9 +132,8 @@ impl<'t> Writer<'t> {
         let live = self.view().live(keys)?;
         let mut response = DeleteRangeResponse { deleted: live.len() as i64, prev_kvs: Vec::new() };
         for (key, latest) in live {
-            let previous = self.view().record(latest.main, latest.sub)?.into_key_value(latest.main, false);
             if want_previous {
-                response.prev_kvs.push(previous.clone());
+                response.prev_kvs.push(self.view().record(latest.main, latest.sub)?.into_key_value(latest.main, false));
             }
             let tombstone = Record {
                 tombstone: true,
@@ -135,7 +145,7 @@ impl<'t> Writer<'t> {
             };
             let (main, _) = self.write_record(&tombstone)?;
             let kv = KeyValue { key: key.clone(), mod_revision: main, ..KeyValue::default() };
-            self.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(previous) });
+            self.events.push(Event { kind: EventKind::Delete, kv, prev_kv: None });
             self.latest.remove(key.as_slice()).map_err(storage_error)?;
             if latest.lease != 0 {
                 self.lease_keys.remove((latest.lease, key.as_slice())).map_err(storage_error)?;
