@@ -43,6 +43,9 @@ impl Keys {
     }
 }
 
+/// A live key and where its current state is.
+pub type LiveKey = (Vec<u8>, Latest);
+
 /// The tables a read needs.
 pub struct View<'a, L, I, R> {
     /// `latest` table.
@@ -74,13 +77,13 @@ where
     }
 
     /// The live keys at the current revision, in key order, with where their state is.
-    pub fn live(&self, keys: &Keys) -> Result<Vec<(Vec<u8>, Latest)>, Error> {
+    pub fn live(&self, keys: &Keys) -> Result<Vec<LiveKey>, Error> {
         Ok(self.live_counted(keys, usize::MAX)?.0)
     }
 
     /// The first `take` live keys (with their state) and how many live keys there are in all.
     /// Keys past the first `take` are only counted: not copied, not decoded.
-    pub fn live_counted(&self, keys: &Keys, take: usize) -> Result<(Vec<(Vec<u8>, Latest)>, usize), Error> {
+    pub fn live_counted(&self, keys: &Keys, take: usize) -> Result<(Vec<LiveKey>, usize), Error> {
         let mut out = Vec::new();
         let mut count = 0;
         match keys {
