@@ -2,15 +2,15 @@
 //! (`ballot-mvcc`): a read is a Range, a write a Put, a compare-and-set a Txn comparing the value
 //! (or, for "absent", the version 0), a delete a DeleteRange.
 //!
-//! Entries carry the client's request id in front of the encoded command, so the node that
-//! proposed an entry can answer its client when the entry is applied. The state machine has
+//! The replica (`ballot-node`) carries the client's request id in each entry, so the node that
+//! proposed it can answer its client when it is applied. The state machine has
 //! etcd's semantics: a request applied twice takes effect twice. So the simulated network never
 //! duplicates client requests, and a client re-sends a request only after a node refused it,
 //! which proves that copy was not proposed.
 
 use ballot_mvcc::{
-    command_codec, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest,
-    RequestOp, Response, TxnRequest,
+    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, Response,
+    TxnRequest,
 };
 
 /// A client's request id: unique per client request.
@@ -92,25 +92,12 @@ pub fn read_request(key: u8) -> RangeRequest {
     RangeRequest { key: key_bytes(key), ..Default::default() }
 }
 
-/// Entry data: the request id, then the encoded command.
-pub fn encode_entry(request_id: RequestId, command: &Command) -> Vec<u8> {
-    let mut out = request_id.to_be_bytes().to_vec();
-    out.extend(command_codec::encode(command));
-    out
-}
-
-/// Splits entry data back into request id and command.
-pub fn decode_entry(data: &[u8]) -> Option<(RequestId, Command)> {
-    let request_id = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
-    Some((request_id, command_codec::decode(&data[8..]).ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn entries_round_trip() {
+    fn every_write_type_operation_is_one_command_and_reads_are_none() {
         for op in [
             KvOp::Write(7),
             KvOp::Delete,
@@ -118,9 +105,9 @@ mod tests {
             KvOp::Cas { expected: Some(2), new: 3 },
         ] {
             let command = command(4, &op).unwrap();
-            assert_eq!(decode_entry(&encode_entry(99, &command)), Some((99, command)));
+            let entry = ballot_node::encode_proposal(99, &command);
+            assert_eq!(ballot_node::decode_proposal(&entry), Some((99, command)));
         }
-        assert_eq!(decode_entry(&[1, 2, 3]), None);
         assert!(command(1, &KvOp::Read).is_none());
     }
 }

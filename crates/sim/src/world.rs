@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use ballot_check::{Event, EventType};
 use ballot_raft::rng::Rng;
-use ballot_raft::{ConfState, Config, EntryKind, Error as RaftError, Message, NodeId, Role};
+use ballot_raft::{ConfState, Config, Error as RaftError, Message, NodeId, Role};
 
 use crate::client::{completion_event, invoke_event, Outstanding, SimClient};
 use crate::config::SimConfig;
 use crate::invariants::Invariants;
-use crate::kv::{command, decode_entry, encode_entry, read_request, result_of, value_of, KvOp, KvResult, RequestId};
+use crate::kv::{command, read_request, result_of, value_of, KvOp, KvResult, RequestId};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{ClientId, SimNode};
 use crate::trace::Trace;
-use ballot_storage::{Batch, WalOptions};
+use ballot_storage::WalOptions;
 
 mod nemesis;
 
@@ -274,7 +274,7 @@ impl World {
 
     fn on_tick(&mut self, id: NodeId) {
         let Some(node) = self.nodes.get_mut(&id) else { return };
-        let Some(raft) = node.raft.as_mut() else { return };
+        let Some(raft) = node.raft_mut() else { return };
         raft.tick();
         let delay = node.tick_us * 1000;
         self.schedule(delay, Action::Tick(id));
@@ -288,7 +288,7 @@ impl World {
         let node = self.nodes.get_mut(&id).expect("exists");
         let (Some(_), Some(started)) = (node.paused_until.take(), node.paused_at.take()) else { return };
         let missed = (self.now - started) / (node.tick_us * 1000);
-        if let Some(raft) = node.raft.as_mut() {
+        if let Some(raft) = node.raft_mut() {
             for _ in 0..missed {
                 raft.tick();
             }
@@ -298,7 +298,7 @@ impl World {
 
     fn on_deliver(&mut self, message: Message) {
         let to = message.to;
-        let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) else { return };
+        let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft_mut()) else { return };
         self.trace.record(
             self.now,
             format_args!("deliver {} {}->{} t{}", message.body.kind_name(), message.from, message.to, message.term),
@@ -322,51 +322,29 @@ impl World {
     fn drive(&mut self, id: NodeId) {
         loop {
             let node = self.nodes.get_mut(&id).expect("node exists");
-            if node.in_flight.is_some() {
-                return;
-            }
-            let Some(raft) = node.raft.as_mut() else { return };
-            if !raft.has_ready() {
-                return;
-            }
-            let mut ready = raft.ready();
-            if let Some(soft) = ready.soft_state {
-                if soft.role == Role::Leader {
-                    let raft = node.raft.as_ref().expect("running");
-                    let term = raft.raft().term();
-                    self.invariants.on_leader(id, term, raft.raft().log());
-                    self.trace.record(self.now, format_args!("node {id} leads term {term}"));
-                }
-            }
-            let messages = std::mem::take(&mut ready.messages);
             let incarnation = node.incarnation;
-            if !ready.must_sync() {
-                for message in messages {
-                    self.send(message);
-                }
-                self.finish_ready(id, ready);
-                continue;
-            }
-            let wal = node.wal.as_mut().expect("a running node has its log");
-            let written =
-                ready.snapshot.as_ref().map_or(Ok(()), |snapshot| wal.save_snapshot(snapshot)).and_then(|()| {
-                    wal.write(Batch {
-                        installed_snapshot: ready.snapshot.as_ref().map(|s| &s.meta),
-                        entries: &ready.entries,
-                        hard_state: ready.hard_state,
-                    })
-                });
-            let pending = match written {
-                Ok(pending) => pending,
+            let Some(replica) = node.replica.as_mut() else { return };
+            let written = match replica.next_ready() {
+                Ok(Some(written)) => written,
+                Ok(None) => return,
                 Err(error) => {
-                    self.invariants.violations.push(format!("node {id}: the log refused a write: {error}"));
+                    self.invariants.violations.push(format!("node {id}: {error}"));
                     return;
                 }
             };
+            if written.soft_state.is_some_and(|soft| soft.role == Role::Leader) {
+                let raft = replica.raft().raft();
+                let term = raft.term();
+                self.invariants.on_leader(id, term, raft.log());
+                self.trace.record(self.now, format_args!("node {id} leads term {term}"));
+            }
             // The leader's appends leave now, while its own disk works (DESIGN.md §3).
-            node.in_flight = Some((ready, pending));
-            for message in messages {
+            for message in written.messages {
                 self.send(message);
+            }
+            if !written.must_sync {
+                self.finish_ready(id);
+                continue;
             }
             let latency =
                 if self.rng.chance(1, 50) { self.rng.range(20, 80) * MS } else { self.rng.range(100_000, 3 * MS) };
@@ -376,128 +354,56 @@ impl World {
     }
 
     fn on_disk_synced(&mut self, id: NodeId, incarnation: u64) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get(&id) else { return };
         if node.incarnation != incarnation || !node.is_up() {
             return;
         }
-        if let Some((ready, pending)) = node.in_flight.take() {
-            let wal = node.wal.as_mut().expect("a running node has its log");
-            if let Err(error) = wal.sync(pending) {
-                self.invariants.violations.push(format!("node {id}: fsync failed: {error}"));
-                return;
-            }
-            self.finish_ready(id, ready);
-        }
+        self.finish_ready(id);
         self.drive(id);
     }
 
-    /// Everything after the Ready's writes are durable: acks out, snapshot installed,
-    /// entries applied, reads served, then `advance`.
-    fn finish_ready(&mut self, id: NodeId, ready: ballot_raft::Ready) {
-        for message in ready.messages_after_persist {
+    /// Everything after the Ready's writes are durable: acks out, entries applied, results and
+    /// reads back to their clients.
+    fn finish_ready(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let replica = node.replica.as_mut().expect("running");
+        let term = replica.raft().raft().term();
+        let finished = match replica.finish() {
+            Ok(finished) => finished,
+            Err(error) => {
+                self.invariants.violations.push(format!("node {id}: {error}"));
+                return;
+            }
+        };
+        for message in finished.messages {
             self.send(message);
         }
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        if let Some(snapshot) = &ready.snapshot {
-            match crate::node::restore_store(&snapshot.data) {
-                Ok(store) => node.kv = store,
-                Err(error) => {
-                    self.invariants.violations.push(format!("node {id} could not install a snapshot: {error}"))
-                }
-            }
-            node.applied = snapshot.meta.index;
+        for entry in &finished.committed {
+            self.invariants.on_apply(id, entry, term);
         }
+        let node = self.nodes.get_mut(&id).expect("node exists");
         let mut replies = Vec::new();
-        let node_term = self.nodes[&id].raft.as_ref().expect("running").raft().term();
-        // Committed commands go to the store in one batch (one write transaction).
-        let mut batch = Vec::new();
-        let mut requests = Vec::new();
-        for entry in &ready.committed_entries {
-            self.invariants.on_apply(id, entry, node_term);
-            let node = self.nodes.get_mut(&id).expect("node exists");
-            assert_eq!(entry.index, node.applied + 1, "node {id} applies out of order");
-            node.applied = entry.index;
-            if entry.kind != EntryKind::Normal || entry.data.is_empty() {
-                continue;
+        for (request_id, applied) in finished.writes {
+            let Some((client, _)) = node.pending_writes.remove(&request_id) else { continue };
+            match applied.result {
+                Ok(response) => replies.push((client, request_id, Reply::Done(result_of(&response)))),
+                Err(error) => self.invariants.violations.push(format!("node {id}: a client command failed: {error}")),
             }
-            let Some((request_id, command)) = decode_entry(&entry.data) else {
-                self.invariants.violations.push(format!("node {id} applied an undecodable entry {}", entry.index));
-                continue;
-            };
-            self.trace.record(self.now, format_args!("node {id} applies {} t{} {command:?}", entry.index, entry.term));
-            batch.push((entry.index, command));
-            requests.push(request_id);
         }
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        match node.kv.apply_batch(&batch) {
-            Ok(results) => {
-                for (request_id, applied) in requests.into_iter().zip(results) {
-                    let Some(applied) = applied else { continue };
-                    let Some((client, _)) = node.pending_writes.remove(&request_id) else { continue };
-                    match applied.result {
-                        Ok(response) => replies.push((client, request_id, Reply::Done(result_of(&response)))),
-                        Err(error) => {
-                            self.invariants.violations.push(format!("node {id}: a client command failed: {error}"))
-                        }
-                    }
+        for (request_id, read) in finished.reads {
+            let Some((client, key)) = node.pending_reads.remove(&request_id) else { continue };
+            match read {
+                Ok(response) => {
+                    let value = response.kvs.first().and_then(|kv| value_of(&kv.value));
+                    self.trace.record(self.now, format_args!("node {id} serves read {request_id:x} k{key}={value:?}"));
+                    replies.push((client, request_id, Reply::Done(KvResult::Value(value))));
                 }
-            }
-            Err(error) => self.invariants.violations.push(format!("node {id}: the store failed: {error}")),
-        }
-        // The watch hub is not simulated yet: drop the events so they do not pile up.
-        node.kv.take_events();
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        for read_state in &ready.read_states {
-            let request_id = u64::from_be_bytes(read_state.context.as_slice().try_into().expect("8-byte context"));
-            node.reads_waiting.push((read_state.index, request_id));
-        }
-        let raft = node.raft.as_mut().expect("running");
-        raft.advance();
-        // Serve the reads whose index is applied.
-        let applied = node.applied;
-        let (ready_reads, still_waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut node.reads_waiting).into_iter().partition(|(index, _)| *index <= applied);
-        node.reads_waiting = still_waiting;
-        for (index, request_id) in ready_reads {
-            if let Some((client, key)) = node.pending_reads.remove(&request_id) {
-                let value = match node.kv.range(&read_request(key)) {
-                    Ok(response) => response.kvs.first().and_then(|kv| value_of(&kv.value)),
-                    Err(error) => {
-                        self.invariants.violations.push(format!("node {id}: a read failed: {error}"));
-                        continue;
-                    }
-                };
-                self.trace.record(
-                    self.now,
-                    format_args!(
-                        "node {id} serves read {request_id:x} k{key}={value:?} (read index {index}, applied {applied})"
-                    ),
-                );
-                replies.push((client, request_id, Reply::Done(KvResult::Value(value))));
+                Err(error) => self.invariants.violations.push(format!("node {id}: a read failed: {error}")),
             }
         }
-        self.maybe_compact(id);
         self.maybe_leave(id);
         for (client, request_id, reply) in replies {
             self.reply(client, request_id, reply);
-        }
-    }
-
-    fn maybe_compact(&mut self, id: NodeId) {
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        let raft = node.raft.as_mut().expect("running");
-        let snapshot_index = raft.raft().snapshot().meta.index;
-        if node.applied < snapshot_index + node.compact_every || raft.raft().log().persisted() < node.applied {
-            return;
-        }
-        if raft.compact(node.applied, crate::node::store_image(&node.kv)).is_ok() {
-            let snapshot = raft.raft().snapshot().clone();
-            let wal = node.wal.as_mut().expect("a running node has its log");
-            let saved =
-                wal.save_snapshot(&snapshot).and_then(|()| wal.compact(snapshot.meta.index, snapshot.meta.term));
-            if let Err(error) = saved {
-                self.invariants.violations.push(format!("node {id}: compaction failed: {error}"));
-            }
         }
     }
 
@@ -505,32 +411,29 @@ impl World {
     /// removed member does.
     fn maybe_leave(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node exists");
-        let raft = node.raft.as_ref().expect("running");
+        let raft = node.raft().expect("running");
         let conf = raft.raft().committed_conf_state();
         let member = conf.members().contains(&id);
+        let joint = conf.is_joint();
         if member {
             node.was_member = true;
-        } else if node.was_member && !conf.is_joint() {
+        } else if node.was_member && !joint {
             node.removed = true;
-            node.raft = None;
-            node.in_flight = None;
+            node.stop();
             self.trace.record(self.now, format_args!("node {id} removed; stops"));
         }
     }
 
     fn on_request(&mut self, id: NodeId, client: ClientId, request_id: RequestId, key: u8, op: KvOp) {
         let Some(node) = self.nodes.get_mut(&id) else { return };
-        let Some(raft) = node.raft.as_mut() else { return };
-        let result = match op {
-            KvOp::Read => raft.read_index(request_id.to_be_bytes().to_vec()).map(|_| {
+        let Some(replica) = node.replica.as_mut() else { return };
+        let result = match command(key, &op) {
+            None => replica.read(request_id, read_request(key)).map(|()| {
                 node.pending_reads.insert(request_id, (client, key));
             }),
-            _ => {
-                let command = command(key, &op).expect("a write-type operation");
-                raft.propose(encode_entry(request_id, &command)).map(|_| {
-                    node.pending_writes.insert(request_id, (client, key));
-                })
-            }
+            Some(command) => replica.propose(request_id, &command).map(|()| {
+                node.pending_writes.insert(request_id, (client, key));
+            }),
         };
         match result {
             Ok(()) => self.drive(id),

@@ -144,7 +144,7 @@ impl World {
     pub(super) fn leader(&self) -> Option<NodeId> {
         self.nodes
             .values()
-            .filter_map(|node| node.raft.as_ref().map(|raft| (node.id, raft.raft())))
+            .filter_map(|node| node.raft().map(|raft| (node.id, raft.raft())))
             .filter(|(_, raft)| raft.soft_state().role == Role::Leader)
             .max_by_key(|(_, raft)| raft.term())
             .map(|(id, _)| id)
@@ -152,7 +152,7 @@ impl World {
 
     fn change_membership(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let conf = self.nodes[&leader].raft.as_ref().expect("leader runs").raft().conf_state().clone();
+        let conf = self.nodes[&leader].raft().expect("leader runs").raft().conf_state().clone();
         if conf.is_joint() {
             return;
         }
@@ -184,7 +184,7 @@ impl World {
             "remove" => vec![ConfChangeStep::Remove(*self.rng.pick(&voters).expect("non-empty"))],
             _ => vec![ConfChangeStep::AddLearner(*self.rng.pick(&voters).expect("non-empty"))],
         };
-        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("leader runs");
+        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
         let outcome = raft.propose_conf_change(ConfChange { steps: steps.clone() });
         self.trace.record(self.now, format_args!("nemesis: {choice} {steps:?} via {leader}: {outcome:?}"));
         self.drive(leader);
@@ -192,10 +192,10 @@ impl World {
 
     fn transfer_leadership(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("leader runs");
+        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
         let voters: Vec<NodeId> = raft.raft().conf_state().voters.iter().copied().filter(|id| *id != leader).collect();
         let Some(target) = self.rng.pick(&voters).copied() else { return };
-        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("leader runs");
+        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
         let outcome = raft.transfer_leader(target);
         self.trace.record(self.now, format_args!("nemesis: transfer {leader} -> {target}: {outcome:?}"));
         self.drive(leader);
@@ -244,7 +244,7 @@ impl World {
 
     fn recovered(&self) -> Result<(), String> {
         let leader = self.leader().ok_or("no leader")?;
-        let raft = self.nodes[&leader].raft.as_ref().expect("leader runs").raft();
+        let raft = self.nodes[&leader].raft().expect("leader runs").raft();
         if !raft.conf_state().is_voter(leader) {
             return Err(format!("leader {leader} is not a voter"));
         }
@@ -257,7 +257,7 @@ impl World {
             .conf_state()
             .members()
             .into_iter()
-            .filter(|id| self.nodes.get(id).is_some_and(|n| n.corrupt.is_none() && n.applied < committed))
+            .filter(|id| self.nodes.get(id).is_some_and(|n| n.corrupt.is_none() && n.applied() < committed))
             .collect();
         if !lagging.is_empty() {
             return Err(format!("members {lagging:?} have not applied index {committed}"));
@@ -267,7 +267,7 @@ impl World {
 
     pub(super) fn check_logs(&mut self) {
         for node in self.nodes.values() {
-            if let Some(raft) = &node.raft {
+            if let Some(raft) = node.raft() {
                 self.invariants.check_log(node.id, raft.raft().log());
             }
         }

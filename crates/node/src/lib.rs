@@ -1,0 +1,401 @@
+//! # ballot-node: one replica
+//!
+//! Raft ([`ballot_raft`]), its write-ahead log ([`ballot_storage`]) and the state machine
+//! ([`ballot_mvcc`]) tied together, with no I/O of its own beyond the `Disk` it is given and no
+//! clock: the simulator and the server are two drivers of this same code.
+//!
+//! A driver feeds it time (`raft_mut().tick()`), messages (`raft_mut().step()`), proposals
+//! ([`Replica::propose`]) and reads ([`Replica::read`]), and runs its work in two phases:
+//! [`Replica::next_ready`] writes a `Ready` to the log (not yet durable) and returns the messages
+//! that may leave at once; after the disk has synced (the driver decides when, and may step and
+//! tick meanwhile), [`Replica::finish`] makes the write durable, then returns the messages that
+//! promise durability, the results of applied proposals and served reads, by request id.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use ballot_mvcc::{command_codec, Applied, Command, Event, RangeRequest, RangeResponse, Store};
+use ballot_raft::{
+    ConfState, Config, Entry, EntryKind, Index, Message, RawNode, Ready, RestartState, Snapshot, SoftState,
+};
+use ballot_storage::{Batch, Disk, PendingSync, Wal, WalOptions};
+
+/// Identifies a client request; carried in the log entry so the result finds its waiter.
+pub type RequestId = u64;
+
+/// Why the replica cannot go on: its disk or store failed. The member must stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The write-ahead log failed.
+    #[error("log: {0}")]
+    Log(#[from] ballot_storage::Error),
+    /// The state machine failed.
+    #[error("state machine: {0}")]
+    Store(ballot_mvcc::Error),
+    /// Raft refused its own persisted state.
+    #[error("raft: {0}")]
+    Raft(#[from] ballot_raft::Error),
+}
+
+/// What may leave as soon as a `Ready` is written (before it is durable).
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Messages that may be sent now (the leader's appends among them).
+    pub messages: Vec<Message>,
+    /// Leader or role changed.
+    pub soft_state: Option<SoftState>,
+    /// The write must be synced before [`Replica::finish`]; if false, call it at once.
+    pub must_sync: bool,
+}
+
+/// What a finished `Ready` produced.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Messages that promise durability (votes, append acks): sent only now.
+    pub messages: Vec<Message>,
+    /// The committed entries applied, in order (for observers such as the simulator's checks).
+    pub committed: Vec<Entry>,
+    /// Results of this replica's proposals, by request id.
+    pub writes: Vec<(RequestId, Applied)>,
+    /// Results of reads, by request id.
+    pub reads: Vec<(RequestId, Result<RangeResponse, ballot_mvcc::Error>)>,
+    /// Events of the applied changes, for a watch hub.
+    pub events: Vec<Event>,
+    /// A snapshot from the leader replaced the state.
+    pub installed_snapshot: Option<Index>,
+}
+
+/// One replica.
+pub struct Replica<D: Disk> {
+    raft: RawNode,
+    wal: Wal<D>,
+    store: Store,
+    applied: Index,
+    in_flight: Option<(Ready, PendingSync)>,
+    proposed: BTreeMap<RequestId, ()>,
+    reads: BTreeMap<RequestId, RangeRequest>,
+    reads_waiting: Vec<(Index, RequestId)>,
+    compact_every: u64,
+}
+
+/// Entry data of a proposal: the request id, then the command.
+pub fn encode_proposal(request_id: RequestId, command: &Command) -> Vec<u8> {
+    let mut out = request_id.to_be_bytes().to_vec();
+    out.extend(command_codec::encode(command));
+    out
+}
+
+/// Splits entry data back into request id and command.
+pub fn decode_proposal(data: &[u8]) -> Option<(RequestId, Command)> {
+    let request_id = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
+    Some((request_id, command_codec::decode(&data[8..]).ok()?))
+}
+
+impl<D: Disk> Replica<D> {
+    /// A founding member (non-empty `initial`) or a joining one (empty), on an empty disk.
+    pub fn new(
+        config: Config,
+        initial: ConfState,
+        disk: D,
+        options: WalOptions,
+        store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
+        let (wal, _) = Wal::open(disk, options)?;
+        let raft = RawNode::new(config, initial)?;
+        Ok(Self::assemble(raft, wal, store, 0, compact_every))
+    }
+
+    /// A member restarting from its disk. A state machine behind the log's snapshot gets the
+    /// snapshot; the log replays above what the state machine has durably applied.
+    pub fn restart(
+        config: Config,
+        disk: D,
+        options: WalOptions,
+        mut store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
+        let (wal, recovered) = Wal::open(disk, options)?;
+        let snapshot = recovered.snapshot.unwrap_or_else(Snapshot::default);
+        if snapshot.meta.index > store.applied_index() && !snapshot.data.is_empty() {
+            store.install_snapshot([snapshot.data.clone()]).map_err(NodeError::Store)?;
+        }
+        let applied = snapshot.meta.index.max(store.applied_index());
+        let state = RestartState { hard_state: recovered.hard_state, applied, snapshot, entries: recovered.entries };
+        let raft = RawNode::restart(config, state)?;
+        let applied = raft.raft().log().applied();
+        Ok(Self::assemble(raft, wal, store, applied, compact_every))
+    }
+
+    fn assemble(raft: RawNode, wal: Wal<D>, store: Store, applied: Index, compact_every: u64) -> Self {
+        Replica {
+            raft,
+            wal,
+            store,
+            applied,
+            in_flight: None,
+            proposed: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            reads_waiting: Vec::new(),
+            compact_every: compact_every.max(1),
+        }
+    }
+
+    /// The Raft node (read-only).
+    pub fn raft(&self) -> &RawNode {
+        &self.raft
+    }
+
+    /// The Raft node, to tick, step, change membership, transfer leadership.
+    pub fn raft_mut(&mut self) -> &mut RawNode {
+        &mut self.raft
+    }
+
+    /// The state machine (read-only).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Last index applied.
+    pub fn applied(&self) -> Index {
+        self.applied
+    }
+
+    /// True while a written `Ready` waits for [`Replica::finish`].
+    pub fn has_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Proposes a command; its result comes back in [`Finished::writes`] under `request_id`.
+    pub fn propose(&mut self, request_id: RequestId, command: &Command) -> Result<(), ballot_raft::Error> {
+        self.raft.propose(encode_proposal(request_id, command))?;
+        self.proposed.insert(request_id, ());
+        Ok(())
+    }
+
+    /// A linearizable read: served once a read index is confirmed and applied.
+    pub fn read(&mut self, request_id: RequestId, request: RangeRequest) -> Result<(), ballot_raft::Error> {
+        self.raft.read_index(request_id.to_be_bytes().to_vec())?;
+        self.reads.insert(request_id, request);
+        Ok(())
+    }
+
+    /// Takes the next `Ready` (if none is in flight) and writes it to the log, not yet durable.
+    pub fn next_ready(&mut self) -> Result<Option<Written>, NodeError> {
+        if self.in_flight.is_some() || !self.raft.has_ready() {
+            return Ok(None);
+        }
+        let mut ready = self.raft.ready();
+        let must_sync = ready.must_sync();
+        let pending = if must_sync {
+            if let Some(snapshot) = &ready.snapshot {
+                self.wal.save_snapshot(snapshot)?;
+            }
+            let batch = Batch {
+                installed_snapshot: ready.snapshot.as_ref().map(|s| &s.meta),
+                entries: &ready.entries,
+                hard_state: ready.hard_state,
+            };
+            self.wal.write(batch)?
+        } else {
+            self.wal.write(Batch::default())?
+        };
+        let written =
+            Written { messages: std::mem::take(&mut ready.messages), soft_state: ready.soft_state, must_sync };
+        self.in_flight = Some((ready, pending));
+        Ok(Some(written))
+    }
+
+    /// The written `Ready` is to be made durable and finished: fsync, then everything that
+    /// depends on durability, then apply and advance.
+    pub fn finish(&mut self) -> Result<Finished, NodeError> {
+        let Some((ready, pending)) = self.in_flight.take() else { return Ok(Finished::default()) };
+        self.wal.sync(pending)?;
+        let mut finished = Finished { messages: ready.messages_after_persist, ..Finished::default() };
+        if let Some(snapshot) = &ready.snapshot {
+            self.store.install_snapshot([snapshot.data.clone()]).map_err(NodeError::Store)?;
+            self.applied = snapshot.meta.index;
+            finished.installed_snapshot = Some(snapshot.meta.index);
+        }
+        let mut batch = Vec::new();
+        let mut ids = Vec::new();
+        for entry in &ready.committed_entries {
+            assert_eq!(entry.index, self.applied + 1, "entries are applied in order");
+            self.applied = entry.index;
+            if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+                continue;
+            }
+            // Entries come from our own log, written by a leader that encoded them: a command
+            // that does not decode is a bug or corruption, not input to tolerate.
+            let (request_id, command) =
+                decode_proposal(&entry.data).unwrap_or_else(|| panic!("entry {} does not hold a command", entry.index));
+            batch.push((entry.index, command));
+            ids.push(request_id);
+        }
+        let results = self.store.apply_batch(&batch).map_err(NodeError::Store)?;
+        for (request_id, applied) in ids.into_iter().zip(results) {
+            if let Some(applied) = applied {
+                if self.proposed.remove(&request_id).is_some() {
+                    finished.writes.push((request_id, applied));
+                }
+            }
+        }
+        finished.events = self.store.take_events();
+        finished.committed = ready.committed_entries;
+        for read_state in &ready.read_states {
+            let request_id = u64::from_be_bytes(read_state.context.as_slice().try_into().expect("our 8-byte context"));
+            self.reads_waiting.push((read_state.index, request_id));
+        }
+        self.raft.advance();
+        let applied = self.applied;
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.reads_waiting).into_iter().partition(|(index, _)| *index <= applied);
+        self.reads_waiting = waiting;
+        for (_, request_id) in due {
+            if let Some(request) = self.reads.remove(&request_id) {
+                finished.reads.push((request_id, self.store.range(&request)));
+            }
+        }
+        self.maybe_compact()?;
+        Ok(finished)
+    }
+
+    /// Takes a snapshot of the state machine and compacts the log once enough was applied.
+    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        let snapshot_index = self.raft.raft().snapshot().meta.index;
+        if self.applied < snapshot_index + self.compact_every || self.raft.raft().log().persisted() < self.applied {
+            return Ok(());
+        }
+        let mut image = Vec::new();
+        for chunk in self.store.snapshot_chunks(1 << 20).map_err(NodeError::Store)? {
+            image.extend(chunk.map_err(NodeError::Store)?);
+        }
+        if self.raft.compact(self.applied, image).is_ok() {
+            let snapshot = self.raft.raft().snapshot().clone();
+            self.wal.save_snapshot(&snapshot)?;
+            self.wal.compact(snapshot.meta.index, snapshot.meta.term)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the replica, giving its disk back (for a restart, or a simulated crash).
+    pub fn into_disk(self) -> D {
+        self.wal.into_disk()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballot_mvcc::{PutRequest, Response};
+    use ballot_raft::rng::Rng;
+    use ballot_raft::Role;
+    use ballot_storage::SimDisk;
+
+    fn options() -> WalOptions {
+        WalOptions { segment_bytes: 4096, repair: false, zero_fill: false }
+    }
+
+    fn single(compact_every: u64) -> Replica<SimDisk> {
+        let replica = Replica::new(
+            Config::new(1),
+            ConfState::with_voters([1]),
+            SimDisk::new(),
+            options(),
+            Store::in_memory().unwrap(),
+            compact_every,
+        );
+        replica.unwrap()
+    }
+
+    /// Runs every Ready to completion (a lone member: nothing to send).
+    fn settle(replica: &mut Replica<SimDisk>) -> Finished {
+        let mut all = Finished::default();
+        while let Some(written) = replica.next_ready().unwrap() {
+            assert!(written.messages.is_empty());
+            let finished = replica.finish().unwrap();
+            all.writes.extend(finished.writes);
+            all.reads.extend(finished.reads);
+            all.committed.extend(finished.committed);
+        }
+        all
+    }
+
+    fn elect(replica: &mut Replica<SimDisk>) {
+        while replica.raft().raft().soft_state().role != Role::Leader {
+            replica.raft_mut().tick();
+            settle(replica);
+        }
+        settle(replica);
+    }
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() })
+    }
+
+    #[test]
+    fn a_proposal_is_applied_and_answered_by_request_id() {
+        let mut replica = single(1000);
+        elect(&mut replica);
+        replica.propose(7, &put("a", "1")).unwrap();
+        replica.propose(8, &put("a", "2")).unwrap();
+        let finished = settle(&mut replica);
+        let answered: Vec<(RequestId, i64)> =
+            finished.writes.iter().map(|(id, applied)| (*id, applied.revision)).collect();
+        assert_eq!(answered, [(7, 2), (8, 3)]);
+        assert!(matches!(finished.writes[0].1.result, Ok(Response::Put(_))));
+    }
+
+    #[test]
+    fn a_read_is_served_after_its_read_index_is_applied() {
+        let mut replica = single(1000);
+        elect(&mut replica);
+        replica.propose(1, &put("k", "v")).unwrap();
+        settle(&mut replica);
+        replica.read(2, RangeRequest { key: "k".into(), ..Default::default() }).unwrap();
+        let finished = settle(&mut replica);
+        assert_eq!(finished.reads.len(), 1);
+        let (id, response) = &finished.reads[0];
+        assert_eq!(*id, 2);
+        assert_eq!(response.as_ref().unwrap().kvs[0].value, b"v");
+    }
+
+    #[test]
+    fn a_restart_after_a_crash_keeps_everything_acknowledged_and_compacts() {
+        let mut replica = single(5);
+        elect(&mut replica);
+        for i in 0..30u64 {
+            replica.propose(i, &put(&format!("k{i}"), "v")).unwrap();
+            settle(&mut replica);
+        }
+        assert!(replica.raft().raft().snapshot().meta.index > 0, "the log was compacted");
+        let hash = replica.store().hash_kv(0).unwrap();
+        let mut disk = replica.into_disk();
+        disk.crash(&mut Rng::new(3));
+        let mut restarted = Replica::restart(Config::new(1), disk, options(), Store::in_memory().unwrap(), 5).unwrap();
+        elect(&mut restarted);
+        assert_eq!(restarted.store().hash_kv(0).unwrap().0, hash.0, "snapshot plus replayed log give the same state");
+        restarted.propose(99, &put("after", "restart")).unwrap();
+        assert_eq!(settle(&mut restarted).writes.len(), 1);
+    }
+
+    #[test]
+    fn proposals_on_a_follower_are_refused_with_the_leader() {
+        let mut replica = Replica::new(
+            Config::new(2),
+            ConfState::with_voters([1, 2, 3]),
+            SimDisk::new(),
+            options(),
+            Store::in_memory().unwrap(),
+            100,
+        )
+        .unwrap();
+        assert!(matches!(replica.propose(1, &put("a", "1")), Err(ballot_raft::Error::NotLeader { .. })));
+        assert!(matches!(
+            replica.read(2, RangeRequest::default()),
+            Err(ballot_raft::Error::NotLeader { leader: None })
+        ));
+    }
+}
