@@ -880,3 +880,32 @@ fn the_nospace_alarm_refuses_writes_but_not_deletes_or_compaction() {
     assert!(h.store.alarms().unwrap().is_empty());
     assert!(h.put("c", "3").result.is_ok(), "disarmed: writes work again");
 }
+
+#[test]
+fn a_watcher_started_ahead_skips_older_events_and_a_restore_resyncs() {
+    let mut h = Harness::new();
+    let mut hub = WatchHub::new(100);
+    for i in 0..5 {
+        apply_and_notify(&mut h, &mut hub, put("k", &i.to_string()));
+    }
+    // Started at revision 9, ahead of the store (6): revisions 7 and 8 are not for it.
+    let ahead = hub.watch(&h.store, WatchRequest { key: "k".into(), start_revision: 9, ..Default::default() }).unwrap();
+    let now = watch_prefix(&mut hub, &h.store, "k", 0);
+    for i in 5..10 {
+        apply_and_notify(&mut h, &mut hub, put("k", &i.to_string()));
+    }
+    assert_eq!(revisions(&hub.take(ahead).unwrap().0), [9, 10, 11]);
+    assert_eq!(revisions(&hub.take(now).unwrap().0), [7, 8, 9, 10, 11]);
+    // The state jumps ahead through a snapshot: the watchers catch up from its history.
+    let mut source = Harness::new();
+    for i in 0..15 {
+        source.put("k", &i.to_string());
+    }
+    let image: Vec<Vec<u8>> = source.store.snapshot_chunks(256).unwrap().collect::<Result<_, _>>().unwrap();
+    h.store.install_snapshot(image).unwrap();
+    hub.restored();
+    for _ in 0..5 {
+        hub.catch_up(&h.store, 2).unwrap();
+    }
+    assert_eq!(revisions(&hub.take(now).unwrap().0), [12, 13, 14, 15, 16]);
+}

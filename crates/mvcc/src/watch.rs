@@ -82,7 +82,8 @@ struct Watcher {
     request: WatchRequest,
     /// Events ready for the consumer, in revision order.
     buffer: VecDeque<Event>,
-    /// Unsynced: history from here on is still to be read.
+    /// Unsynced: history from here on is still to be read. Synced: the first revision it may
+    /// be given (a watcher started ahead of the store skips what is applied before it).
     next_revision: i64,
     synced: bool,
     cancelled: Option<Cancelled>,
@@ -97,6 +98,8 @@ pub struct WatchHub {
     unsynced: BTreeSet<WatchId>,
     next_id: WatchId,
     events_buffered_max: usize,
+    /// The store revision up to which synced watchers have been notified.
+    notified_through: i64,
 }
 
 fn group_of(keys: &Keys) -> Group {
@@ -116,6 +119,7 @@ impl WatchHub {
             unsynced: BTreeSet::new(),
             next_id: 1,
             events_buffered_max: events_buffered_max.max(1),
+            notified_through: 0,
         }
     }
 
@@ -175,6 +179,7 @@ impl WatchHub {
     /// key-value, for watchers that asked for it, is looked up once per event (from `store`, in
     /// which the batch is applied).
     pub fn notify(&mut self, store: &Store, events: &[Event]) -> Result<(), Error> {
+        self.notified_through = store.revision();
         if self.groups.is_empty() {
             return Ok(());
         }
@@ -192,7 +197,10 @@ impl WatchHub {
                 }
                 for id in ids {
                     let watcher = self.watchers.get_mut(id).expect("grouped watchers exist");
-                    if overflowed.contains_key(id) || !wants(&watcher.request, event) {
+                    if overflowed.contains_key(id)
+                        || !wants(&watcher.request, event)
+                        || event.kv.mod_revision < watcher.next_revision
+                    {
                         continue;
                     }
                     if watcher.buffer.len() >= self.events_buffered_max {
@@ -231,6 +239,18 @@ impl WatchHub {
             }
         }
         self.unsynced.insert(id);
+    }
+
+    /// The store's state was replaced by a snapshot: synced watchers never saw the revisions it
+    /// skipped, so they go back to catching up from the restored history after the last
+    /// revision they were notified of.
+    pub fn restored(&mut self) {
+        let synced: Vec<WatchId> = self.groups.values().flatten().copied().collect();
+        for id in synced {
+            let watcher = self.watchers.get_mut(&id).expect("grouped watchers exist");
+            let from = watcher.next_revision.max(self.notified_through + 1);
+            self.demote(id, from);
+        }
     }
 
     /// Reads history for unsynced watchers, at most `revisions_max` revisions per watcher, into

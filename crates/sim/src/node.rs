@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ballot_mvcc::Store;
+use ballot_mvcc::{Store, WatchHub, WatchId, WatchRequest};
 use ballot_node::Replica;
 use ballot_raft::{ConfState, Config, Index, NodeId, RawNode};
 use ballot_storage::{SimDisk, WalOptions};
@@ -47,6 +47,22 @@ pub struct SimNode {
     pub compact_every: u64,
     /// Refused to start from a corrupted disk; stays down (an operator must replace it).
     pub corrupt: Option<String>,
+    /// A watcher on every client key, with a small buffer and a slow consumer, and the next
+    /// revision its consumer expects (kept across crashes, as a reconnecting client keeps it).
+    pub watch: Option<(WatchHub, WatchId)>,
+    /// Next revision the watcher's consumer expects.
+    pub watch_next: i64,
+}
+
+/// Events a simulated watcher buffers before it must catch up from storage.
+const WATCH_BUFFER_EVENTS: usize = 8;
+
+/// A watcher on every client key (`k0`, `k1`, …) from `start_revision`.
+fn start_watch(replica: &Replica<SimDisk>, start_revision: i64) -> Option<(WatchHub, WatchId)> {
+    let mut hub = WatchHub::new(WATCH_BUFFER_EVENTS);
+    let request = WatchRequest { key: b"k".to_vec(), range_end: b"l".to_vec(), start_revision, ..Default::default() };
+    let id = hub.watch(replica.store(), request).ok()?;
+    Some((hub, id))
 }
 
 fn store() -> Store {
@@ -81,7 +97,17 @@ impl SimNode {
             removed: false,
             compact_every,
             corrupt: None,
+            watch: None,
+            watch_next: 0,
         }
+        .with_watch()
+    }
+
+    fn with_watch(mut self) -> SimNode {
+        let replica = self.replica.as_ref().expect("running");
+        self.watch_next = replica.store().revision() + 1;
+        self.watch = start_watch(replica, self.watch_next);
+        self
     }
 
     /// True if the node is running (not crashed, not removed).
@@ -111,6 +137,7 @@ impl SimNode {
         self.pending_reads.clear();
         self.paused_until = None;
         self.paused_at = None;
+        self.watch = None;
         if let Some(replica) = self.replica.take() {
             let mut disk = replica.into_disk();
             disk.crash(rng);
@@ -128,6 +155,8 @@ impl SimNode {
         let disk = self.disk_at_rest.take().expect("a stopped node has its disk");
         match Replica::restart(self.config.clone(), disk, self.wal_options.clone(), store(), self.compact_every) {
             Ok(replica) => {
+                // The consumer resumes where it stopped: history first, then live events.
+                self.watch = start_watch(&replica, self.watch_next);
                 self.replica = Some(replica);
                 Ok(())
             }

@@ -381,6 +381,7 @@ impl World {
         for entry in &finished.committed {
             self.invariants.on_apply(id, entry, term);
         }
+        self.feed_watch(id, finished.installed_snapshot.is_some(), &finished.events);
         let node = self.nodes.get_mut(&id).expect("node exists");
         let mut replies = Vec::new();
         for (request_id, applied) in finished.writes {
@@ -404,6 +405,54 @@ impl World {
         self.maybe_leave(id);
         for (client, request_id, reply) in replies {
             self.reply(client, request_id, reply);
+        }
+    }
+
+    /// Feeds the member's watcher and, now and then (a slow consumer), checks what it delivers:
+    /// every revision once, in order, none missing, each as the store's history has it.
+    fn feed_watch(&mut self, id: NodeId, restored: bool, events: &[ballot_mvcc::Event]) {
+        let drain = self.rng.chance(1, 3);
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let (Some(replica), Some((hub, watch_id))) = (node.replica.as_ref(), node.watch.as_mut()) else { return };
+        let store = replica.store();
+        if restored {
+            hub.restored();
+        }
+        let fed = hub.notify(store, events).and_then(|()| hub.catch_up(store, 4));
+        if let Err(error) = fed {
+            self.invariants.violations.push(format!("node {id}: watch failed: {error}"));
+            return;
+        }
+        if !drain {
+            return;
+        }
+        let Some((delivered, cancelled)) = hub.take(*watch_id) else { return };
+        if let Some(cancelled) = cancelled {
+            self.invariants.violations.push(format!("node {id}: watch cancelled: {cancelled:?}"));
+            return;
+        }
+        for event in delivered {
+            let revision = event.kv.mod_revision;
+            if revision != node.watch_next {
+                self.invariants.violations.push(format!(
+                    "node {id}: watch delivered revision {revision}, expected {} (gap or duplicate)",
+                    node.watch_next
+                ));
+                return;
+            }
+            node.watch_next += 1;
+            let at = ballot_mvcc::RangeRequest { key: event.kv.key.clone(), revision, ..Default::default() };
+            let stored = store.range(&at).map(|r| r.kvs.into_iter().next());
+            let expected = match event.kind {
+                ballot_mvcc::EventKind::Put => Some(event.kv.clone()),
+                ballot_mvcc::EventKind::Delete => None,
+            };
+            if stored.as_ref().ok() != Some(&expected) {
+                self.invariants.violations.push(format!(
+                    "node {id}: watch event at revision {revision} does not match the store: {event:?} vs {stored:?}"
+                ));
+                return;
+            }
         }
     }
 
