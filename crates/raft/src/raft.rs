@@ -147,8 +147,21 @@ impl Raft {
         SoftState { leader: self.leader, role: self.role }
     }
 
+    /// May this node start an election?
     fn promotable(&self) -> bool {
-        self.conf.current().is_voter(self.id()) && self.log.pending_snapshot().is_none()
+        if self.log.pending_snapshot().is_some() {
+            return false;
+        }
+        if self.conf.current().is_voter(self.id()) {
+            return true;
+        }
+        // Thesis §4.1: a server left out of its latest configuration still starts elections while
+        // that configuration is uncommitted, because it may be needed to commit it (it does not
+        // count its own vote). Otherwise a leader that appended C_new without itself and then
+        // lost leadership can hold the only copy of C_new while C_old cannot form a majority
+        // without it: the simulator found exactly that deadlock.
+        let index = self.conf.current_index();
+        index > self.log.committed() && index > 0 && self.conf.at(index - 1).is_voter(self.id())
     }
 
     fn reset_election_timeout(&mut self) {

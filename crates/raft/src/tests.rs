@@ -20,6 +20,8 @@ struct Cluster {
     drop_acks: bool,
     /// Drop every snapshot message.
     drop_snapshots: bool,
+    /// Drop appends that carry the empty conf change (the leave of a joint configuration).
+    drop_leave: bool,
 }
 
 fn config(id: NodeId) -> Config {
@@ -45,6 +47,7 @@ impl Cluster {
             disks: BTreeMap::new(),
             drop_acks: false,
             drop_snapshots: false,
+            drop_leave: false,
         };
         for id in 1..=size {
             cluster.add_node(id, ConfState::with_voters(voters.iter().copied()), make(id));
@@ -101,6 +104,13 @@ impl Cluster {
                 }
                 if self.drop_snapshots && matches!(message.body, MessageBody::InstallSnapshot { .. }) {
                     continue;
+                }
+                if self.drop_leave {
+                    if let MessageBody::Append { entries, .. } = &message.body {
+                        if entries.iter().any(|e| e.kind == EntryKind::ConfChange && e.data.is_empty()) {
+                            continue;
+                        }
+                    }
                 }
                 self.delivered.push(message.clone());
                 if let Some(node) = self.nodes.get_mut(&message.to) {
@@ -764,6 +774,41 @@ fn a_truncated_conf_change_rolls_the_configuration_back() {
     assert_eq!(cluster.role(1), Role::Follower);
     let conf = cluster.nodes[&1].raft().conf_state().clone();
     assert!(!conf.is_joint() && !conf.learners.contains(&9));
+}
+
+#[test]
+fn section_4_1_a_server_left_out_of_an_uncommitted_configuration_still_campaigns() {
+    // C_old = {1,2,3}, C_new = {1,2,4}; node 1 is gone for good. Leader 3 appends the leave entry
+    // (C_new) but it reaches nobody, and 3 loses leadership. Nodes 2 and 4 are still joint and
+    // need 3 for C_old's majority; 3 refuses them (its log is longer). Only if 3 campaigns can the
+    // cluster go on.
+    let mut cluster = Cluster::new(3);
+    cluster.add_node(4, ConfState::default(), config(4));
+    cluster.elect(3);
+    cluster.node(3).propose_conf_change(change(&[ConfChangeStep::AddLearner(4)])).unwrap();
+    cluster.settle();
+    cluster.tick_all(2);
+    cluster.isolate(1);
+    cluster.drop_leave = true;
+    cluster.node(3).propose_conf_change(change(&[ConfChangeStep::Remove(3), ConfChangeStep::AddVoter(4)])).unwrap();
+    cluster.settle();
+    let conf = cluster.nodes[&3].raft().conf_state().clone();
+    assert!(!conf.is_joint() && !conf.is_voter(3), "3 holds C_new: {conf:?}");
+    assert!(cluster.nodes[&2].raft().conf_state().is_joint(), "2 is still joint");
+    // 3 loses leadership; the leave entry is lost with it.
+    cluster.isolate(3);
+    cluster.tick(3, 25);
+    cluster.drop_leave = false;
+    cluster.heal();
+    cluster.isolate(1);
+    for _ in 0..200 {
+        cluster.tick_all(1);
+        let leader = [2, 4].into_iter().find(|id| cluster.role(*id) == Role::Leader);
+        if leader.is_some() && !cluster.nodes[&2].raft().conf_state().is_joint() {
+            return;
+        }
+    }
+    panic!("no leader of C_new: {:?}", [2, 3, 4].map(|id| (id, cluster.role(id))));
 }
 
 // ------------------------------------------------------------------- leader transfer

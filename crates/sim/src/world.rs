@@ -27,8 +27,9 @@ const TICK_US: u64 = 10_000;
 const CLIENT_TIMEOUT_NS: u64 = 500 * MS;
 /// Bound on the heal phase: a leader and progress must come within this much virtual time.
 const HEAL_DEADLINE_NS: u64 = 60_000 * MS;
-/// Redirects a client follows for one request before giving up on it.
-const REDIRECTS_MAX: u32 = 8;
+/// Redirects a client follows for one request before giving up on it. Generous: the request's
+/// timeout is what normally ends a request that finds no leader (as it does for a real client).
+const REDIRECTS_MAX: u32 = 64;
 /// Members the cluster may grow to (initial voters plus joiners).
 const JOINERS_MAX: u64 = 4;
 
@@ -578,8 +579,10 @@ impl World {
                 let state = &mut self.clients[client as usize];
                 state.leader_guess = guess;
                 state.outstanding.as_mut().expect("checked").redirects += 1;
-                // No hint: back off before trying another node, as a real client would.
-                let backoff = if hint.is_some() { 0 } else { self.rng.range(5, 30) * MS };
+                // Follow a hint at once the first times; otherwise (no hint, or hints that keep
+                // bouncing) back off before trying again, as a real client would.
+                let redirects = self.clients[client as usize].outstanding.as_ref().map_or(0, |o| o.redirects);
+                let backoff = if hint.is_some() && redirects <= 3 { 0 } else { self.rng.range(5, 30) * MS };
                 for delay in self.network.client_fates(&mut self.rng) {
                     let action = Action::Request {
                         node: guess,
