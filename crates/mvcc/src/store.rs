@@ -150,13 +150,18 @@ impl Store {
                 events: Vec::new(),
             };
             let mut applied_index = self.applied_index;
+            // Alarms change only through Alarm commands: look once per batch, again after one.
+            let mut no_space = tables::no_space(&alarms)?;
             for (index, command) in batch {
                 if *index <= applied_index {
                     results.push(None);
                     continue;
                 }
                 applied_index = *index;
-                let result = self.execute(&mut writer, &mut alarms, command);
+                let result = self.execute(&mut writer, &mut alarms, no_space, command);
+                if matches!(command, Command::Alarm { .. }) {
+                    no_space = tables::no_space(&alarms)?;
+                }
                 let result = match result {
                     Err(Error::Storage(message)) => return Err(Error::Storage(message)),
                     // A refused command must leave no trace: etcd validates before writing, and
@@ -185,14 +190,15 @@ impl Store {
         Ok(results)
     }
 
-    fn execute(&self, writer: &mut Writer, alarms: &mut AlarmTable, command: &Command) -> Result<Response, Error> {
+    fn execute(
+        &self,
+        writer: &mut Writer,
+        alarms: &mut AlarmTable,
+        no_space: bool,
+        command: &Command,
+    ) -> Result<Response, Error> {
         // Under NOSPACE, etcd refuses what adds data (puts, txns with puts, lease grants) and
         // allows what frees it (deletes, revokes, compaction).
-        let no_space = alarms
-            .range((alarm_code(AlarmKind::NoSpace), 0)..=(alarm_code(AlarmKind::NoSpace), u64::MAX))
-            .map_err(storage_error)?
-            .next()
-            .is_some();
         if no_space && adds_data(command) {
             return Err(Error::NoSpace);
         }
@@ -301,12 +307,7 @@ impl Store {
         let leases = read.open_table(LEASES).map_err(storage_error)?;
         let Some(entry) = leases.get(id).map_err(storage_error)? else { return Ok(None) };
         let (ttl, remaining_ttl) = entry.value();
-        let lease_keys = read.open_table(LEASE_KEYS).map_err(storage_error)?;
-        let keys = lease_keys
-            .range::<(i64, &[u8])>((id, &[][..])..(id + 1, &[][..]))
-            .map_err(storage_error)?
-            .map(|item| item.map(|(key, _)| key.value().1.to_vec()).map_err(storage_error))
-            .collect::<Result<_, _>>()?;
+        let keys = tables::attached_keys(&read.open_table(LEASE_KEYS).map_err(storage_error)?, id)?;
         Ok(Some(LeaseInfo { lease: Lease { id, ttl, remaining_ttl }, keys }))
     }
 
@@ -351,8 +352,8 @@ type AlarmTable<'t> = redb::Table<'t, (u8, u64), ()>;
 
 fn alarm_code(kind: AlarmKind) -> u8 {
     match kind {
-        AlarmKind::NoSpace => 1,
-        AlarmKind::Corrupt => 2,
+        AlarmKind::NoSpace => tables::NO_SPACE_CODE,
+        AlarmKind::Corrupt => tables::CORRUPT_CODE,
     }
 }
 

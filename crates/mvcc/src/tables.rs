@@ -1,6 +1,6 @@
 //! The redb tables (layout in [`crate::codec`]) and the metadata names.
 
-use redb::{Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::{storage_error, Error};
 
@@ -82,3 +82,25 @@ impl<'t> Open<'t> {
         Ok(())
     }
 }
+
+/// The keys attached to lease `id`, in key order (from `lease_keys`, in any transaction).
+pub fn attached_keys(
+    lease_keys: &impl ReadableTable<(i64, &'static [u8]), ()>,
+    id: i64,
+) -> Result<Vec<Vec<u8>>, Error> {
+    lease_keys
+        .range::<(i64, &[u8])>((id, &[][..])..(id + 1, &[][..]))
+        .map_err(storage_error)?
+        .map(|item| item.map(|(key, _)| key.value().1.to_vec()).map_err(storage_error))
+        .collect()
+}
+
+/// True if a NOSPACE alarm is raised for any member.
+pub fn no_space(alarms: &impl ReadableTable<(u8, u64), ()>) -> Result<bool, Error> {
+    Ok(alarms.range((NO_SPACE_CODE, 0)..=(NO_SPACE_CODE, u64::MAX)).map_err(storage_error)?.next().is_some())
+}
+
+/// The `alarms` table's code for NOSPACE.
+pub const NO_SPACE_CODE: u8 = 1;
+/// The `alarms` table's code for CORRUPT.
+pub const CORRUPT_CODE: u8 = 2;

@@ -264,13 +264,7 @@ impl<'t> Writer<'t> {
         if !self.lease_exists(id)? {
             return Err(Error::LeaseNotFound);
         }
-        let keys: Vec<Vec<u8>> = self
-            .lease_keys
-            .range::<(i64, &[u8])>((id, &[][..])..(id + 1, &[][..]))
-            .map_err(storage_error)?
-            .map(|item| item.map(|(key, _)| key.value().1.to_vec()).map_err(storage_error))
-            .collect::<Result<_, _>>()?;
-        for key in keys {
+        for key in crate::tables::attached_keys(&self.lease_keys, id)? {
             self.delete_keys(&Keys::One(key), false)?;
         }
         self.leases.remove(id).map_err(storage_error)?;
