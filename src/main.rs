@@ -9,11 +9,19 @@ use clap::{Parser, Subcommand};
 #[command(name = "ballot", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    endpoints: cli::client::Endpoints,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one member (with no subcommand at all: a single-member cluster on 127.0.0.1:2379).
+    Serve(cli::serve::ServeArgs),
+    /// Run a local cluster of child processes on loopback, to try ballot out.
+    Dev(cli::dev::DevArgs),
+    #[command(flatten)]
+    Client(cli::client::ClientCommand),
     /// Run deterministic simulations of a faulty cluster and check every run.
     Sim(cli::sim::SimArgs),
     /// Check a history (JSON Lines) for linearizability.
@@ -26,9 +34,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sim(args) => cli::sim::run(args),
-        Command::Check(args) => cli::check::run(args),
-        Command::Wal(command) => cli::wal::run(command),
+        None => cli::serve::run(cli::serve::ServeArgs::default()),
+        Some(Command::Serve(args)) => cli::serve::run(args),
+        Some(Command::Dev(args)) => cli::dev::run(args),
+        Some(Command::Client(command)) => cli::client::run(cli.endpoints, command),
+        Some(Command::Sim(args)) => cli::sim::run(args),
+        Some(Command::Check(args)) => cli::check::run(args),
+        Some(Command::Wal(command)) => cli::wal::run(command),
     };
     match result {
         Ok(code) => code,

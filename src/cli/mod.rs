@@ -1,5 +1,19 @@
 //! Subcommands.
 
 pub mod check;
+pub mod client;
+pub mod dev;
+pub mod serve;
 pub mod sim;
 pub mod wal;
+
+/// Structured logs to stderr, filtered by `RUST_LOG` (default: info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

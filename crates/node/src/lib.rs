@@ -20,7 +20,7 @@ use ballot_mvcc::{command_codec, Applied, Command, Event, RangeRequest, RangeRes
 use ballot_raft::{
     ConfState, Config, Entry, EntryKind, Index, Message, RawNode, Ready, RestartState, Snapshot, SoftState,
 };
-use ballot_storage::{Batch, Disk, PendingSync, Wal, WalOptions};
+use ballot_storage::{Batch, Disk, PendingSync, SyncTask, Wal, WalOptions};
 
 /// Identifies a client request; carried in the log entry so the result finds its waiter.
 pub type RequestId = u64;
@@ -65,6 +65,17 @@ pub struct Finished {
     pub events: Vec<Event>,
     /// A snapshot from the leader replaced the state.
     pub installed_snapshot: Option<Index>,
+    /// Leases granted or checkpointed (with their remaining TTL in seconds) or revoked (`None`),
+    /// in log order, so a driver can keep its expiry timers in step with the state machine.
+    pub leases: Vec<(i64, Option<i64>)>,
+}
+
+/// A `Ready` written to the log and waiting to be made durable.
+struct InFlight {
+    ready: Ready,
+    pending: PendingSync,
+    /// Its sync was handed to the driver ([`Replica::detach_sync`]).
+    detached: bool,
 }
 
 /// One replica.
@@ -73,7 +84,7 @@ pub struct Replica<D: Disk> {
     wal: Wal<D>,
     store: Store,
     applied: Index,
-    in_flight: Option<(Ready, PendingSync)>,
+    in_flight: Option<InFlight>,
     proposed: BTreeMap<RequestId, ()>,
     reads: BTreeMap<RequestId, RangeRequest>,
     reads_waiting: Vec<(Index, RequestId)>,
@@ -204,15 +215,44 @@ impl<D: Disk> Replica<D> {
         };
         let written =
             Written { messages: std::mem::take(&mut ready.messages), soft_state: ready.soft_state, must_sync };
-        self.in_flight = Some((ready, pending));
+        self.in_flight = Some(InFlight { ready, pending, detached: false });
         Ok(Some(written))
+    }
+
+    /// Hands out the fsync of the written `Ready` as a task the driver runs on its own thread;
+    /// the driver calls [`Replica::finish`] only after the task succeeded (a failed fsync stops
+    /// the member). `None` if nothing is in flight or the disk cannot detach its syncs (then
+    /// `finish` syncs in place).
+    pub fn detach_sync(&mut self) -> Result<Option<SyncTask>, NodeError> {
+        let Some(in_flight) = self.in_flight.as_mut() else { return Ok(None) };
+        let task = self.wal.detach_sync(&in_flight.pending)?;
+        in_flight.detached = task.is_some();
+        Ok(task)
+    }
+
+    /// Messages that need no persistence, produced while a `Ready` is in flight (heartbeats keep
+    /// going while the disk is slow).
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        self.raft.take_messages()
+    }
+
+    /// Makes the state machine's applied state durable (it is otherwise committed lazily: the
+    /// log holds the truth, and a restart replays what the store lost).
+    pub fn make_store_durable(&mut self) -> Result<(), NodeError> {
+        self.store.make_durable().map_err(NodeError::Store)
     }
 
     /// The written `Ready` is to be made durable and finished: fsync, then everything that
     /// depends on durability, then apply and advance.
     pub fn finish(&mut self) -> Result<Finished, NodeError> {
-        let Some((ready, pending)) = self.in_flight.take() else { return Ok(Finished::default()) };
-        self.wal.sync(pending)?;
+        let Some(InFlight { ready, pending, detached }) = self.in_flight.take() else {
+            return Ok(Finished::default());
+        };
+        if detached {
+            self.wal.synced(pending);
+        } else {
+            self.wal.sync(pending)?;
+        }
         let mut finished = Finished { messages: ready.messages_after_persist, ..Finished::default() };
         if let Some(snapshot) = &ready.snapshot {
             self.store.install_snapshot([snapshot.data.clone()]).map_err(NodeError::Store)?;
@@ -235,6 +275,17 @@ impl<D: Disk> Replica<D> {
             ids.push(request_id);
         }
         let results = self.store.apply_batch(&batch).map_err(NodeError::Store)?;
+        for ((_, command), applied) in batch.iter().zip(&results) {
+            let succeeded = matches!(applied, Some(Applied { result: Ok(_), .. }));
+            match *command {
+                Command::LeaseGrant { id, ttl } if succeeded => finished.leases.push((id, Some(ttl))),
+                Command::LeaseCheckpoint { id, remaining_ttl } if succeeded => {
+                    finished.leases.push((id, Some(remaining_ttl)))
+                }
+                Command::LeaseRevoke { id } if succeeded => finished.leases.push((id, None)),
+                _ => {}
+            }
+        }
         for (request_id, applied) in ids.into_iter().zip(results) {
             if let Some(applied) = applied {
                 if self.proposed.remove(&request_id).is_some() {

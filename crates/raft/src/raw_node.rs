@@ -159,6 +159,14 @@ impl RawNode {
         self.raft.report_unreachable(to);
     }
 
+    /// Takes the messages that need no persistence (heartbeats and their answers, a leader's
+    /// appends, read-index traffic) while a `Ready` is outstanding, so a slow disk does not hold
+    /// them back. Messages that must wait for persistence stay for the next `Ready`.
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        self.raft.flush_broadcast();
+        std::mem::take(&mut self.raft.messages)
+    }
+
     /// True if a `Ready` is waiting (and none is outstanding).
     pub fn has_ready(&mut self) -> bool {
         if self.outstanding.is_some() {

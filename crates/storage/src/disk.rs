@@ -11,6 +11,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// A sync taken out of the disk to run on another thread (the server's WAL thread), so the
+/// thread that owns the disk keeps working while the fsync waits on the device.
+pub type SyncTask = Box<dyn FnOnce() -> io::Result<()> + Send>;
+
 /// A directory of files with explicit durability.
 pub trait Disk {
     /// Names of the files in the directory (not the lock file).
@@ -33,6 +37,12 @@ pub trait Disk {
     fn remove(&mut self, name: &str) -> io::Result<()>;
     /// Where this disk lives, for error messages.
     fn location(&self) -> String;
+    /// The same as `sync(name)` (or, for `None`, `sync_dir`) as a task for another thread, if
+    /// this disk can hand one out; `Ok(None)` means "sync in place instead".
+    fn detached_sync(&mut self, name: Option<&str>) -> io::Result<Option<SyncTask>> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// The real filesystem: one directory, locked against a second process.
@@ -120,6 +130,19 @@ impl Disk for FsDisk {
 
     fn sync_dir(&mut self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
+    }
+
+    fn detached_sync(&mut self, name: Option<&str>) -> io::Result<Option<SyncTask>> {
+        Ok(Some(match name {
+            Some(name) => {
+                let file = self.file(name)?.try_clone()?;
+                Box::new(move || file.sync_data())
+            }
+            None => {
+                let dir = File::open(&self.dir)?;
+                Box::new(move || dir.sync_all())
+            }
+        }))
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {

@@ -23,7 +23,7 @@
 
 use ballot_raft::{Entry, HardState, Index, Snapshot, SnapshotMeta, Term};
 
-use crate::disk::Disk;
+use crate::disk::{Disk, SyncTask};
 use crate::record::{self, DecodeError, Record, FORMAT_VERSION, HEADER_BYTES};
 use crate::{snapshot, Error};
 
@@ -489,6 +489,27 @@ impl<D: Disk> Wal<D> {
             self.disk.sync_dir().map_err(self.io("."))?;
         }
         Ok(Durable { last: pending.last })
+    }
+
+    /// The fsyncs of a written batch as one task for another thread, or `None` if the disk cannot
+    /// hand them out (then call [`Wal::sync`]). After the task succeeded, [`Wal::synced`] gives
+    /// the proof of durability.
+    pub fn detach_sync(&mut self, pending: &PendingSync) -> Result<Option<SyncTask>, Error> {
+        let mut tasks = Vec::new();
+        let names = pending.segments.iter().map(|name| Some(name.as_str()));
+        for name in names.chain(pending.directory.then_some(None)) {
+            let task = self.disk.detached_sync(name);
+            match task.map_err(self.io(name.unwrap_or(".")))? {
+                Some(task) => tasks.push(task),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(Box::new(move || tasks.into_iter().try_for_each(|task| task()))))
+    }
+
+    /// Proof of durability for a batch whose detached sync task succeeded.
+    pub fn synced(&mut self, pending: PendingSync) -> Durable {
+        Durable { last: pending.last }
     }
 
     /// Writes and syncs a batch: one write, one fsync.

@@ -1,0 +1,136 @@
+//! The Election service, built as etcd's is: candidates queue as keys `name/<lease>` on their
+//! leases; the oldest key (lowest create revision) leads. The leader key's create revision is
+//! the leadership's fencing token.
+
+use ballot_mvcc::{
+    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+    Response as Applied, SortOrder, SortTarget, TxnRequest,
+};
+use ballot_proto::v3electionpb as pb;
+use ballot_proto::v3electionpb::election_client::ElectionClient;
+use tonic::{Code, Request, Response, Status};
+
+use super::lock::{acquire, leader_or_forward};
+use super::{async_stream, convert, forwarded, prefix_end, Handle};
+
+/// The Election service.
+pub struct Election {
+    /// The member.
+    pub handle: Handle,
+}
+
+fn prefix_of(name: &[u8]) -> Vec<u8> {
+    [name, b"/"].concat()
+}
+
+/// The current leader's key-value of election `name`, with the revision read at.
+async fn leader_of(handle: &Handle, name: &[u8]) -> Result<(Option<ballot_mvcc::KeyValue>, i64, u64), Status> {
+    let prefix = prefix_of(name);
+    let request = RangeRequest {
+        key: prefix.clone(),
+        range_end: prefix_end(&prefix),
+        limit: 1,
+        sort_order: SortOrder::Ascend,
+        sort_target: SortTarget::Create,
+        ..Default::default()
+    };
+    let answer = handle.read(request).await.map_err(super::status)?;
+    Ok((answer.value.kvs.into_iter().next(), answer.revision, answer.term))
+}
+
+fn holds(leader: &pb::LeaderKey) -> Compare {
+    Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Create(leader.rev),
+        key: leader.key.clone(),
+        range_end: vec![],
+    }
+}
+
+#[tonic::async_trait]
+impl pb::election_server::Election for Election {
+    async fn campaign(&self, request: Request<pb::CampaignRequest>) -> Result<Response<pb::CampaignResponse>, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
+            return ElectionClient::new(channel).campaign(forwarded(request.into_inner())).await;
+        }
+        let pb::CampaignRequest { name, lease, value } = request.into_inner();
+        let prefix = prefix_of(&name);
+        let key: Vec<u8> = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
+        let (rev, term) = acquire(&self.handle, &prefix, key.clone(), value, lease).await?;
+        Ok(Response::new(pb::CampaignResponse {
+            header: self.handle.header(rev, term),
+            leader: Some(pb::LeaderKey { name, key, rev, lease }),
+        }))
+    }
+
+    async fn proclaim(&self, request: Request<pb::ProclaimRequest>) -> Result<Response<pb::ProclaimResponse>, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
+            return ElectionClient::new(channel).proclaim(forwarded(request.into_inner())).await;
+        }
+        let pb::ProclaimRequest { leader, value } = request.into_inner();
+        let leader = leader.ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
+        let put = PutRequest { key: leader.key.clone(), value, lease: leader.lease, ..Default::default() };
+        let txn = TxnRequest { compare: vec![holds(&leader)], success: vec![RequestOp::Put(put)], failure: vec![] };
+        let (response, revision, term) = self.handle.apply(Command::Txn(txn)).await?;
+        if !matches!(response, Applied::Txn(ref txn) if txn.succeeded) {
+            return Err(Status::failed_precondition("election: not leader"));
+        }
+        Ok(Response::new(pb::ProclaimResponse { header: self.handle.header(revision, term) }))
+    }
+
+    async fn leader(&self, request: Request<pb::LeaderRequest>) -> Result<Response<pb::LeaderResponse>, Status> {
+        let (kv, revision, term) = leader_of(&self.handle, &request.get_ref().name).await?;
+        let kv = kv.ok_or_else(|| Status::new(Code::Unknown, "election: no leader"))?;
+        Ok(Response::new(pb::LeaderResponse { header: self.handle.header(revision, term), kv: Some(convert::kv(kv)) }))
+    }
+
+    type ObserveStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LeaderResponse, Status>> + Send>>;
+
+    async fn observe(&self, request: Request<pb::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        let name = request.into_inner().name;
+        let handle = self.handle.clone();
+        let stream = async_stream(move |tx| async move {
+            let mut last: Option<(Vec<u8>, i64)> = None;
+            loop {
+                let (kv, revision, term) = match leader_of(&handle, &name).await {
+                    Ok(found) => found,
+                    Err(error) => return drop(tx.send(Err(error)).await),
+                };
+                if let Some(kv) = kv {
+                    let seen = (kv.key.clone(), kv.mod_revision);
+                    if last.as_ref() != Some(&seen) {
+                        last = Some(seen);
+                        let response =
+                            pb::LeaderResponse { header: handle.header(revision, term), kv: Some(convert::kv(kv)) };
+                        if tx.send(Ok(response)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let prefix = prefix_of(&name);
+                if let Err(error) = handle.wait_event(prefix.clone(), prefix_end(&prefix), revision, |_| true).await {
+                    return drop(tx.send(Err(error)).await);
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn resign(&self, request: Request<pb::ResignRequest>) -> Result<Response<pb::ResignResponse>, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
+            return ElectionClient::new(channel).resign(forwarded(request.into_inner())).await;
+        }
+        let leader = request
+            .into_inner()
+            .leader
+            .ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
+        let delete = DeleteRangeRequest { key: leader.key.clone(), ..Default::default() };
+        let txn = TxnRequest {
+            compare: vec![holds(&leader)],
+            success: vec![RequestOp::DeleteRange(delete)],
+            failure: vec![],
+        };
+        let (_, revision, term) = self.handle.apply(Command::Txn(txn)).await?;
+        Ok(Response::new(pb::ResignResponse { header: self.handle.header(revision, term) }))
+    }
+}

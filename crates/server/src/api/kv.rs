@@ -1,0 +1,155 @@
+//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use ballot_mvcc::{Command, Response};
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::kv_client::KvClient;
+use prost::Message as _;
+use tonic::{Request, Response as GrpcResponse, Status};
+
+use super::{check_size, convert, forwarded, invalid, status, Handle};
+use crate::driver::ApiError;
+
+/// The KV service.
+pub struct Kv {
+    /// The member.
+    pub handle: Handle,
+}
+
+/// etcd's checks on a key range: a key is required.
+fn check_key(key: &[u8]) -> Result<(), Status> {
+    if key.is_empty() {
+        return Err(invalid("etcdserver: key is not provided"));
+    }
+    Ok(())
+}
+
+/// Checks a txn's shape: the operation count and every nested key, as etcd does before
+/// proposing.
+fn check_txn(txn: &pb::TxnRequest, ops_max: usize) -> Result<(), Status> {
+    if txn.success.len() > ops_max || txn.failure.len() > ops_max {
+        return Err(invalid("etcdserver: too many operations in txn request"));
+    }
+    for compare in &txn.compare {
+        check_key(&compare.key)?;
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        use pb::request_op::Request as R;
+        match &op.request {
+            Some(R::RequestRange(range)) => check_key(&range.key)?,
+            Some(R::RequestPut(put)) => check_put(put)?,
+            Some(R::RequestDeleteRange(delete)) => check_key(&delete.key)?,
+            Some(R::RequestTxn(txn)) => check_txn(txn, ops_max)?,
+            None => return Err(invalid("etcdserver: a txn operation is empty")),
+        }
+    }
+    Ok(())
+}
+
+fn check_put(put: &pb::PutRequest) -> Result<(), Status> {
+    check_key(&put.key)?;
+    if put.ignore_value && !put.value.is_empty() {
+        return Err(invalid("etcdserver: value is provided"));
+    }
+    if put.ignore_lease && put.lease != 0 {
+        return Err(invalid("etcdserver: lease is provided"));
+    }
+    Ok(())
+}
+
+impl Kv {
+    async fn write(&self, command: Command) -> Result<(Response, i64, u64), ApiError> {
+        let answer = self.handle.propose(command).await?;
+        let response = answer.value.result.map_err(ApiError::Mvcc)?;
+        Ok((response, answer.revision, answer.term))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for Kv {
+    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<GrpcResponse<pb::RangeResponse>, Status> {
+        let message = request.get_ref();
+        check_key(&message.key)?;
+        let range = convert::range_request(message);
+        let answer = if message.serializable {
+            self.handle.read_local(range).await?
+        } else {
+            self.handle.read(range).await.map_err(status)?
+        };
+        let header = self.handle.header(answer.revision, answer.term);
+        Ok(GrpcResponse::new(convert::range_response(answer.value, header)))
+    }
+
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<GrpcResponse<pb::PutResponse>, Status> {
+        check_size(&self.handle, request.get_ref().encoded_len())?;
+        check_put(request.get_ref())?;
+        match self.write(Command::Put(convert::put_request(request.get_ref()))).await {
+            Ok((Response::Put(put), revision, term)) => Ok(GrpcResponse::new(pb::PutResponse {
+                header: self.handle.header(revision, term),
+                prev_kv: put.prev_kv.map(convert::kv),
+            })),
+            Ok(_) => Err(Status::internal("a put answered with another kind of response")),
+            Err(ApiError::NotLeader(leader)) => {
+                let channel = self.handle.leader_channel(&request, leader)?;
+                KvClient::new(channel).put(forwarded(request.into_inner())).await
+            }
+            Err(error) => Err(status(error)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<GrpcResponse<pb::DeleteRangeResponse>, Status> {
+        check_size(&self.handle, request.get_ref().encoded_len())?;
+        check_key(&request.get_ref().key)?;
+        match self.write(Command::DeleteRange(convert::delete_request(request.get_ref()))).await {
+            Ok((Response::DeleteRange(delete), revision, term)) => Ok(GrpcResponse::new(pb::DeleteRangeResponse {
+                header: self.handle.header(revision, term),
+                deleted: delete.deleted,
+                prev_kvs: delete.prev_kvs.into_iter().map(convert::kv).collect(),
+            })),
+            Ok(_) => Err(Status::internal("a delete answered with another kind of response")),
+            Err(ApiError::NotLeader(leader)) => {
+                let channel = self.handle.leader_channel(&request, leader)?;
+                KvClient::new(channel).delete_range(forwarded(request.into_inner())).await
+            }
+            Err(error) => Err(status(error)),
+        }
+    }
+
+    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<GrpcResponse<pb::TxnResponse>, Status> {
+        check_size(&self.handle, request.get_ref().encoded_len())?;
+        check_txn(request.get_ref(), self.handle.limits.txn_ops_max)?;
+        // A txn that only reads goes through the log too (linearizable, one entry, no new
+        // revision); serving it at a ReadIndex point instead would save the entry.
+        let txn = convert::txn_request(request.get_ref()).map_err(invalid)?;
+        match self.write(Command::Txn(txn)).await {
+            Ok((Response::Txn(txn), revision, term)) => {
+                Ok(GrpcResponse::new(convert::txn_response(txn, self.handle.header(revision, term))))
+            }
+            Ok(_) => Err(Status::internal("a txn answered with another kind of response")),
+            Err(ApiError::NotLeader(leader)) => {
+                let channel = self.handle.leader_channel(&request, leader)?;
+                KvClient::new(channel).txn(forwarded(request.into_inner())).await
+            }
+            Err(error) => Err(status(error)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<GrpcResponse<pb::CompactionResponse>, Status> {
+        let revision = request.get_ref().revision;
+        match self.write(Command::Compact { revision }).await {
+            Ok((_, revision, term)) => {
+                Ok(GrpcResponse::new(pb::CompactionResponse { header: self.handle.header(revision, term) }))
+            }
+            Err(ApiError::NotLeader(leader)) => {
+                let channel = self.handle.leader_channel(&request, leader)?;
+                KvClient::new(channel).compact(forwarded(request.into_inner())).await
+            }
+            Err(error) => Err(status(error)),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The Lock service, built as etcd's is: a lock is a key `name/<lease>` attached to the caller's
+//! lease; waiters queue by the key's create revision, and each waits for the deletion of the
+//! key just before it. The holder's key's create revision is a fencing token: it only grows
+//! from one holder to the next.
+
+use ballot_mvcc::{
+    Command, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp, Response as Applied,
+    SortOrder, SortTarget, TxnRequest,
+};
+use ballot_proto::v3lockpb as pb;
+use ballot_proto::v3lockpb::lock_client::LockClient;
+use ballot_raft::Role;
+use tonic::{Request, Response, Status};
+
+use super::{forwarded, prefix_end, Handle};
+
+/// The Lock service.
+pub struct Lock {
+    /// The member.
+    pub handle: Handle,
+}
+
+/// Queues `key` (with `value`) under `prefix` on `lease`; returns the key's create revision
+/// once every key created before it under the prefix is gone. Shared with elections.
+pub async fn acquire(
+    handle: &Handle,
+    prefix: &[u8],
+    key: Vec<u8>,
+    value: Vec<u8>,
+    lease: i64,
+) -> Result<(i64, u64), Status> {
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Create(0),
+            key: key.clone(),
+            range_end: vec![],
+        }],
+        success: vec![RequestOp::Put(PutRequest { key: key.clone(), value, lease, ..Default::default() })],
+        failure: vec![RequestOp::Range(RangeRequest { key: key.clone(), ..Default::default() })],
+    };
+    let (response, revision, term) = handle.apply(Command::Txn(txn)).await?;
+    let Applied::Txn(txn) = response else { return Err(Status::internal("a txn answered with another response")) };
+    let mine = if txn.succeeded {
+        revision
+    } else {
+        match txn.responses.first() {
+            Some(ballot_mvcc::ResponseOp::Range(range)) if !range.kvs.is_empty() => range.kvs[0].create_revision,
+            _ => return Err(Status::internal("the lock key vanished while queueing")),
+        }
+    };
+    loop {
+        let before = RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            limit: 1,
+            sort_order: SortOrder::Descend,
+            sort_target: SortTarget::Create,
+            max_create_revision: mine - 1,
+            ..Default::default()
+        };
+        let answer = handle.read(before).await.map_err(super::status)?;
+        let Some(previous) = answer.value.kvs.first() else { return Ok((mine, term)) };
+        handle.wait_deleted(previous.key.clone(), answer.revision).await?;
+    }
+}
+
+/// Forwards a recipe call to the leader unless this member leads.
+pub async fn leader_or_forward<T>(
+    handle: &Handle,
+    request: &Request<T>,
+) -> Result<Option<tonic::transport::Channel>, Status> {
+    let (role, leader) = handle.query(|core| (core.replica.raft().raft().soft_state().role, core.leader())).await?;
+    if role == Role::Leader {
+        return Ok(None);
+    }
+    if leader == 0 {
+        return Err(Status::unavailable("etcdserver: no leader"));
+    }
+    handle.leader_channel(request, leader).map(Some)
+}
+
+#[tonic::async_trait]
+impl pb::lock_server::Lock for Lock {
+    async fn lock(&self, request: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
+            return LockClient::new(channel).lock(forwarded(request.into_inner())).await;
+        }
+        let pb::LockRequest { name, lease } = request.into_inner();
+        let mut prefix = name;
+        prefix.push(b'/');
+        let key: Vec<u8> = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
+        let (revision, term) = acquire(&self.handle, &prefix, key.clone(), Vec::new(), lease).await?;
+        Ok(Response::new(pb::LockResponse { header: self.handle.header(revision, term), key }))
+    }
+
+    async fn unlock(&self, request: Request<pb::UnlockRequest>) -> Result<Response<pb::UnlockResponse>, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
+            return LockClient::new(channel).unlock(forwarded(request.into_inner())).await;
+        }
+        let key = request.into_inner().key;
+        let delete = ballot_mvcc::DeleteRangeRequest { key, ..Default::default() };
+        let (_, revision, term) = self.handle.apply(Command::DeleteRange(delete)).await?;
+        Ok(Response::new(pb::UnlockResponse { header: self.handle.header(revision, term) }))
+    }
+}

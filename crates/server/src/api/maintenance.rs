@@ -1,0 +1,197 @@
+//! The Maintenance service: status, alarms, hashes, snapshot, leader transfer, defragment.
+
+use std::time::{Duration, Instant};
+
+use ballot_mvcc::{AlarmKind, Command};
+use ballot_proto::etcdserverpb as pb;
+use ballot_raft::Role;
+use tonic::{Request, Response, Status};
+
+use super::{async_stream, status, Handle};
+use crate::driver::ApiError;
+
+/// The etcd API version ballot speaks (clients gate features on it).
+pub const API_VERSION: &str = "3.4.0";
+/// Snapshot stream chunk size.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// The Maintenance service.
+pub struct Maintenance {
+    /// The member.
+    pub handle: Handle,
+}
+
+fn alarm_type(kind: AlarmKind) -> pb::AlarmType {
+    match kind {
+        AlarmKind::NoSpace => pb::AlarmType::Nospace,
+        AlarmKind::Corrupt => pb::AlarmType::Corrupt,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for Maintenance {
+    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        use pb::alarm_request::AlarmAction;
+        let message = request.into_inner();
+        let kind = match message.alarm() {
+            pb::AlarmType::Nospace => Some(AlarmKind::NoSpace),
+            pb::AlarmType::Corrupt => Some(AlarmKind::Corrupt),
+            pb::AlarmType::None => None,
+        };
+        let activate = match message.action() {
+            AlarmAction::Get => None,
+            AlarmAction::Activate => Some(true),
+            AlarmAction::Deactivate => Some(false),
+        };
+        let (mut revision, mut term) = (0, 0);
+        if let Some(activate) = activate {
+            let kind = kind.ok_or_else(|| Status::invalid_argument("etcdserver: an alarm type is required"))?;
+            let answer = self.handle.propose(Command::Alarm { activate, kind, member_id: message.member_id }).await;
+            let answer = answer.map_err(status)?;
+            (revision, term) = (answer.revision, answer.term);
+        }
+        let alarms = self.handle.query(|core| core.replica.store().alarms()).await?;
+        let alarms = alarms.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let alarms = alarms
+            .into_iter()
+            .filter(|(alarm, member)| {
+                kind.is_none_or(|kind| kind == *alarm) && (message.member_id == 0 || message.member_id == *member)
+            })
+            .map(|(alarm, member_id)| pb::AlarmMember { member_id, alarm: alarm_type(alarm) as i32 })
+            .collect();
+        Ok(Response::new(pb::AlarmResponse { header: self.handle.header(revision, term), alarms }))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let member_id = self.handle.member_id;
+        let status = self
+            .handle
+            .query(move |core| {
+                let raft = core.replica.raft().raft();
+                let store = core.replica.store();
+                let db_size = store.size_bytes().unwrap_or(0) as i64;
+                let errors = store
+                    .alarms()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(alarm, member)| format!("memberID:{member} alarm:{} ", alarm_type(alarm).as_str_name()))
+                    .collect();
+                let response = pb::StatusResponse {
+                    header: None,
+                    version: API_VERSION.into(),
+                    db_size,
+                    leader: core.leader(),
+                    raft_index: raft.log().committed(),
+                    raft_term: raft.term(),
+                    raft_applied_index: core.replica.applied(),
+                    errors,
+                    db_size_in_use: db_size,
+                    is_learner: raft.conf_state().learners.contains(&member_id),
+                };
+                (response, store.revision())
+            })
+            .await?;
+        let (mut response, revision) = status;
+        response.header = self.handle.header(revision, response.raft_term);
+        Ok(Response::new(response))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // The backend (redb) reuses freed pages itself; there is no offline compaction pass to
+        // run, and so nothing that would stop the world as etcd's defragment does.
+        tracing::info!("defragment requested: nothing to do (the backend reuses freed pages online)");
+        Ok(Response::new(pb::DefragmentResponse { header: self.handle.header(0, 0) }))
+    }
+
+    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        // The hash of the whole key-value history (as HashKV at the current revision): what
+        // replicas must agree on.
+        let (result, term) = self.handle.query(|core| (core.replica.store().hash_kv(0), core.term())).await?;
+        let (hash, _) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
+        Ok(Response::new(pb::HashResponse { header: self.handle.header(0, term), hash }))
+    }
+
+    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        let revision = request.get_ref().revision;
+        let (result, current, term) = self
+            .handle
+            .query(move |core| (core.replica.store().hash_kv(revision), core.replica.store().revision(), core.term()))
+            .await?;
+        let (hash, compact_revision) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.handle.header(current, term),
+            hash,
+            compact_revision,
+            hash_revision: if revision <= 0 { current } else { revision },
+        }))
+    }
+
+    type SnapshotStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        // ballot's own snapshot format (a consistent image of the store); the etcd (bbolt)
+        // format is not produced yet.
+        let (chunks, revision, term) = self
+            .handle
+            .query(|core| {
+                let store = core.replica.store();
+                let chunks = store
+                    .snapshot_chunks(SNAPSHOT_CHUNK_BYTES)
+                    .and_then(|chunks| chunks.collect::<Result<Vec<Vec<u8>>, _>>());
+                (chunks, store.revision(), core.term())
+            })
+            .await?;
+        let chunks = chunks.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let header = self.handle.header(revision, term);
+        let stream = async_stream(move |tx| async move {
+            let mut remaining: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+            for blob in chunks {
+                remaining -= blob.len() as u64;
+                let response =
+                    pb::SnapshotResponse { header, remaining_bytes: remaining, blob, version: API_VERSION.into() };
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let target = request.get_ref().target_id;
+        let started = self
+            .handle
+            .query(move |core| {
+                if core.replica.raft().raft().soft_state().role != Role::Leader {
+                    return Err(Status::failed_precondition("etcdserver: not leader"));
+                }
+                if !core.replica.raft().raft().conf_state().is_voter(target) {
+                    return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
+                }
+                core.replica
+                    .raft_mut()
+                    .transfer_leader(target)
+                    .map_err(|error| Status::failed_precondition(error.to_string()))
+            })
+            .await?;
+        started?;
+        let deadline = Instant::now() + self.handle.limits.request_timeout;
+        loop {
+            let (leader, term) = self.handle.query(|core| (core.leader(), core.term())).await?;
+            if leader == target {
+                return Ok(Response::new(pb::MoveLeaderResponse { header: self.handle.header(0, term) }));
+            }
+            if Instant::now() >= deadline {
+                return Err(status(ApiError::Timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

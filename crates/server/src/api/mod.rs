@@ -1,0 +1,299 @@
+//! The etcd v3 gRPC services. Each request is validated here (sizes, key ranges, limits), then
+//! becomes a command proposed through the Raft loop, a ReadIndex read, or a local query. Writes
+//! that reach a follower are forwarded to the leader's client endpoint, so clients can talk to
+//! any member.
+
+pub mod cluster;
+pub mod convert;
+pub mod election;
+pub mod kv;
+pub mod lease;
+pub mod lock;
+pub mod maintenance;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ballot_mvcc::{Applied, Command, RangeRequest, RangeResponse};
+use ballot_proto::etcdserverpb::ResponseHeader;
+use ballot_raft::NodeId;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::driver::{Answer, ApiError, Inbox, Input, Query};
+use crate::members::Members;
+use crate::metrics::Metrics;
+
+/// Limits on requests, as etcd's flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request (`--max-request-bytes`).
+    pub request_bytes_max: usize,
+    /// Most operations in one txn (`--max-txn-ops`).
+    pub txn_ops_max: usize,
+    /// How long a request may wait for its result.
+    pub request_timeout: Duration,
+    /// Smallest lease TTL granted, seconds.
+    pub lease_ttl_min: i64,
+}
+
+/// Metadata key marking a request another member forwarded (it is not forwarded again).
+const FORWARDED: &str = "ballot-forwarded";
+
+/// What every service needs: the way to the Raft loop, and who we are.
+#[derive(Clone)]
+pub struct Handle {
+    inbox: Inbox,
+    /// Cluster id for headers.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub member_id: NodeId,
+    /// The member table.
+    pub members: Members,
+    /// Request limits.
+    pub limits: Limits,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+/// etcd's gRPC status for an error.
+pub fn status(error: ApiError) -> Status {
+    use ballot_mvcc::Error as E;
+    let code = match &error {
+        ApiError::NotLeader(_) => Code::FailedPrecondition,
+        ApiError::NoLeader | ApiError::Stopped | ApiError::Timeout => Code::Unavailable,
+        ApiError::TooManyRequests => Code::ResourceExhausted,
+        ApiError::Mvcc(error) => match error {
+            E::Compacted | E::FutureRevision => Code::OutOfRange,
+            E::LeaseNotFound => Code::NotFound,
+            E::LeaseExists => Code::FailedPrecondition,
+            E::InvalidLeaseId | E::KeyNotFound | E::DuplicateKey => Code::InvalidArgument,
+            E::NoSpace => Code::ResourceExhausted,
+            E::Storage(_) => Code::Internal,
+        },
+    };
+    Status::new(code, error.to_string())
+}
+
+/// An `InvalidArgument` with etcd's message.
+pub fn invalid(message: &str) -> Status {
+    Status::invalid_argument(message)
+}
+
+impl Handle {
+    /// A handle on the loop.
+    pub fn new(
+        inbox: Inbox,
+        cluster_id: u64,
+        member_id: NodeId,
+        members: Members,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Handle {
+        Handle { inbox, cluster_id, member_id, members, limits, metrics, channels: Arc::default() }
+    }
+
+    /// Sends an input to the loop.
+    pub fn send(&self, input: Input) -> Result<(), Status> {
+        self.inbox.send(input).map_err(|_| status(ApiError::Stopped))
+    }
+
+    /// A response header.
+    pub fn header(&self, revision: i64, term: u64) -> Option<ResponseHeader> {
+        Some(ResponseHeader { cluster_id: self.cluster_id, member_id: self.member_id, revision, raft_term: term })
+    }
+
+    /// Waits for an answer within the request timeout.
+    async fn wait<T>(&self, rx: oneshot::Receiver<Result<Answer<T>, ApiError>>) -> Result<Answer<T>, ApiError> {
+        match tokio::time::timeout(self.limits.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ApiError::Stopped),
+            Err(_) => Err(ApiError::Timeout),
+        }
+    }
+
+    /// Runs `query` on the loop thread and returns what it produced.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut crate::driver::Core) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        let boxed: Query = Box::new(move |core| {
+            let _ = tx.send(query(core));
+        });
+        self.send(Input::Query(boxed))?;
+        match tokio::time::timeout(self.limits.request_timeout, rx).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(status(ApiError::Stopped)),
+            Err(_) => Err(status(ApiError::Timeout)),
+        }
+    }
+
+    /// Retries `attempt` while no leader is known, until the request timeout.
+    async fn retry_without_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let deadline = Instant::now() + self.limits.request_timeout;
+        loop {
+            match attempt().await {
+                Err(ApiError::NoLeader) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Proposes a write; `Err(NotLeader)` tells the caller to forward.
+    pub async fn propose(&self, command: Command) -> Result<Answer<Applied>, ApiError> {
+        let started = Instant::now();
+        let result = self
+            .retry_without_leader(|| async {
+                let (tx, rx) = oneshot::channel();
+                self.send(Input::Propose(command.clone(), tx)).map_err(|_| ApiError::Stopped)?;
+                self.wait(rx).await
+            })
+            .await;
+        self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// A linearizable read through ReadIndex.
+    pub async fn read(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
+        self.retry_without_leader(|| async {
+            let (tx, rx) = oneshot::channel();
+            self.send(Input::Read(request.clone(), tx)).map_err(|_| ApiError::Stopped)?;
+            self.wait(rx).await
+        })
+        .await
+    }
+
+    /// A lease keep-alive through the leader's log.
+    pub async fn keep_alive(&self, lease: i64) -> Result<Answer<i64>, ApiError> {
+        self.retry_without_leader(|| async {
+            let (tx, rx) = oneshot::channel();
+            self.send(Input::KeepAlive(lease, tx)).map_err(|_| ApiError::Stopped)?;
+            self.wait(rx).await
+        })
+        .await
+    }
+
+    /// A serializable read from the local store.
+    pub async fn read_local(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, Status> {
+        let result = self
+            .query(move |core| {
+                let revision = core.replica.store().revision();
+                let term = core.term();
+                core.replica.store().range(&request).map(|value| Answer { value, revision, term })
+            })
+            .await?;
+        result.map_err(|error| status(ApiError::Mvcc(error)))
+    }
+
+    /// A channel to the leader's client endpoint, for forwarding, or the error to return.
+    pub fn leader_channel<T>(&self, request: &tonic::Request<T>, leader: NodeId) -> Result<Channel, Status> {
+        if request.metadata().contains_key(FORWARDED) {
+            return Err(status(ApiError::NotLeader(leader)));
+        }
+        let member = self.members.get(leader).ok_or_else(|| status(ApiError::NoLeader))?;
+        let url = member.client_urls.first().cloned().ok_or_else(|| status(ApiError::NoLeader))?;
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(&url) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Channel::from_shared(url.clone()).map_err(|_| status(ApiError::NoLeader))?;
+        let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
+        channels.insert(url, channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Marks a request as forwarded by this member.
+pub fn forwarded<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+/// Checks an encoded request against `--max-request-bytes`.
+pub fn check_size(handle: &Handle, encoded_len: usize) -> Result<(), Status> {
+    if encoded_len > handle.limits.request_bytes_max {
+        return Err(invalid("etcdserver: request is too large"));
+    }
+    Ok(())
+}
+
+/// A response stream fed by a task through a channel.
+pub fn async_stream<T, F, Fut>(producer: F) -> std::pin::Pin<Box<dyn tokio_stream::Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// The end of the range of keys that start with `prefix` (etcd's `GetPrefixRangeEnd`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Handle {
+    /// Proposes a command on this member (the leader) and returns the state machine's answer.
+    pub async fn apply(&self, command: Command) -> Result<(ballot_mvcc::Response, i64, u64), Status> {
+        let answer = self.propose(command).await.map_err(|error| match error {
+            ApiError::NotLeader(_) => Status::unavailable("etcdserver: leader changed"),
+            other => status(other),
+        })?;
+        let response = answer.value.result.map_err(|error| status(ApiError::Mvcc(error)))?;
+        Ok((response, answer.revision, answer.term))
+    }
+
+    /// Waits until `key` is deleted, watching from revision `after + 1`.
+    pub async fn wait_deleted(&self, key: Vec<u8>, after: i64) -> Result<(), Status> {
+        self.wait_event(key, Vec::new(), after, |event| event.kind == ballot_mvcc::EventKind::Delete).await
+    }
+
+    /// Waits for a change in `[key, range_end)` that `wanted` accepts, from revision `after + 1`.
+    pub async fn wait_event(
+        &self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        after: i64,
+        wanted: impl Fn(&ballot_mvcc::Event) -> bool,
+    ) -> Result<(), Status> {
+        let (events, mut from_hub) = tokio::sync::mpsc::channel(16);
+        let (tx, rx) = oneshot::channel();
+        let request = ballot_mvcc::WatchRequest { key, range_end, start_revision: after + 1, ..Default::default() };
+        self.send(Input::Watch(request, events, tx))?;
+        let (watch, _) =
+            rx.await.map_err(|_| status(ApiError::Stopped))?.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let result = loop {
+            match from_hub.recv().await {
+                Some(out) if out.events.iter().any(&wanted) => break Ok(()),
+                Some(out) if out.cancelled.is_some() => {
+                    break Err(status(ApiError::Mvcc(ballot_mvcc::Error::Compacted)))
+                }
+                Some(_) => {}
+                None => break Err(status(ApiError::Stopped)),
+            }
+        };
+        let _ = self.send(Input::Unwatch(watch));
+        result
+    }
+}

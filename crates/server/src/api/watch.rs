@@ -1,0 +1,199 @@
+//! The Watch service: one bidirectional stream carries many watchers. Watch ids are per
+//! stream, as etcd's are (chosen by the client or numbered from 0); the hub's own ids stay
+//! inside the member.
+
+use std::collections::HashMap;
+
+use ballot_mvcc::{Cancelled, WatchId, WatchRequest};
+use ballot_proto::etcdserverpb as pb;
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{async_stream, status, Handle};
+use crate::driver::{ApiError, Input, WatchOut};
+
+/// The Watch service.
+pub struct Watch {
+    /// The member.
+    pub handle: Handle,
+}
+
+/// One stream's watchers: client id ↔ hub id.
+struct Stream {
+    handle: Handle,
+    by_client: HashMap<i64, (WatchId, bool)>,
+    by_hub: HashMap<WatchId, (i64, bool)>,
+    next_client_id: i64,
+    events: mpsc::Sender<WatchOut>,
+}
+
+type Out = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+impl Stream {
+    fn response(&self, watch_id: i64, revision: i64) -> pb::WatchResponse {
+        pb::WatchResponse { header: self.handle.header(revision, 0), watch_id, ..Default::default() }
+    }
+
+    async fn create(&mut self, create: pb::WatchCreateRequest, out: &Out) -> bool {
+        use pb::watch_create_request::FilterType;
+        let watch_id = if create.watch_id != 0 { create.watch_id } else { self.next_client_id };
+        if self.by_client.contains_key(&watch_id) {
+            let mut response = self.response(watch_id, 0);
+            response.created = true;
+            response.canceled = true;
+            response.cancel_reason = "etcdserver: duplicate watch ID".into();
+            return out.send(Ok(response)).await.is_ok();
+        }
+        while self.by_client.contains_key(&self.next_client_id) || self.next_client_id == watch_id {
+            self.next_client_id += 1;
+        }
+        let filters: Vec<FilterType> = create.filters.iter().filter_map(|f| FilterType::try_from(*f).ok()).collect();
+        let request = WatchRequest {
+            key: create.key,
+            range_end: create.range_end,
+            start_revision: create.start_revision,
+            prev_kv: create.prev_kv,
+            no_put: filters.contains(&FilterType::Noput),
+            no_delete: filters.contains(&FilterType::Nodelete),
+        };
+        let (tx, rx) = oneshot::channel();
+        if self.handle.send(Input::Watch(request, self.events.clone(), tx)).is_err() {
+            return false;
+        }
+        let mut response = self.response(watch_id, 0);
+        response.created = true;
+        match rx.await {
+            Ok(Ok((hub_id, revision))) => {
+                self.by_client.insert(watch_id, (hub_id, create.fragment));
+                self.by_hub.insert(hub_id, (watch_id, create.fragment));
+                response.header = self.handle.header(revision, 0);
+            }
+            Ok(Err(ballot_mvcc::Error::Compacted)) => {
+                let compact_revision = self.handle.query(|core| core.replica.store().compact_revision()).await;
+                response.canceled = true;
+                response.compact_revision = compact_revision.unwrap_or(0);
+                response.cancel_reason = ballot_mvcc::Error::Compacted.to_string();
+            }
+            Ok(Err(error)) => {
+                // Any other refusal ends the stream with the error.
+                let _ = out.send(Err(status(ApiError::Mvcc(error)))).await;
+                return false;
+            }
+            Err(_) => return false,
+        }
+        out.send(Ok(response)).await.is_ok()
+    }
+
+    async fn cancel(&mut self, watch_id: i64, out: &Out) -> bool {
+        if let Some((hub_id, _)) = self.by_client.remove(&watch_id) {
+            self.by_hub.remove(&hub_id);
+            let _ = self.handle.send(Input::Unwatch(hub_id));
+        }
+        let mut response = self.response(watch_id, 0);
+        response.canceled = true;
+        out.send(Ok(response)).await.is_ok()
+    }
+
+    async fn progress(&mut self, out: &Out) -> bool {
+        let Ok(revision) = self.handle.query(|core| core.replica.store().revision()).await else { return false };
+        // etcd answers a progress request with watch id -1: it speaks for the whole stream.
+        out.send(Ok(self.response(-1, revision))).await.is_ok()
+    }
+
+    /// Events from the hub to the client, split into fragments if the watcher allowed it and
+    /// they exceed the request size limit.
+    async fn deliver(&mut self, batch: WatchOut, out: &Out) -> bool {
+        let Some(&(watch_id, fragment)) = self.by_hub.get(&batch.watch) else { return true };
+        let events: Vec<_> = batch.events.into_iter().map(super::convert::event).collect();
+        let mut responses = Vec::new();
+        let limit = self.handle.limits.request_bytes_max;
+        if fragment && events.iter().map(|e| e.encoded_len()).sum::<usize>() > limit {
+            let mut chunk = Vec::new();
+            let mut size = 0;
+            for event in events {
+                size += event.encoded_len();
+                chunk.push(event);
+                if size >= limit {
+                    responses.push(std::mem::take(&mut chunk));
+                    size = 0;
+                }
+            }
+            if !chunk.is_empty() {
+                responses.push(chunk);
+            }
+        } else if !events.is_empty() {
+            responses.push(events);
+        }
+        let count = responses.len();
+        for (i, events) in responses.into_iter().enumerate() {
+            let mut response = self.response(watch_id, batch.revision);
+            response.events = events;
+            response.fragment = i + 1 < count;
+            if out.send(Ok(response)).await.is_err() {
+                return false;
+            }
+        }
+        if let Some(Cancelled::Compacted { compact_revision }) = batch.cancelled {
+            self.by_hub.remove(&batch.watch);
+            self.by_client.remove(&watch_id);
+            let mut response = self.response(watch_id, batch.revision);
+            response.canceled = true;
+            response.compact_revision = compact_revision;
+            response.cancel_reason = ballot_mvcc::Error::Compacted.to_string();
+            return out.send(Ok(response)).await.is_ok();
+        }
+        true
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        for hub_id in self.by_hub.keys() {
+            let _ = self.handle.send(Input::Unwatch(*hub_id));
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::watch_server::Watch for Watch {
+    type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut inbound = request.into_inner();
+        let handle = self.handle.clone();
+        let stream = async_stream(move |out: Out| async move {
+            let (events, mut from_hub) = mpsc::channel(256);
+            let mut stream =
+                Stream { handle, by_client: HashMap::new(), by_hub: HashMap::new(), next_client_id: 0, events };
+            loop {
+                let going = tokio::select! {
+                    request = inbound.next() => match request {
+                        Some(Ok(pb::WatchRequest { request_union: Some(union) })) => {
+                            use pb::watch_request::RequestUnion as U;
+                            match union {
+                                U::CreateRequest(create) => stream.create(create, &out).await,
+                                U::CancelRequest(cancel) => stream.cancel(cancel.watch_id, &out).await,
+                                U::ProgressRequest(_) => stream.progress(&out).await,
+                            }
+                        }
+                        Some(Ok(_)) => true,
+                        _ => false,
+                    },
+                    batch = from_hub.recv() => match batch {
+                        Some(batch) => stream.deliver(batch, &out).await,
+                        None => false,
+                    },
+                };
+                if !going {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,557 @@
+//! The driver: one thread that owns the replica and runs its loop, and one that fsyncs.
+//!
+//! The Raft loop thread owns the [`Replica`] (Raft, WAL, store), the watch hub and the lease
+//! timers; everything else talks to it through its inbox. Each turn it takes what arrived,
+//! ticks when due, and moves the replica on: it writes the next `Ready` to the log, sends what
+//! may leave at once (a leader's appends go out while its own fsync runs), and hands the fsync
+//! to the WAL thread. While that fsync runs the loop keeps stepping messages, ticking and
+//! sending heartbeats, so a slow disk never starves the cluster of heartbeats; proposals that
+//! arrive meanwhile wait in Raft's log and form the next batch (group commit). When the WAL
+//! thread reports the fsync done, the loop sends what waited for durability (votes, append
+//! acks), applies what committed and answers the waiting requests by request id.
+//!
+//! Leases expire on the leader's clock: every member keeps a deadline per lease, set when it
+//! applies the lease's grant or checkpoint; the leader proposes the revoke of an expired lease.
+//! A keep-alive is a checkpoint through the log, so a new leader knows each lease's deadline
+//! to within the replication delay: a leader change neither resets nor cuts a lease.
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use ballot_mvcc::{Applied, Cancelled, Command, Event, RangeRequest, RangeResponse, WatchHub, WatchId, WatchRequest};
+use ballot_node::{Finished, Replica, RequestId};
+use ballot_raft::{Message, NodeId, Role};
+use ballot_storage::{FsDisk, SyncTask};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::transport::Transport;
+use std::sync::Arc;
+
+/// The Raft loop's inbox.
+pub type Inbox = std_mpsc::Sender<Input>;
+
+/// An answer with the state it was given at (for response headers).
+#[derive(Debug)]
+pub struct Answer<T> {
+    /// The result.
+    pub value: T,
+    /// Store revision.
+    pub revision: i64,
+    /// Raft term.
+    pub term: u64,
+}
+
+/// Where an answer goes.
+pub type Reply<T> = oneshot::Sender<Result<Answer<T>, ApiError>>;
+
+/// Why a request got no result from this member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Another member leads (the API forwards the request there).
+    #[error("etcdserver: not leader")]
+    NotLeader(NodeId),
+    /// No leader is known right now.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The state machine's answer is an error.
+    #[error("{0}")]
+    Mvcc(ballot_mvcc::Error),
+    /// The member is stopping or stopped.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// No result in time (the outcome is unknown).
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Raft refused the proposal for now (a leader transfer, too much uncommitted data).
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+}
+
+impl From<ballot_raft::Error> for ApiError {
+    fn from(error: ballot_raft::Error) -> Self {
+        match error {
+            ballot_raft::Error::NotLeader { leader: Some(leader) } => ApiError::NotLeader(leader),
+            ballot_raft::Error::NotLeader { leader: None } => ApiError::NoLeader,
+            _ => ApiError::TooManyRequests,
+        }
+    }
+}
+
+/// What a watch stream receives from the loop.
+#[derive(Debug)]
+pub struct WatchOut {
+    /// The hub's id of the watcher.
+    pub watch: WatchId,
+    /// Events, in revision order.
+    pub events: Vec<Event>,
+    /// Set when the watcher ended.
+    pub cancelled: Option<Cancelled>,
+    /// Store revision when sent.
+    pub revision: i64,
+}
+
+/// A closure run on the loop thread with the loop's state (for reads of status, leases, hashes).
+pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// What the Raft loop takes.
+pub enum Input {
+    /// A message from a peer.
+    Peer(Message),
+    /// A peer could not be reached.
+    Unreachable(NodeId),
+    /// A snapshot to a peer was delivered or not.
+    SnapshotStatus(NodeId, bool),
+    /// A write to propose (on the leader).
+    Propose(Command, Reply<Applied>),
+    /// A linearizable read.
+    Read(RangeRequest, Reply<RangeResponse>),
+    /// A keep-alive of a lease: answers the renewed TTL (0 if the lease does not exist).
+    KeepAlive(i64, Reply<i64>),
+    /// A new watcher; its events go to the stream's channel.
+    Watch(WatchRequest, mpsc::Sender<WatchOut>, oneshot::Sender<Result<(WatchId, i64), ballot_mvcc::Error>>),
+    /// A watcher ends.
+    Unwatch(WatchId),
+    /// Read-only work on the loop's state.
+    Query(Query),
+    /// The WAL thread finished an fsync.
+    Synced(std::io::Result<()>, Duration),
+    /// Stop: a leader first hands leadership over (within the timeout).
+    Shutdown(Duration, oneshot::Sender<()>),
+}
+
+/// What the loop needs besides the replica.
+pub struct Settings {
+    /// This member.
+    pub id: NodeId,
+    /// Tick length (the heartbeat interval).
+    pub tick: Duration,
+    /// Election timeout in ticks.
+    pub election_ticks: u32,
+}
+
+enum Waiter {
+    Write(Reply<Applied>),
+    KeepAlive(i64, Reply<i64>),
+}
+
+/// The loop's state.
+pub struct Core {
+    /// The replica.
+    pub replica: Replica<FsDisk>,
+    /// Watchers of this member.
+    pub hub: WatchHub,
+    /// Lease deadlines on this member's clock.
+    pub lease_deadlines: HashMap<i64, Instant>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    settings: Settings,
+    transport: Transport,
+    watch_streams: HashMap<WatchId, mpsc::Sender<WatchOut>>,
+    waiting: HashMap<RequestId, Waiter>,
+    reads: HashMap<RequestId, Reply<RangeResponse>>,
+    revoking: HashMap<i64, Instant>,
+    next_request: RequestId,
+    syncing: bool,
+    sync_queue: std_mpsc::Sender<SyncTask>,
+    leader: NodeId,
+}
+
+impl Core {
+    /// Term of the replica.
+    pub fn term(&self) -> u64 {
+        self.replica.raft().raft().term()
+    }
+
+    /// The known leader (0 if none).
+    pub fn leader(&self) -> NodeId {
+        self.leader
+    }
+
+    fn answer<T>(&self, value: T) -> Answer<T> {
+        Answer { value, revision: self.replica.store().revision(), term: self.term() }
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request = self.next_request.wrapping_add(1);
+        self.next_request
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            self.metrics.messages_sent.inc();
+            if !self.transport.send(message) {
+                self.replica.raft_mut().report_unreachable(to);
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) -> Option<(Duration, oneshot::Sender<()>)> {
+        match input {
+            Input::Peer(message) => {
+                // A message Raft refuses (misaddressed, stale) is dropped: peers are not trusted
+                // to be right, only to be authenticated members.
+                if let Err(error) = self.replica.raft_mut().step(message) {
+                    tracing::debug!(%error, "peer message dropped");
+                }
+            }
+            Input::Unreachable(peer) => self.replica.raft_mut().report_unreachable(peer),
+            Input::SnapshotStatus(peer, delivered) => self.replica.raft_mut().report_snapshot(peer, delivered),
+            Input::Propose(command, reply) => {
+                let id = self.request_id();
+                match self.replica.propose(id, &command) {
+                    Ok(()) => {
+                        self.metrics.proposals.inc();
+                        self.waiting.insert(id, Waiter::Write(reply));
+                    }
+                    Err(error) => drop(reply.send(Err(error.into()))),
+                }
+            }
+            Input::Read(request, reply) => {
+                let id = self.request_id();
+                match self.replica.read(id, request) {
+                    Ok(()) => drop(self.reads.insert(id, reply)),
+                    Err(error) => drop(reply.send(Err(error.into()))),
+                }
+            }
+            Input::KeepAlive(lease, reply) => self.keep_alive(lease, reply),
+            Input::Watch(request, stream, reply) => {
+                let created = self.hub.watch(self.replica.store(), request);
+                if let Ok(id) = created {
+                    self.watch_streams.insert(id, stream);
+                    self.metrics.watchers.set(self.hub.len() as i64);
+                }
+                let _ = reply.send(created.map(|id| (id, self.replica.store().revision())));
+                // A watcher from the past gets its history now, not at the next tick.
+                self.deliver_watches();
+            }
+            Input::Unwatch(id) => {
+                self.hub.cancel(id);
+                self.watch_streams.remove(&id);
+                self.metrics.watchers.set(self.hub.len() as i64);
+            }
+            Input::Query(query) => query(self),
+            Input::Synced(result, elapsed) => {
+                self.metrics.fsync_seconds.observe(elapsed.as_secs_f64());
+                if elapsed > Duration::from_millis(100) {
+                    tracing::warn!(took_ms = elapsed.as_millis() as u64, "slow fsync");
+                }
+                if let Err(error) = result {
+                    // Whether the data reached the disk is unknown after a failed fsync; going
+                    // on could acknowledge what is lost. Stop, as etcd does.
+                    panic!("fsync of the write-ahead log failed: {error}");
+                }
+                self.syncing = false;
+                self.finish();
+            }
+            Input::Shutdown(timeout, done) => return Some((timeout, done)),
+        }
+        None
+    }
+
+    fn keep_alive(&mut self, lease: i64, reply: Reply<i64>) {
+        let ttl = match self.replica.store().lease(lease) {
+            Ok(Some(info)) => info.lease.ttl,
+            Ok(None) => return drop(reply.send(Ok(self.answer(0)))),
+            Err(error) => return drop(reply.send(Err(ApiError::Mvcc(error)))),
+        };
+        let id = self.request_id();
+        match self.replica.propose(id, &Command::LeaseCheckpoint { id: lease, remaining_ttl: ttl }) {
+            Ok(()) => drop(self.waiting.insert(id, Waiter::KeepAlive(ttl, reply))),
+            Err(error) => drop(reply.send(Err(error.into()))),
+        }
+    }
+
+    /// Moves the replica on as far as it goes without waiting for the disk.
+    fn drive(&mut self) -> Result<(), ballot_node::NodeError> {
+        if self.syncing {
+            let messages = self.replica.take_messages();
+            self.send(messages);
+            return Ok(());
+        }
+        while let Some(written) = self.replica.next_ready()? {
+            if let Some(soft) = written.soft_state {
+                self.on_soft_state(soft.leader, soft.role);
+            }
+            self.send(written.messages);
+            if written.must_sync {
+                if let Some(task) = self.replica.detach_sync()? {
+                    self.syncing = true;
+                    return self.start_sync(task);
+                }
+            }
+            self.finish();
+        }
+        Ok(())
+    }
+
+    fn start_sync(&mut self, task: SyncTask) -> Result<(), ballot_node::NodeError> {
+        self.sync_queue.send(task).expect("the WAL thread outlives the loop");
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        let finished = match self.replica.finish() {
+            Ok(finished) => finished,
+            Err(error) => panic!("the replica cannot go on: {error}"),
+        };
+        self.on_finished(finished);
+    }
+
+    fn on_soft_state(&mut self, leader: NodeId, role: Role) {
+        if leader != self.leader {
+            self.metrics.leader_changes.inc();
+            tracing::info!(leader = format!("{leader:x}"), term = self.term(), role = ?role, "leader changed");
+            self.leader = leader;
+        }
+    }
+
+    fn on_finished(&mut self, finished: Finished) {
+        self.send(finished.messages);
+        self.metrics.applied_entries.inc_by(finished.committed.len() as u64);
+        let now = Instant::now();
+        if finished.installed_snapshot.is_some() {
+            tracing::info!(index = finished.installed_snapshot, "snapshot installed");
+            self.hub.restored();
+            self.reload_leases(now);
+        }
+        for (lease, remaining) in finished.leases {
+            match remaining {
+                Some(seconds) => {
+                    self.lease_deadlines.insert(lease, now + Duration::from_secs(seconds.max(0) as u64));
+                    self.revoking.remove(&lease);
+                }
+                None => {
+                    self.lease_deadlines.remove(&lease);
+                    self.revoking.remove(&lease);
+                }
+            }
+        }
+        let term = self.term();
+        for (id, applied) in finished.writes {
+            let revision = applied.revision;
+            match self.waiting.remove(&id) {
+                Some(Waiter::Write(reply)) => {
+                    let result = applied.result.clone().map(|_| Answer { value: applied, revision, term });
+                    let _ = reply.send(result.map_err(ApiError::Mvcc));
+                }
+                Some(Waiter::KeepAlive(ttl, reply)) => {
+                    let ttl = if applied.result.is_ok() { ttl } else { 0 };
+                    let _ = reply.send(Ok(Answer { value: ttl, revision, term }));
+                }
+                None => {}
+            }
+        }
+        for (id, result) in finished.reads {
+            if let Some(reply) = self.reads.remove(&id) {
+                let _ = reply.send(result.map(|value| self.answer(value)).map_err(ApiError::Mvcc));
+            }
+        }
+        if !finished.events.is_empty() {
+            if let Err(error) = self.hub.notify(self.replica.store(), &finished.events) {
+                panic!("watch hub: {error}");
+            }
+        }
+        self.deliver_watches();
+    }
+
+    /// Sends buffered watch events to streams with room for them; the rest wait in the hub.
+    fn deliver_watches(&mut self) {
+        if self.watch_streams.is_empty() {
+            return;
+        }
+        let _ = self.hub.catch_up(self.replica.store(), 64);
+        let revision = self.replica.store().revision();
+        let mut closed = Vec::new();
+        for (&watch, stream) in &self.watch_streams {
+            if stream.is_closed() {
+                closed.push(watch);
+                continue;
+            }
+            let Ok(permit) = stream.try_reserve() else { continue };
+            match self.hub.take(watch) {
+                Some((events, cancelled)) if !events.is_empty() || cancelled.is_some() => {
+                    if cancelled.is_some() {
+                        closed.push(watch);
+                    }
+                    permit.send(WatchOut { watch, events, cancelled, revision });
+                }
+                _ => {}
+            }
+        }
+        for watch in closed {
+            self.hub.cancel(watch);
+            self.watch_streams.remove(&watch);
+        }
+    }
+
+    fn reload_leases(&mut self, now: Instant) {
+        self.lease_deadlines.clear();
+        self.revoking.clear();
+        if let Ok(leases) = self.replica.store().leases() {
+            for lease in leases {
+                let remaining = if lease.remaining_ttl > 0 { lease.remaining_ttl } else { lease.ttl };
+                self.lease_deadlines.insert(lease.id, now + Duration::from_secs(remaining.max(0) as u64));
+            }
+        }
+    }
+
+    /// Once per tick: the leader revokes expired leases; every member drops abandoned waiters.
+    fn on_tick(&mut self, ticks: u64) {
+        let now = Instant::now();
+        if self.replica.raft().raft().soft_state().role == Role::Leader {
+            let expired: Vec<i64> = self
+                .lease_deadlines
+                .iter()
+                .filter(|(lease, deadline)| {
+                    **deadline <= now
+                        && self
+                            .revoking
+                            .get(lease)
+                            .is_none_or(|since| now.duration_since(*since) > Duration::from_secs(3))
+                })
+                .map(|(lease, _)| *lease)
+                .collect();
+            for lease in expired {
+                let id = self.request_id();
+                if self.replica.propose(id, &Command::LeaseRevoke { id: lease }).is_ok() {
+                    tracing::debug!(lease, "lease expired; revoking");
+                    self.revoking.insert(lease, now);
+                }
+            }
+        }
+        if ticks.is_multiple_of(10) {
+            self.waiting.retain(|_, waiter| match waiter {
+                Waiter::Write(reply) => !reply.is_closed(),
+                Waiter::KeepAlive(_, reply) => !reply.is_closed(),
+            });
+            self.reads.retain(|_, reply| !reply.is_closed());
+            if !self.syncing {
+                if let Err(error) = self.replica.make_store_durable() {
+                    panic!("state machine: {error}");
+                }
+            }
+        }
+        self.deliver_watches();
+    }
+
+    /// A leader hands leadership to the most up-to-date voter and waits (bounded) until it has.
+    fn transfer_before_stop(&self) -> Option<NodeId> {
+        let raft = self.replica.raft().raft();
+        if raft.soft_state().role != Role::Leader {
+            return None;
+        }
+        let id = self.settings.id;
+        raft.conf_state()
+            .voters
+            .iter()
+            .filter(|voter| **voter != id)
+            .filter_map(|voter| Some((raft.progress_of(*voter)?.match_index, *voter)))
+            .max()
+            .map(|(_, voter)| voter)
+    }
+}
+
+/// Starts the WAL thread and the Raft loop thread; returns the loop's inbox.
+pub fn start(
+    replica: Replica<FsDisk>,
+    settings: Settings,
+    transport_for: impl FnOnce(Inbox) -> Transport,
+    metrics: Arc<Metrics>,
+    inbox: (Inbox, std_mpsc::Receiver<Input>),
+) -> std::thread::JoinHandle<()> {
+    let (inbox_tx, inbox_rx) = inbox;
+    let transport = transport_for(inbox_tx.clone());
+    let (sync_tx, sync_rx) = std_mpsc::channel::<SyncTask>();
+    let wal_inbox = inbox_tx.clone();
+    std::thread::Builder::new()
+        .name("wal-sync".into())
+        .spawn(move || {
+            for task in sync_rx {
+                let start = Instant::now();
+                let result = task();
+                if wal_inbox.send(Input::Synced(result, start.elapsed())).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the WAL thread");
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let mut core = Core {
+        next_request: seed.wrapping_mul(settings.id | 1),
+        replica,
+        hub: WatchHub::new(4096),
+        lease_deadlines: HashMap::new(),
+        metrics,
+        settings,
+        transport,
+        watch_streams: HashMap::new(),
+        waiting: HashMap::new(),
+        reads: HashMap::new(),
+        revoking: HashMap::new(),
+        syncing: false,
+        sync_queue: sync_tx,
+        leader: 0,
+    };
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || {
+            core.reload_leases(Instant::now());
+            run(core, inbox_rx);
+        })
+        .expect("spawn the Raft loop")
+}
+
+fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
+    let tick = core.settings.tick;
+    let mut next_tick = Instant::now() + tick;
+    let mut ticks: u64 = 0;
+    let mut stopping: Option<(Instant, oneshot::Sender<()>)> = None;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = match inbox.recv_timeout(wait) {
+            Ok(input) => Some(input),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        // Take what else arrived, bounded so ticks stay on time under load.
+        for input in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok()).take(4096)) {
+            if let Some((timeout, done)) = core.handle(input) {
+                // A leader with someone to hand over to waits (bounded) until it has; anyone
+                // else stops at once.
+                let mut deadline = Instant::now();
+                if let Some(target) = core.transfer_before_stop() {
+                    tracing::info!(target = format!("{target:x}"), "stopping: handing leadership over first");
+                    if core.replica.raft_mut().transfer_leader(target).is_ok() {
+                        deadline += timeout;
+                    }
+                }
+                stopping = Some((deadline, done));
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            core.replica.raft_mut().tick();
+            ticks += 1;
+            core.on_tick(ticks);
+            next_tick += tick;
+            if next_tick < now {
+                next_tick = now + tick;
+            }
+        }
+        if let Err(error) = core.drive() {
+            panic!("the replica cannot go on: {error}");
+        }
+        if let Some((deadline, _)) = &stopping {
+            let leading = core.replica.raft().raft().soft_state().role == Role::Leader;
+            if (!leading || Instant::now() >= *deadline) && !core.syncing {
+                let (_, done) = stopping.take().expect("checked");
+                let _ = core.replica.make_store_durable();
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `/health`, `/metrics` and `/status` on the client port (as etcd serves them).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use ballot_raft::Role;
+
+use crate::api::Handle;
+
+/// The HTTP routes.
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .with_state(handle)
+}
+
+/// Healthy when a leader is known and no alarm is raised (etcd's rule).
+async fn health(State(handle): State<Handle>) -> impl IntoResponse {
+    let result = handle.query(|core| (core.leader(), core.replica.store().alarms().unwrap_or_default().len())).await;
+    match result {
+        Ok((leader, 0)) if leader != 0 => (StatusCode::OK, Json(serde_json::json!({"health": "true"}))),
+        Ok((0, _)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"health": "false", "reason": "no leader"})))
+        }
+        Ok(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"health": "false", "reason": "alarm raised"})))
+        }
+        Err(error) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"health": "false", "reason": error.message()})))
+        }
+    }
+}
+
+async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
+    if let Ok(size) = handle.query(|core| core.replica.store().size_bytes().unwrap_or(0)).await {
+        handle.metrics.db_size_bytes.set(size as i64);
+    }
+    ([("content-type", "text/plain; version=0.0.4")], handle.metrics.render())
+}
+
+async fn status(State(handle): State<Handle>) -> impl IntoResponse {
+    let member_id = handle.member_id;
+    let cluster_id = handle.cluster_id;
+    let result = handle
+        .query(move |core| {
+            let raft = core.replica.raft().raft();
+            let store = core.replica.store();
+            serde_json::json!({
+                "member_id": format!("{member_id:x}"),
+                "cluster_id": format!("{cluster_id:x}"),
+                "leader": format!("{:x}", core.leader()),
+                "is_leader": raft.soft_state().role == Role::Leader,
+                "term": raft.term(),
+                "commit_index": raft.log().committed(),
+                "applied_index": core.replica.applied(),
+                "revision": store.revision(),
+                "compact_revision": store.compact_revision(),
+                "db_size_bytes": store.size_bytes().unwrap_or(0),
+                "watchers": core.hub.len(),
+                "leases": core.lease_deadlines.len(),
+            })
+        })
+        .await;
+    match result {
+        Ok(json) => (StatusCode::OK, Json(json)),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": error.message()}))),
+    }
+}

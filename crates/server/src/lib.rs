@@ -1,0 +1,19 @@
+//! # ballot-server: the service
+//!
+//! One ballot member as a process: the Raft loop that drives a [`ballot_node::Replica`]
+//! ([`driver`]), the peer [`transport`], the etcd v3 gRPC services ([`api`]) and the HTTP
+//! endpoints ([`http`]), assembled by [`server::run`].
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod codec;
+pub mod driver;
+pub mod http;
+pub mod members;
+pub mod metrics;
+pub mod server;
+pub mod transport;
+
+pub use server::{run, ServerConfig};

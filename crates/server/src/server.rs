@@ -1,0 +1,249 @@
+//! Putting a member together: flags → identity → replica, Raft loop, transport, gRPC and HTTP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ballot_mvcc::Store;
+use ballot_node::Replica;
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::{v3electionpb, v3lockpb};
+use ballot_raft::{ConfState, Config};
+use ballot_storage::{FsDisk, WalOptions};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::api::{self, Handle, Limits};
+use crate::driver::{self, Input, Settings};
+use crate::members::{self, Member, Members};
+use crate::metrics::Metrics;
+use crate::transport::{self, Transport};
+
+/// A member's configuration, with etcd's flag names where the concept is the same.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Human-readable name of this member.
+    pub name: String,
+    /// Where the log and the database live.
+    pub data_dir: PathBuf,
+    /// URL to listen on for clients (gRPC and HTTP).
+    pub listen_client_urls: String,
+    /// Client URLs announced to other members and clients.
+    pub advertise_client_urls: String,
+    /// URL to listen on for peers.
+    pub listen_peer_urls: String,
+    /// Peer URLs of this member, as in `initial_cluster`.
+    pub initial_advertise_peer_urls: String,
+    /// `name=peer-url,…` of every founding member.
+    pub initial_cluster: String,
+    /// `new` (founding) or `existing` (joining).
+    pub initial_cluster_state: String,
+    /// Mixed into the ids so that two clusters with the same members differ.
+    pub initial_cluster_token: String,
+    /// Heartbeat interval (one Raft tick), milliseconds.
+    pub heartbeat_interval: u64,
+    /// Election timeout, milliseconds.
+    pub election_timeout: u64,
+    /// Database size that raises the NOSPACE alarm, bytes.
+    pub quota_backend_bytes: u64,
+    /// Largest request, bytes.
+    pub max_request_bytes: usize,
+    /// Most operations in one txn.
+    pub max_txn_ops: usize,
+    /// Applied entries between snapshots (log compactions).
+    pub snapshot_count: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "default".into(),
+            data_dir: PathBuf::from("default.ballot"),
+            listen_client_urls: "http://127.0.0.1:2379".into(),
+            advertise_client_urls: "http://127.0.0.1:2379".into(),
+            listen_peer_urls: "http://127.0.0.1:2380".into(),
+            initial_advertise_peer_urls: "http://127.0.0.1:2380".into(),
+            initial_cluster: "default=http://127.0.0.1:2380".into(),
+            initial_cluster_state: "new".into(),
+            initial_cluster_token: "ballot-cluster".into(),
+            heartbeat_interval: 100,
+            election_timeout: 1000,
+            quota_backend_bytes: 2 << 30,
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            snapshot_count: 10_000,
+        }
+    }
+}
+
+/// Who a data directory belongs to, written when it is first used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    name: String,
+    member_id: String,
+    cluster_id: String,
+}
+
+const IDENTITY_FILE: &str = "member.json";
+
+fn split_urls(urls: &str) -> Vec<String> {
+    urls.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
+}
+
+/// Runs a member until `shutdown` resolves; then a leader hands leadership over and stops.
+pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    if config.heartbeat_interval == 0 || config.election_timeout < 5 * config.heartbeat_interval {
+        bail!("--election-timeout must be at least 5 × --heartbeat-interval (and the interval non-zero)");
+    }
+    let founders = members::parse_initial_cluster(&config.initial_cluster).map_err(anyhow::Error::msg)?;
+    let token = config.initial_cluster_token.as_str();
+    let table: Vec<Member> = founders
+        .iter()
+        .map(|(name, urls)| Member {
+            id: members::member_id(name, urls, token),
+            name: name.clone(),
+            peer_urls: urls.clone(),
+            client_urls: Vec::new(),
+        })
+        .collect();
+    let peer_urls = split_urls(&config.initial_advertise_peer_urls);
+    let id = members::member_id(&config.name, &peer_urls, token);
+    if !table.iter().any(|member| member.id == id) {
+        bail!(
+            "--name {} with --initial-advertise-peer-urls {} is not in --initial-cluster {}",
+            config.name,
+            config.initial_advertise_peer_urls,
+            config.initial_cluster
+        );
+    }
+    let cluster_id = members::cluster_id(table.iter().map(|member| member.id), token);
+    let members = Members::new(table);
+    let client_urls = config.advertise_client_urls.clone();
+    members.set_client_urls(id, &client_urls);
+
+    let identity =
+        Identity { name: config.name.clone(), member_id: format!("{id:x}"), cluster_id: format!("{cluster_id:x}") };
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let identity_path = config.data_dir.join(IDENTITY_FILE);
+    let restarting = identity_path.exists();
+    if restarting {
+        let found: Identity = serde_json::from_slice(&std::fs::read(&identity_path)?)
+            .with_context(|| format!("reading {}", identity_path.display()))?;
+        if found != identity {
+            bail!(
+                "data dir {} belongs to member {} ({}) of cluster {}, but the flags describe member {} ({}) of cluster {}; refusing to start",
+                config.data_dir.display(),
+                found.name,
+                found.member_id,
+                found.cluster_id,
+                identity.name,
+                identity.member_id,
+                identity.cluster_id
+            );
+        }
+    }
+
+    let heartbeat = Duration::from_millis(config.heartbeat_interval);
+    let election_ticks = (config.election_timeout / config.heartbeat_interval) as u32;
+    let mut raft_config = Config::new(id);
+    raft_config.election_ticks = election_ticks;
+    raft_config.seed = id ^ cluster_id;
+    let disk = FsDisk::open(&config.data_dir.join("wal"), true)?;
+    let options = WalOptions::default();
+    let store =
+        Store::open(&config.data_dir.join("db")).map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
+    let replica = if restarting {
+        Replica::restart(raft_config, disk, options, store, config.snapshot_count)?
+    } else {
+        let initial = if config.initial_cluster_state == "existing" {
+            ConfState::default()
+        } else {
+            ConfState::with_voters(members.list().iter().map(|member| member.id))
+        };
+        let replica = Replica::new(raft_config, initial, disk, options, store, config.snapshot_count)?;
+        let tmp = identity_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&identity)?)?;
+        std::fs::rename(&tmp, &identity_path)?;
+        std::fs::File::open(&config.data_dir)?.sync_all()?;
+        replica
+    };
+
+    let peer_listener = TcpListener::bind(members::url_address(&config.listen_peer_urls).map_err(anyhow::Error::msg)?)
+        .await
+        .with_context(|| format!("listening for peers on {}", config.listen_peer_urls))?;
+    let client_address = members::url_address(&config.listen_client_urls).map_err(anyhow::Error::msg)?;
+    let client_listener = TcpListener::bind(&client_address)
+        .await
+        .with_context(|| format!("listening for clients on {client_address}"))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let (inbox, inbox_rx) = std::sync::mpsc::channel();
+    let settings = Settings { id, tick: heartbeat, election_ticks };
+    let transport_members = members.clone();
+    let raft_thread = driver::start(
+        replica,
+        settings,
+        |inbox| Transport::start(cluster_id, id, client_urls.clone(), transport_members, inbox),
+        metrics.clone(),
+        (inbox.clone(), inbox_rx),
+    );
+    tokio::spawn(transport::serve(peer_listener, cluster_id, id, members.clone(), inbox.clone()));
+
+    let limits = Limits {
+        request_bytes_max: config.max_request_bytes,
+        txn_ops_max: config.max_txn_ops,
+        request_timeout: Duration::from_secs(7),
+        // etcd's minimum: 1.5 election timeouts, rounded up to whole seconds.
+        lease_ttl_min: (config.election_timeout * 3 / 2).div_ceil(1000) as i64,
+    };
+    let handle = Handle::new(inbox.clone(), cluster_id, id, members.clone(), limits, metrics.clone());
+    let message_bytes_max = config.max_request_bytes + 512 * 1024;
+    let routes = tonic::service::Routes::new(
+        pb::kv_server::KvServer::new(api::kv::Kv { handle: handle.clone() })
+            .max_decoding_message_size(message_bytes_max)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        pb::watch_server::WatchServer::new(api::watch::Watch { handle: handle.clone() })
+            .max_decoding_message_size(message_bytes_max),
+    )
+    .add_service(pb::lease_server::LeaseServer::new(api::lease::Lease { handle: handle.clone() }))
+    .add_service(pb::cluster_server::ClusterServer::new(api::cluster::Cluster { handle: handle.clone() }))
+    .add_service(pb::maintenance_server::MaintenanceServer::new(api::maintenance::Maintenance {
+        handle: handle.clone(),
+    }))
+    .add_service(v3lockpb::lock_server::LockServer::new(api::lock::Lock { handle: handle.clone() }))
+    .add_service(v3electionpb::election_server::ElectionServer::new(api::election::Election {
+        handle: handle.clone(),
+    }));
+    let router = routes.into_axum_router().merge(crate::http::router(handle.clone()));
+
+    tracing::info!(
+        name = config.name,
+        member = format!("{id:x}"),
+        cluster = format!("{cluster_id:x}"),
+        client = config.listen_client_urls,
+        peer = config.listen_peer_urls,
+        restarting,
+        "ballot member started"
+    );
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(client_listener);
+    let serve = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_routes(tonic::service::Routes::from(router))
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    serve.await.context("serving clients")?;
+
+    tracing::info!("stopping");
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let timeout = Duration::from_millis(config.election_timeout * 2);
+    if inbox.send(Input::Shutdown(timeout, done_tx)).is_ok() {
+        let _ = tokio::time::timeout(timeout + Duration::from_secs(1), done_rx).await;
+    }
+    drop(raft_thread);
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! Peer transport: Raft messages between members over TCP.
+//!
+//! Every frame is `[len u32][version u8][payload]` (`len` counts version and payload). A
+//! connection opens with a hello frame naming the stream kind, the cluster id and both member
+//! ids; a member of another cluster is refused and the refusal logged. Each member keeps one
+//! long-lived connection per peer for ordinary messages, reconnecting with backoff, and sends
+//! snapshots on a connection of their own, in chunks, so heartbeats never queue behind them.
+//! Sending never blocks the Raft loop: messages go into a bounded queue per peer, and a full
+//! queue drops the message (Raft retries) and reports the peer unreachable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballot_raft::{Message, MessageBody, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::codec::{self, Reader, Writer};
+use crate::driver::{Inbox, Input};
+use crate::members::Members;
+
+/// The protocol version in every frame; a peer speaking another is refused.
+pub const VERSION: u8 = 1;
+/// Largest frame accepted (a batch of appends is bounded far below this by Raft's own limits).
+const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Snapshot chunk size on the wire.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Messages queued per peer before new ones are dropped.
+const QUEUE_MAX: usize = 4096;
+
+const STREAM_MESSAGES: u8 = 0;
+const STREAM_SNAPSHOT: u8 = 1;
+
+/// Who is connecting, checked by the acceptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hello {
+    stream: u8,
+    cluster_id: u64,
+    from: NodeId,
+    to: NodeId,
+    client_urls: String,
+}
+
+impl Hello {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(self.stream);
+        w.u64(self.cluster_id);
+        w.u64(self.from);
+        w.u64(self.to);
+        w.bytes(self.client_urls.as_bytes());
+        w.out
+    }
+
+    fn decode(input: &[u8]) -> Result<Hello, codec::DecodeError> {
+        let mut r = Reader::new(input);
+        let hello = Hello {
+            stream: r.u8()?,
+            cluster_id: r.u64()?,
+            from: r.u64()?,
+            to: r.u64()?,
+            client_urls: String::from_utf8(r.bytes()?).map_err(|_| codec::DecodeError("client urls"))?,
+        };
+        r.finish()?;
+        Ok(hello)
+    }
+}
+
+async fn write_frame<W: AsyncWriteExt + Unpin>(out: &mut W, payload: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(payload.len() + 1).map_err(|_| std::io::Error::other("frame too large"))?;
+    out.write_all(&len.to_be_bytes()).await?;
+    out.write_all(&[VERSION]).await?;
+    out.write_all(payload).await
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(input: &mut R) -> std::io::Result<Vec<u8>> {
+    let len = input.read_u32().await? as usize;
+    if len == 0 || len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("frame length {len} out of bounds")));
+    }
+    let version = input.read_u8().await?;
+    if version != VERSION {
+        return Err(std::io::Error::other(format!("peer protocol version {version}, ours is {VERSION}")));
+    }
+    let mut payload = vec![0; len - 1];
+    input.read_exact(&mut payload).await?;
+    Ok(payload)
+}
+
+/// Queues to the peers; cheap to clone into the Raft loop.
+#[derive(Clone)]
+pub struct Transport {
+    peers: Arc<HashMap<NodeId, PeerQueues>>,
+}
+
+#[derive(Clone)]
+struct PeerQueues {
+    messages: mpsc::Sender<Message>,
+    snapshots: mpsc::Sender<Message>,
+}
+
+/// What a connection needs to know about this member.
+#[derive(Clone)]
+struct Local {
+    cluster_id: u64,
+    id: NodeId,
+    client_urls: String,
+    inbox: Inbox,
+    members: Members,
+}
+
+impl Transport {
+    /// Starts a sender task pair for every peer in `members` (other than `id`).
+    pub fn start(cluster_id: u64, id: NodeId, client_urls: String, members: Members, inbox: Inbox) -> Transport {
+        let local = Local { cluster_id, id, client_urls, inbox, members: members.clone() };
+        let mut peers = HashMap::new();
+        for (peer, _) in members.peer_addresses() {
+            if peer == id {
+                continue;
+            }
+            let (messages, rx) = mpsc::channel(QUEUE_MAX);
+            tokio::spawn(send_loop(local.clone(), peer, STREAM_MESSAGES, rx));
+            let (snapshots, rx) = mpsc::channel(4);
+            tokio::spawn(send_loop(local.clone(), peer, STREAM_SNAPSHOT, rx));
+            peers.insert(peer, PeerQueues { messages, snapshots });
+        }
+        Transport { peers: Arc::new(peers) }
+    }
+
+    /// Queues a message; false if it was dropped (unknown peer or full queue).
+    pub fn send(&self, message: Message) -> bool {
+        let Some(queues) = self.peers.get(&message.to) else { return false };
+        let queue = match message.body {
+            MessageBody::InstallSnapshot { .. } => &queues.snapshots,
+            _ => &queues.messages,
+        };
+        queue.try_send(message).is_ok()
+    }
+}
+
+/// Accepts peer connections and hands their messages to the Raft loop.
+pub async fn serve(listener: TcpListener, cluster_id: u64, id: NodeId, members: Members, inbox: Inbox) {
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else { continue };
+        let (inbox, members) = (inbox.clone(), members.clone());
+        tokio::spawn(async move {
+            if let Err(error) = receive(stream, cluster_id, id, members, inbox).await {
+                tracing::debug!(%remote, %error, "peer connection closed");
+            }
+        });
+    }
+}
+
+async fn receive(
+    mut stream: TcpStream,
+    cluster_id: u64,
+    id: NodeId,
+    members: Members,
+    inbox: Inbox,
+) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let hello = Hello::decode(&read_frame(&mut stream).await?)?;
+    if hello.cluster_id != cluster_id {
+        tracing::error!(
+            peer = hello.from,
+            their_cluster = format!("{:x}", hello.cluster_id),
+            our_cluster = format!("{:x}", cluster_id),
+            "refusing a peer from another cluster (its cluster id is not ours)"
+        );
+        return Ok(());
+    }
+    if hello.to != id || !members.contains(hello.from) {
+        tracing::error!(
+            peer = hello.from,
+            to = hello.to,
+            "refusing a peer connection meant for another member or from a non-member"
+        );
+        return Ok(());
+    }
+    members.set_client_urls(hello.from, &hello.client_urls);
+    let mut input = tokio::io::BufReader::new(stream);
+    loop {
+        let frame = read_frame(&mut input).await?;
+        let message = if hello.stream == STREAM_SNAPSHOT {
+            let total = Reader::new(&frame).u64()? as usize;
+            let mut whole = Vec::with_capacity(total.min(FRAME_BYTES_MAX));
+            while whole.len() < total {
+                whole.extend(read_frame(&mut input).await?);
+            }
+            codec::decode(&whole)?
+        } else {
+            codec::decode(&frame)?
+        };
+        if message.from != hello.from || message.to != id {
+            anyhow::bail!("message from {} to {} on the connection of {}", message.from, message.to, hello.from);
+        }
+        if inbox.send(Input::Peer(message)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc::Receiver<Message>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut logged_down = false;
+    loop {
+        let Some(address) = local.members.peer_address(peer) else { return };
+        let connection = TcpStream::connect(&address).await;
+        let mut stream = match connection {
+            Ok(stream) => stream,
+            Err(error) => {
+                if !logged_down {
+                    tracing::info!(peer, %address, %error, "peer unreachable; retrying with backoff");
+                    logged_down = true;
+                }
+                let _ = local.inbox.send(Input::Unreachable(peer));
+                // Drop what queued up meanwhile: Raft resends what still matters.
+                while let Ok(message) = queue.try_recv() {
+                    if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
+                        let _ = local.inbox.send(Input::SnapshotStatus(peer, false));
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let hello = Hello {
+            stream: stream_kind,
+            cluster_id: local.cluster_id,
+            from: local.id,
+            to: peer,
+            client_urls: local.client_urls.clone(),
+        };
+        let mut out = BufWriter::new(&mut stream);
+        if write_frame(&mut out, &hello.encode()).await.is_err() || out.flush().await.is_err() {
+            continue;
+        }
+        if logged_down {
+            tracing::info!(peer, "peer connected");
+            logged_down = false;
+        }
+        backoff = Duration::from_millis(50);
+        let result = if stream_kind == STREAM_SNAPSHOT {
+            send_snapshots(&mut out, peer, &local, &mut queue).await
+        } else {
+            send_messages(&mut out, &mut queue).await
+        };
+        match result {
+            Ok(()) => return, // the queue closed: shutting down
+            Err(error) => {
+                tracing::debug!(peer, %error, "peer connection lost");
+                let _ = local.inbox.send(Input::Unreachable(peer));
+            }
+        }
+    }
+}
+
+/// Writes messages as they come, flushing once the queue is momentarily empty (one syscall for
+/// a burst of messages).
+async fn send_messages<W: AsyncWriteExt + Unpin>(
+    out: &mut W,
+    queue: &mut mpsc::Receiver<Message>,
+) -> std::io::Result<()> {
+    while let Some(message) = queue.recv().await {
+        write_frame(out, &codec::encode(&message)).await?;
+        while let Ok(message) = queue.try_recv() {
+            write_frame(out, &codec::encode(&message)).await?;
+        }
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+async fn send_snapshots<W: AsyncWriteExt + Unpin>(
+    out: &mut W,
+    peer: NodeId,
+    local: &Local,
+    queue: &mut mpsc::Receiver<Message>,
+) -> std::io::Result<()> {
+    while let Some(message) = queue.recv().await {
+        let bytes = codec::encode(&message);
+        let mut header = Writer::default();
+        header.u64(bytes.len() as u64);
+        let sent = async {
+            write_frame(out, &header.out).await?;
+            for chunk in bytes.chunks(CHUNK_BYTES) {
+                write_frame(out, chunk).await?;
+            }
+            out.flush().await
+        }
+        .await;
+        let delivered = sent.is_ok();
+        tracing::info!(peer, bytes = bytes.len(), delivered, "snapshot sent");
+        let _ = local.inbox.send(Input::SnapshotStatus(peer, delivered));
+        sent?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_and_rejects_garbage() {
+        let hello = Hello { stream: 1, cluster_id: 7, from: 2, to: 3, client_urls: "http://127.0.0.1:2379".into() };
+        assert_eq!(Hello::decode(&hello.encode()).unwrap(), hello);
+        assert!(Hello::decode(&hello.encode()[..10]).is_err());
+    }
+
+    #[tokio::test]
+    async fn frames_with_a_wrong_version_or_length_are_errors() {
+        let mut buffer = Vec::new();
+        write_frame(&mut buffer, b"abc").await.unwrap();
+        assert_eq!(read_frame(&mut buffer.as_slice()).await.unwrap(), b"abc");
+        buffer[4] = VERSION + 1;
+        assert!(read_frame(&mut buffer.as_slice()).await.is_err());
+        let huge = (FRAME_BYTES_MAX as u32 + 1).to_be_bytes();
+        assert!(read_frame(&mut huge.as_slice()).await.is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! Client commands over the etcd v3 API: `ballot put/get/del/watch/status/member/lease/lock/elect`.
+
+use anyhow::{bail, Context};
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::{
+    cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
+    maintenance_client::MaintenanceClient, watch_client::WatchClient,
+};
+use ballot_proto::v3electionpb::election_client::ElectionClient;
+use ballot_proto::v3lockpb::lock_client::LockClient;
+use clap::{Args, Subcommand};
+use tonic::transport::Channel;
+
+/// Where to connect.
+#[derive(Args, Debug, Clone)]
+pub struct Endpoints {
+    /// Comma-separated host:port list; the first that answers is used.
+    #[arg(long, env = "BALLOT_ENDPOINTS", default_value = "127.0.0.1:2379", global = true)]
+    pub endpoints: String,
+}
+
+/// A client command.
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Puts a key.
+    Put {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Attach to this lease (hex id as printed by `lease grant`).
+        #[arg(long)]
+        lease: Option<String>,
+    },
+    /// Gets a key, or every key under a prefix.
+    Get {
+        /// Key (or prefix).
+        key: String,
+        /// Treat the key as a prefix.
+        #[arg(long)]
+        prefix: bool,
+        /// Serve from the contacted member without a ReadIndex round (may be stale).
+        #[arg(long)]
+        serializable: bool,
+    },
+    /// Deletes a key, or every key under a prefix.
+    Del {
+        /// Key (or prefix).
+        key: String,
+        /// Treat the key as a prefix.
+        #[arg(long)]
+        prefix: bool,
+    },
+    /// Prints changes to a key (or prefix) until interrupted.
+    Watch {
+        /// Key (or prefix).
+        key: String,
+        /// Treat the key as a prefix.
+        #[arg(long)]
+        prefix: bool,
+        /// Start from this revision (history first).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
+    /// A table of the members' status.
+    Status,
+    /// Membership.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Leases.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// Runs a command while holding a lock; the fencing token is in $BALLOT_LOCK_TOKEN.
+    Lock {
+        /// Lock name.
+        name: String,
+        /// Lease TTL of the hold, seconds.
+        #[arg(long, default_value_t = 10)]
+        ttl: i64,
+        /// The command to run.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Campaigns in an election and prints when this process leads; leads until interrupted.
+    Elect {
+        /// Election name.
+        name: String,
+        /// Value to proclaim.
+        #[arg(default_value = "ballot")]
+        value: String,
+    },
+}
+
+/// Membership commands.
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Lists the members.
+    List,
+}
+
+/// Lease commands.
+#[derive(Subcommand, Debug)]
+pub enum LeaseCommand {
+    /// Grants a lease with a TTL in seconds.
+    Grant {
+        /// TTL, seconds.
+        ttl: i64,
+    },
+    /// Revokes a lease (its keys are deleted).
+    Revoke {
+        /// Lease id (hex).
+        id: String,
+    },
+    /// Keeps a lease alive until interrupted.
+    Keepalive {
+        /// Lease id (hex).
+        id: String,
+    },
+}
+
+async fn connect(endpoints: &Endpoints) -> anyhow::Result<Channel> {
+    let mut last_error = None;
+    for endpoint in endpoints.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let url = if endpoint.starts_with("http") { endpoint.to_string() } else { format!("http://{endpoint}") };
+        match Channel::from_shared(url.clone())?.connect_timeout(std::time::Duration::from_secs(2)).connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(error) => last_error = Some(anyhow::anyhow!("{url}: {error}")),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no endpoint given")))
+}
+
+fn range_end(key: &str, prefix: bool) -> Vec<u8> {
+    if !prefix {
+        return Vec::new();
+    }
+    let mut end = key.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn lease_id(hex: &str) -> anyhow::Result<i64> {
+    i64::from_str_radix(hex.trim_start_matches("0x"), 16).with_context(|| format!("'{hex}' is not a hex lease id"))
+}
+
+/// Runs a client command.
+pub fn run(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run_async(endpoints, command))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<()> {
+    let channel = connect(&endpoints).await?;
+    match command {
+        ClientCommand::Put { key, value, lease } => {
+            let lease = lease.as_deref().map(lease_id).transpose()?.unwrap_or(0);
+            let request =
+                pb::PutRequest { key: key.into_bytes(), value: value.into_bytes(), lease, ..Default::default() };
+            let response = KvClient::new(channel).put(request).await?.into_inner();
+            println!("OK (revision {})", response.header.map_or(0, |h| h.revision));
+        }
+        ClientCommand::Get { key, prefix, serializable } => {
+            let range_end = range_end(&key, prefix);
+            let request = pb::RangeRequest { key: key.into_bytes(), range_end, serializable, ..Default::default() };
+            for kv in KvClient::new(channel).range(request).await?.into_inner().kvs {
+                println!("{}\n{}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value));
+            }
+        }
+        ClientCommand::Del { key, prefix } => {
+            let range_end = range_end(&key, prefix);
+            let request = pb::DeleteRangeRequest { key: key.into_bytes(), range_end, prev_kv: false };
+            println!("{}", KvClient::new(channel).delete_range(request).await?.into_inner().deleted);
+        }
+        ClientCommand::Watch { key, prefix, rev } => {
+            let create = pb::WatchCreateRequest {
+                range_end: range_end(&key, prefix),
+                key: key.into_bytes(),
+                start_revision: rev,
+                ..Default::default()
+            };
+            let request =
+                pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) };
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(request).await?;
+            let mut responses =
+                WatchClient::new(channel).watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+            while let Some(response) = responses.message().await? {
+                if response.canceled {
+                    bail!("watch canceled: {}", response.cancel_reason);
+                }
+                for event in response.events {
+                    let kind = if event.r#type == 0 { "PUT" } else { "DELETE" };
+                    let kv = event.kv.unwrap_or_default();
+                    println!("{kind}\n{}\n{}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value));
+                }
+            }
+            drop(tx);
+        }
+        ClientCommand::Status => {
+            let members =
+                ClusterClient::new(channel.clone()).member_list(pb::MemberListRequest::default()).await?.into_inner();
+            println!(
+                "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12}",
+                "MEMBER", "ENDPOINT", "LEADER", "TERM", "INDEX", "APPLIED", "DB SIZE"
+            );
+            for member in members.members {
+                let Some(url) = member.client_ur_ls.first() else { continue };
+                let endpoint = Endpoints { endpoints: url.clone() };
+                let row = async {
+                    let channel = connect(&endpoint).await?;
+                    anyhow::Ok(MaintenanceClient::new(channel).status(pb::StatusRequest {}).await?.into_inner())
+                };
+                match row.await {
+                    Ok(status) => println!(
+                        "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12}",
+                        member.name,
+                        url.trim_start_matches("http://"),
+                        if status.leader == member.id { "yes" } else { "no" },
+                        status.raft_term,
+                        status.raft_index,
+                        status.raft_applied_index,
+                        status.db_size
+                    ),
+                    Err(error) => println!("{:<10} {:<18} unreachable: {error}", member.name, url),
+                }
+            }
+        }
+        ClientCommand::Member(MemberCommand::List) => {
+            let members = ClusterClient::new(channel).member_list(pb::MemberListRequest::default()).await?.into_inner();
+            for member in members.members {
+                println!(
+                    "{:x}, started, {}, {}, {}, {}",
+                    member.id,
+                    member.name,
+                    member.peer_ur_ls.join(","),
+                    member.client_ur_ls.join(","),
+                    member.is_learner
+                );
+            }
+        }
+        ClientCommand::Lease(LeaseCommand::Grant { ttl }) => {
+            let response =
+                LeaseClient::new(channel).lease_grant(pb::LeaseGrantRequest { ttl, id: 0 }).await?.into_inner();
+            println!("lease {:x} granted with TTL({}s)", response.id, response.ttl);
+        }
+        ClientCommand::Lease(LeaseCommand::Revoke { id }) => {
+            let id = lease_id(&id)?;
+            LeaseClient::new(channel).lease_revoke(pb::LeaseRevokeRequest { id }).await?;
+            println!("lease {id:x} revoked");
+        }
+        ClientCommand::Lease(LeaseCommand::Keepalive { id }) => {
+            let id = lease_id(&id)?;
+            keep_alive(channel, id, |ttl| println!("lease {id:x} keepalived with TTL({ttl})")).await?;
+        }
+        ClientCommand::Lock { name, ttl, command } => {
+            let lease =
+                LeaseClient::new(channel.clone()).lease_grant(pb::LeaseGrantRequest { ttl, id: 0 }).await?.into_inner();
+            let keeper = tokio::spawn(keep_alive(channel.clone(), lease.id, |_| {}));
+            let request = ballot_proto::v3lockpb::LockRequest { name: name.into_bytes(), lease: lease.id };
+            let locked = LockClient::new(channel.clone()).lock(request).await?.into_inner();
+            let token = locked.header.map_or(0, |h| h.revision);
+            let status = tokio::process::Command::new(&command[0])
+                .args(&command[1..])
+                .env("BALLOT_LOCK_KEY", String::from_utf8_lossy(&locked.key).to_string())
+                .env("BALLOT_LOCK_TOKEN", token.to_string())
+                .status()
+                .await
+                .with_context(|| format!("running {}", command[0]))?;
+            keeper.abort();
+            LeaseClient::new(channel).lease_revoke(pb::LeaseRevokeRequest { id: lease.id }).await?;
+            if !status.success() {
+                bail!("{} exited with {status}", command[0]);
+            }
+        }
+        ClientCommand::Elect { name, value } => {
+            let lease = LeaseClient::new(channel.clone())
+                .lease_grant(pb::LeaseGrantRequest { ttl: 10, id: 0 })
+                .await?
+                .into_inner();
+            let keeper = tokio::spawn(keep_alive(channel.clone(), lease.id, |_| {}));
+            let request = ballot_proto::v3electionpb::CampaignRequest {
+                name: name.into_bytes(),
+                lease: lease.id,
+                value: value.into_bytes(),
+            };
+            let campaign = ElectionClient::new(channel.clone()).campaign(request).await?.into_inner();
+            let leader = campaign.leader.unwrap_or_default();
+            println!(
+                "leading {} as {} (fencing token {})",
+                String::from_utf8_lossy(&leader.name),
+                String::from_utf8_lossy(&leader.key),
+                leader.rev
+            );
+            super::serve::shutdown_signal().await;
+            keeper.abort();
+            ElectionClient::new(channel.clone())
+                .resign(ballot_proto::v3electionpb::ResignRequest { leader: Some(leader) })
+                .await?;
+            LeaseClient::new(channel).lease_revoke(pb::LeaseRevokeRequest { id: lease.id }).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a lease alive (a keep-alive every third of its TTL) until the lease is gone.
+async fn keep_alive(channel: Channel, id: i64, mut each: impl FnMut(i64)) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut responses =
+        LeaseClient::new(channel).lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    loop {
+        tx.send(pb::LeaseKeepAliveRequest { id }).await?;
+        let Some(response) = responses.message().await? else { bail!("keep-alive stream closed") };
+        if response.ttl <= 0 {
+            bail!("lease {id:x} expired or revoked");
+        }
+        each(response.ttl);
+        tokio::time::sleep(std::time::Duration::from_secs((response.ttl / 3).max(1) as u64)).await;
+    }
+}

@@ -1,0 +1,122 @@
+//! `ballot serve` (and `ballot` with no arguments): run one member.
+//!
+//! Settings come from, in rising priority: defaults (a single member on 127.0.0.1:2379/2380
+//! with data in `./default.ballot`, as etcd's), a TOML file (`--config-file`, keys are the flag
+//! names), `BALLOT_*` environment variables, and flags.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ballot_server::ServerConfig;
+use clap::Args;
+
+/// Flags of `ballot serve`, named as etcd's.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flag names).
+    #[arg(long, env = "BALLOT_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Human-readable name of this member.
+    #[arg(long, env = "BALLOT_NAME")]
+    pub name: Option<String>,
+    /// Directory for the log and database (default: ./<name>.ballot).
+    #[arg(long, env = "BALLOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URL to serve clients on (gRPC, /health, /metrics, /status).
+    #[arg(long, env = "BALLOT_LISTEN_CLIENT_URLS")]
+    pub listen_client_urls: Option<String>,
+    /// Client URLs to announce.
+    #[arg(long, env = "BALLOT_ADVERTISE_CLIENT_URLS")]
+    pub advertise_client_urls: Option<String>,
+    /// URL to listen on for peers.
+    #[arg(long, env = "BALLOT_LISTEN_PEER_URLS")]
+    pub listen_peer_urls: Option<String>,
+    /// This member's peer URLs, as listed in --initial-cluster.
+    #[arg(long, env = "BALLOT_INITIAL_ADVERTISE_PEER_URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Founding members: name=peer-url,...
+    #[arg(long, env = "BALLOT_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// new (founding) or existing (joining).
+    #[arg(long, env = "BALLOT_INITIAL_CLUSTER_STATE", value_parser = ["new", "existing"])]
+    pub initial_cluster_state: Option<String>,
+    /// Distinguishes clusters with the same members.
+    #[arg(long, env = "BALLOT_INITIAL_CLUSTER_TOKEN")]
+    pub initial_cluster_token: Option<String>,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, env = "BALLOT_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<u64>,
+    /// Election timeout in milliseconds.
+    #[arg(long, env = "BALLOT_ELECTION_TIMEOUT")]
+    pub election_timeout: Option<u64>,
+    /// Backend size that raises the NOSPACE alarm, in bytes.
+    #[arg(long, env = "BALLOT_QUOTA_BACKEND_BYTES")]
+    pub quota_backend_bytes: Option<u64>,
+    /// Largest client request, in bytes.
+    #[arg(long, env = "BALLOT_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Most operations in one txn.
+    #[arg(long, env = "BALLOT_MAX_TXN_OPS")]
+    pub max_txn_ops: Option<usize>,
+    /// Applied entries between snapshots.
+    #[arg(long, env = "BALLOT_SNAPSHOT_COUNT")]
+    pub snapshot_count: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The configuration: file, then environment and flags over it.
+    pub fn config(self) -> anyhow::Result<ServerConfig> {
+        let mut config = match &self.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => ServerConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(value) = self.$field { config.$field = value; })* };
+        }
+        let name_given = self.name.is_some();
+        let data_dir_given = self.data_dir.is_some();
+        set!(
+            name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state,
+            initial_cluster_token,
+            heartbeat_interval,
+            election_timeout,
+            quota_backend_bytes,
+            max_request_bytes,
+            max_txn_ops,
+            snapshot_count
+        );
+        if name_given && !data_dir_given && self.config_file.is_none() {
+            config.data_dir = PathBuf::from(format!("{}.ballot", config.name));
+        }
+        Ok(config)
+    }
+}
+
+/// Runs a member until Ctrl-C or SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    crate::cli::init_logging();
+    let config = args.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(ballot_server::run(config, shutdown_signal()))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
