@@ -117,8 +117,11 @@ pub enum Input {
     Query(Query),
     /// The WAL thread finished an fsync.
     Synced(std::io::Result<()>, Duration),
-    /// Stop: a leader first hands leadership over (within the timeout).
-    Shutdown(Duration, oneshot::Sender<()>),
+    /// Before stopping: a leader hands leadership to the most up-to-date voter and answers once
+    /// it no longer leads (or the timeout passed); anyone else answers at once.
+    StepDown(Duration, oneshot::Sender<()>),
+    /// Stop the loop (after the last fsync), making the store durable.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// What the loop needs besides the replica.
@@ -129,6 +132,12 @@ pub struct Settings {
     pub tick: Duration,
     /// Election timeout in ticks.
     pub election_ticks: u32,
+}
+
+/// A stop request taken from the inbox.
+enum Stop {
+    StepDown(Duration, oneshot::Sender<()>),
+    Now(oneshot::Sender<()>),
 }
 
 enum Waiter {
@@ -188,7 +197,7 @@ impl Core {
         }
     }
 
-    fn handle(&mut self, input: Input) -> Option<(Duration, oneshot::Sender<()>)> {
+    fn handle(&mut self, input: Input) -> Option<Stop> {
         match input {
             Input::Peer(message) => {
                 // A message Raft refuses (misaddressed, stale) is dropped: peers are not trusted
@@ -246,7 +255,8 @@ impl Core {
                 self.syncing = false;
                 self.finish();
             }
-            Input::Shutdown(timeout, done) => return Some((timeout, done)),
+            Input::StepDown(timeout, done) => return Some(Stop::StepDown(timeout, done)),
+            Input::Shutdown(done) => return Some(Stop::Now(done)),
         }
         None
     }
@@ -508,7 +518,8 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
     let tick = core.settings.tick;
     let mut next_tick = Instant::now() + tick;
     let mut ticks: u64 = 0;
-    let mut stopping: Option<(Instant, oneshot::Sender<()>)> = None;
+    let mut stepping_down: Option<(Instant, oneshot::Sender<()>)> = None;
+    let mut stopping: Option<oneshot::Sender<()>> = None;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         let first = match inbox.recv_timeout(wait) {
@@ -518,17 +529,19 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         };
         // Take what else arrived, bounded so ticks stay on time under load.
         for input in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok()).take(4096)) {
-            if let Some((timeout, done)) = core.handle(input) {
-                // A leader with someone to hand over to waits (bounded) until it has; anyone
-                // else stops at once.
-                let mut deadline = Instant::now();
-                if let Some(target) = core.transfer_before_stop() {
-                    tracing::info!(target = format!("{target:x}"), "stopping: handing leadership over first");
-                    if core.replica.raft_mut().transfer_leader(target).is_ok() {
-                        deadline += timeout;
+            match core.handle(input) {
+                Some(Stop::StepDown(timeout, done)) => {
+                    let mut deadline = Instant::now();
+                    if let Some(target) = core.transfer_before_stop() {
+                        tracing::info!(target = format!("{target:x}"), "stopping: handing leadership over first");
+                        if core.replica.raft_mut().transfer_leader(target).is_ok() {
+                            deadline += timeout;
+                        }
                     }
+                    stepping_down = Some((deadline, done));
                 }
-                stopping = Some((deadline, done));
+                Some(Stop::Now(done)) => stopping = Some(done),
+                None => {}
             }
         }
         let now = Instant::now();
@@ -544,14 +557,17 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         if let Err(error) = core.drive() {
             panic!("the replica cannot go on: {error}");
         }
-        if let Some((deadline, _)) = &stopping {
+        if let Some((deadline, _)) = &stepping_down {
             let leading = core.replica.raft().raft().soft_state().role == Role::Leader;
-            if (!leading || Instant::now() >= *deadline) && !core.syncing {
-                let (_, done) = stopping.take().expect("checked");
-                let _ = core.replica.make_store_durable();
+            if !leading || Instant::now() >= *deadline {
+                let (_, done) = stepping_down.take().expect("checked");
                 let _ = done.send(());
-                return;
             }
+        }
+        if stopping.is_some() && !core.syncing {
+            let _ = core.replica.make_store_durable();
+            let _ = stopping.take().expect("checked").send(());
+            return;
         }
     }
 }

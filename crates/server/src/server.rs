@@ -230,20 +230,31 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         "ballot member started"
     );
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(client_listener);
+    // Stopping: first hand leadership over while still serving (requests in flight finish, and
+    // followers forward new ones to the next leader), then drain the client connections, then
+    // stop the loop.
+    let step_down_timeout = Duration::from_millis(config.election_timeout * 2);
+    let step_down_inbox = inbox.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("stopping");
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if step_down_inbox.send(Input::StepDown(step_down_timeout, done_tx)).is_ok() {
+            let _ = tokio::time::timeout(step_down_timeout + Duration::from_secs(1), done_rx).await;
+        }
+    };
     let serve = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(tonic::service::Routes::from(router))
-        .serve_with_incoming_shutdown(incoming, shutdown);
+        .serve_with_incoming_shutdown(incoming, signal);
     serve.await.context("serving clients")?;
-
-    tracing::info!("stopping");
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let timeout = Duration::from_millis(config.election_timeout * 2);
-    if inbox.send(Input::Shutdown(timeout, done_tx)).is_ok() {
-        let _ = tokio::time::timeout(timeout + Duration::from_secs(1), done_rx).await;
+    if inbox.send(Input::Shutdown(done_tx)).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
     }
     drop(raft_thread);
+    tracing::info!("stopped");
     Ok(())
 }

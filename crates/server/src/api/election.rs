@@ -51,7 +51,7 @@ fn holds(leader: &pb::LeaderKey) -> Compare {
 impl pb::election_server::Election for Election {
     async fn campaign(&self, request: Request<pb::CampaignRequest>) -> Result<Response<pb::CampaignResponse>, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return ElectionClient::new(channel).campaign(forwarded(request.into_inner())).await;
+            return ElectionClient::new(channel).campaign(forwarded(request)).await;
         }
         let pb::CampaignRequest { name, lease, value } = request.into_inner();
         let prefix = prefix_of(&name);
@@ -65,7 +65,7 @@ impl pb::election_server::Election for Election {
 
     async fn proclaim(&self, request: Request<pb::ProclaimRequest>) -> Result<Response<pb::ProclaimResponse>, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return ElectionClient::new(channel).proclaim(forwarded(request.into_inner())).await;
+            return ElectionClient::new(channel).proclaim(forwarded(request)).await;
         }
         let pb::ProclaimRequest { leader, value } = request.into_inner();
         let leader = leader.ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
@@ -118,7 +118,7 @@ impl pb::election_server::Election for Election {
 
     async fn resign(&self, request: Request<pb::ResignRequest>) -> Result<Response<pb::ResignResponse>, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return ElectionClient::new(channel).resign(forwarded(request.into_inner())).await;
+            return ElectionClient::new(channel).resign(forwarded(request)).await;
         }
         let leader = request
             .into_inner()

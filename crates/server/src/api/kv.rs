@@ -90,7 +90,7 @@ impl pb::kv_server::Kv for Kv {
             Ok(_) => Err(Status::internal("a put answered with another kind of response")),
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).put(forwarded(request.into_inner())).await
+                KvClient::new(channel).put(forwarded(request)).await
             }
             Err(error) => Err(status(error)),
         }
@@ -111,7 +111,7 @@ impl pb::kv_server::Kv for Kv {
             Ok(_) => Err(Status::internal("a delete answered with another kind of response")),
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).delete_range(forwarded(request.into_inner())).await
+                KvClient::new(channel).delete_range(forwarded(request)).await
             }
             Err(error) => Err(status(error)),
         }
@@ -130,7 +130,7 @@ impl pb::kv_server::Kv for Kv {
             Ok(_) => Err(Status::internal("a txn answered with another kind of response")),
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).txn(forwarded(request.into_inner())).await
+                KvClient::new(channel).txn(forwarded(request)).await
             }
             Err(error) => Err(status(error)),
         }
@@ -147,7 +147,7 @@ impl pb::kv_server::Kv for Kv {
             }
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).compact(forwarded(request.into_inner())).await
+                KvClient::new(channel).compact(forwarded(request)).await
             }
             Err(error) => Err(status(error)),
         }

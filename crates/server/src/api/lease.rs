@@ -9,7 +9,7 @@ use ballot_proto::etcdserverpb::lease_client::LeaseClient;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{async_stream, forwarded, status, Handle};
+use super::{async_stream, forwarded, status, with_forwards, Handle};
 use crate::driver::ApiError;
 
 /// etcd's largest TTL (about 285 years).
@@ -34,17 +34,16 @@ impl Lease {
     }
 
     /// One keep-alive, forwarded to the leader when this member does not lead.
-    async fn keep_alive_once(&self, id: i64, forwarded_here: bool) -> Result<pb::LeaseKeepAliveResponse, Status> {
+    async fn keep_alive_once(&self, id: i64, forwards: u8) -> Result<pb::LeaseKeepAliveResponse, Status> {
         match self.handle.keep_alive(id).await {
             Ok(answer) => Ok(pb::LeaseKeepAliveResponse {
                 header: self.handle.header(answer.revision, answer.term),
                 id,
                 ttl: answer.value,
             }),
-            Err(ApiError::NotLeader(leader)) if !forwarded_here => {
-                let probe = Request::new(());
-                let channel = self.handle.leader_channel(&probe, leader)?;
-                let outbound = tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]);
+            Err(ApiError::NotLeader(leader)) => {
+                let outbound = with_forwards(tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]), forwards);
+                let channel = self.handle.leader_channel(&outbound, leader)?;
                 let mut responses = LeaseClient::new(channel).lease_keep_alive(forwarded(outbound)).await?.into_inner();
                 responses.message().await?.ok_or_else(|| status(ApiError::NoLeader))
             }
@@ -80,9 +79,10 @@ impl pb::lease_server::Lease for Lease {
             }
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
+                let count = super::forwards(&request) + 1;
                 let mut message = request.into_inner();
                 message.id = id;
-                LeaseClient::new(channel).lease_grant(forwarded(message)).await
+                LeaseClient::new(channel).lease_grant(with_forwards(message, count)).await
             }
             Err(error) => Err(status(error)),
         }
@@ -99,7 +99,7 @@ impl pb::lease_server::Lease for Lease {
             }
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
-                LeaseClient::new(channel).lease_revoke(forwarded(request.into_inner())).await
+                LeaseClient::new(channel).lease_revoke(forwarded(request)).await
             }
             Err(error) => Err(status(error)),
         }
@@ -111,12 +111,12 @@ impl pb::lease_server::Lease for Lease {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let forwarded_here = request.metadata().contains_key("ballot-forwarded");
+        let forwards = super::forwards(&request);
         let mut inbound = request.into_inner();
         let this = Lease { handle: self.handle.clone() };
         let outbound = async_stream(move |tx| async move {
             while let Some(Ok(message)) = inbound.next().await {
-                let response = this.keep_alive_once(message.id, forwarded_here).await;
+                let response = this.keep_alive_once(message.id, forwards).await;
                 let failed = response.is_err();
                 if tx.send(response).await.is_err() || failed {
                     return;

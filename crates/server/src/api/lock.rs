@@ -84,7 +84,7 @@ pub async fn leader_or_forward<T>(
 impl pb::lock_server::Lock for Lock {
     async fn lock(&self, request: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return LockClient::new(channel).lock(forwarded(request.into_inner())).await;
+            return LockClient::new(channel).lock(forwarded(request)).await;
         }
         let pb::LockRequest { name, lease } = request.into_inner();
         let mut prefix = name;
@@ -96,7 +96,7 @@ impl pb::lock_server::Lock for Lock {
 
     async fn unlock(&self, request: Request<pb::UnlockRequest>) -> Result<Response<pb::UnlockResponse>, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return LockClient::new(channel).unlock(forwarded(request.into_inner())).await;
+            return LockClient::new(channel).unlock(forwarded(request)).await;
         }
         let key = request.into_inner().key;
         let delete = ballot_mvcc::DeleteRangeRequest { key, ..Default::default() };

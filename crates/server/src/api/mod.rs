@@ -40,8 +40,16 @@ pub struct Limits {
     pub lease_ttl_min: i64,
 }
 
-/// Metadata key marking a request another member forwarded (it is not forwarded again).
+/// Metadata key counting how often members forwarded a request (leadership can move while a
+/// request travels; a bound stops it from circling).
 const FORWARDED: &str = "ballot-forwarded";
+/// Most forwards of one request.
+const FORWARDS_MAX: u8 = 3;
+
+/// How often a request was forwarded already.
+pub fn forwards<T>(request: &tonic::Request<T>) -> u8 {
+    request.metadata().get(FORWARDED).and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(0)
+}
 
 /// What every service needs: the way to the Raft loop, and who we are.
 #[derive(Clone)]
@@ -133,7 +141,8 @@ impl Handle {
         }
     }
 
-    /// Retries `attempt` while no leader is known, until the request timeout.
+    /// Retries `attempt` while no leader is known or the leader is handing over, until the
+    /// request timeout.
     async fn retry_without_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
@@ -142,8 +151,9 @@ impl Handle {
         let deadline = Instant::now() + self.limits.request_timeout;
         loop {
             match attempt().await {
-                Err(ApiError::NoLeader) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
+                // No leader yet, or a leader busy handing over: both pass within an election.
+                Err(ApiError::NoLeader | ApiError::TooManyRequests) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
                 }
                 other => return other,
             }
@@ -198,7 +208,7 @@ impl Handle {
 
     /// A channel to the leader's client endpoint, for forwarding, or the error to return.
     pub fn leader_channel<T>(&self, request: &tonic::Request<T>, leader: NodeId) -> Result<Channel, Status> {
-        if request.metadata().contains_key(FORWARDED) {
+        if forwards(request) >= FORWARDS_MAX {
             return Err(status(ApiError::NotLeader(leader)));
         }
         let member = self.members.get(leader).ok_or_else(|| status(ApiError::NoLeader))?;
@@ -214,10 +224,16 @@ impl Handle {
     }
 }
 
-/// Marks a request as forwarded by this member.
-pub fn forwarded<T>(message: T) -> tonic::Request<T> {
+/// The request to send on to the leader: its message, with the forward count raised.
+pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
+    let count = forwards(&request) + 1;
+    with_forwards(request.into_inner(), count)
+}
+
+/// A request carrying `message` marked as forwarded `count` times.
+pub fn with_forwards<T>(message: T, count: u8) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request.metadata_mut().insert(FORWARDED, count.to_string().parse().expect("digits are valid metadata"));
     request
 }
 

@@ -1,0 +1,129 @@
+//! Process tests: real `ballot serve` processes on loopback, driven through the etcd API.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use common::{get, put, Cluster, ELECTION_MS};
+
+fn others(leader: usize, n: usize) -> Vec<usize> {
+    (0..n).filter(|i| *i != leader).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_form_a_cluster_and_followers_take_writes() {
+    let cluster = Cluster::start("form", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let followers = others(leader, 3);
+    let mut first = cluster.kv(followers[0]).await;
+    let response = first.put(put("greeting", "hello")).await.expect("a follower forwards the write").into_inner();
+    assert!(response.header.unwrap().revision >= 2);
+    // A linearizable read on the other follower sees the write at once.
+    let mut second = cluster.kv(followers[1]).await;
+    let found = second.range(get("greeting")).await.unwrap().into_inner();
+    assert_eq!(found.kvs[0].value, b"hello");
+    let members = ballot_proto::etcdserverpb::cluster_client::ClusterClient::new(cluster.channel(leader).await)
+        .member_list(pb::MemberListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members.members.len(), 3);
+    assert!(members.members.iter().all(|m| m.client_ur_ls.len() == 1), "client URLs are learned: {members:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_elects_another_quickly_and_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start("failover", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let survivor = others(leader, 3)[0];
+    let mut kv = cluster.kv(survivor).await;
+    for i in 0..50 {
+        kv.put(put(&format!("k{i:02}"), &i.to_string())).await.unwrap();
+    }
+    cluster.kill(leader);
+    let killed = Instant::now();
+    let new_leader = cluster.leader(Duration::from_secs(10)).await;
+    let took = killed.elapsed();
+    assert_ne!(new_leader, leader);
+    assert!(took < Duration::from_millis(3 * ELECTION_MS), "a new leader took {took:?}");
+    let all = pb::RangeRequest { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() };
+    let found = kv.range(all).await.unwrap().into_inner();
+    assert_eq!(found.kvs.len(), 50, "every acknowledged write survives");
+    kv.put(put("after", "failover")).await.expect("the cluster takes writes again");
+}
+
+async fn hash_at(cluster: &Cluster, i: usize, revision: i64) -> Option<u32> {
+    let mut client = MaintenanceClient::new(cluster.channel(i).await);
+    let response = client.hash_kv(pb::HashKvRequest { revision }).await.ok()?.into_inner();
+    Some(response.hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_under_load_catches_up_by_snapshot_with_the_same_hash() {
+    let mut cluster = Cluster::start("catchup", 3, &["--snapshot-count", "50"]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let follower = others(leader, 3)[0];
+    let mut kv = cluster.kv(leader).await;
+    for i in 0..20 {
+        kv.put(put(&format!("before{i}"), "v")).await.unwrap();
+    }
+    cluster.kill(follower);
+    for i in 0..300 {
+        kv.put(put(&format!("during{i}"), &"x".repeat(100))).await.unwrap();
+    }
+    let revision = kv.put(put("last", "v")).await.unwrap().into_inner().header.unwrap().revision;
+    cluster.spawn(follower);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let caught_up = cluster.status(follower).await.is_some_and(|s| s.header.unwrap().revision >= revision);
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the follower did not catch up:\n{}", cluster.log(follower));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expected = hash_at(&cluster, leader, revision).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(hash_at(&cluster, i, revision).await, Some(expected), "member {i} diverged");
+    }
+    assert!(cluster.log(follower).contains("snapshot installed"), "the follower was behind the compacted log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_the_leader_hands_leadership_over_with_no_failed_request() {
+    let mut cluster = Cluster::start("handover", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let rest = others(leader, 3);
+    let mut writers = Vec::new();
+    for (w, member) in rest.iter().enumerate() {
+        let mut kv = cluster.kv(*member).await;
+        writers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let started = Instant::now();
+            let mut i = 0;
+            // Bounded in count and time.
+            while i < 400 && started.elapsed() < Duration::from_secs(8) {
+                if let Err(error) = kv.put(put(&format!("w{w}-{i}"), "v")).await {
+                    failures.push(error.to_string());
+                }
+                i += 1;
+            }
+            (i, failures)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    assert!(cluster.terminate(leader), "the leader exits cleanly:\n{}", cluster.log(leader));
+    let stop_took = stopped_at.elapsed();
+    for writer in writers {
+        let (done, failures) = writer.await.unwrap();
+        assert!(done > 0);
+        assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    }
+    let new_leader = cluster.leader(Duration::from_secs(5)).await;
+    assert_ne!(new_leader, leader);
+    assert!(cluster.log(leader).contains("handing leadership over"), "{}", cluster.log(leader));
+    assert!(stop_took < Duration::from_secs(5), "stopping took {stop_took:?}");
+}

@@ -1,0 +1,189 @@
+//! A cluster of real `ballot serve` processes on loopback ports, for process tests.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::kv_client::KvClient;
+use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use tonic::transport::Channel;
+
+/// Heartbeat and election timeout of test clusters, milliseconds (short, to keep tests quick).
+pub const HEARTBEAT_MS: u64 = 50;
+/// Election timeout of test clusters.
+pub const ELECTION_MS: u64 = 500;
+
+/// One member process.
+pub struct Member {
+    pub name: String,
+    pub client: String,
+    pub peer: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A cluster whose processes are killed when it is dropped.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub dir: PathBuf,
+    initial_cluster: String,
+    extra: Vec<String>,
+}
+
+/// A free loopback port (bound and released: good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Starts `n` members with extra `ballot serve` flags.
+    pub fn start(test: &str, n: usize, extra: &[&str]) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("ballot-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: format!("http://127.0.0.1:{}", free_port()),
+                peer: format!("http://127.0.0.1:{}", free_port()),
+                data_dir: dir.join(format!("m{i}")),
+                log: dir.join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer)).collect::<Vec<_>>().join(",");
+        let mut cluster =
+            Cluster { members, dir, initial_cluster, extra: extra.iter().map(|s| s.to_string()).collect() };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts, with the same data dir) member `i`.
+    pub fn spawn(&mut self, i: usize) {
+        let member = &self.members[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&member.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ballot"))
+            .arg("serve")
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--listen-client-urls", &member.client, "--advertise-client-urls", &member.client])
+            .args(["--listen-peer-urls", &member.peer, "--initial-advertise-peer-urls", &member.peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string(), "--election-timeout", &ELECTION_MS.to_string()])
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("ballot starts");
+        self.members[i].child = Some(child);
+    }
+
+    /// kill -9 of member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM to member `i`; waits (bounded) for it to exit and returns whether it exited cleanly.
+    pub fn terminate(&mut self, i: usize) -> bool {
+        let Some(mut child) = self.members[i].child.take() else { return false };
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        false
+    }
+
+    /// A gRPC channel to member `i`.
+    pub async fn channel(&self, i: usize) -> Channel {
+        let url = self.members[i].client.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Channel::from_shared(url.clone()).unwrap().connect().await {
+                Ok(channel) => return channel,
+                Err(error) if Instant::now() > deadline => panic!("{url}: {error}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// A KV client to member `i`.
+    pub async fn kv(&self, i: usize) -> KvClient<Channel> {
+        KvClient::new(self.channel(i).await)
+    }
+
+    /// Member `i`'s status, if it answers.
+    pub async fn status(&self, i: usize) -> Option<pb::StatusResponse> {
+        self.members[i].child.as_ref()?;
+        let channel = Channel::from_shared(self.members[i].client.clone()).unwrap().connect().await.ok()?;
+        let mut client = MaintenanceClient::new(channel);
+        let response = tokio::time::timeout(Duration::from_secs(1), client.status(pb::StatusRequest {})).await.ok()?.ok()?;
+        Some(response.into_inner())
+    }
+
+    /// Waits until a running member leads and every running member agrees; returns its index.
+    pub async fn leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut leaders = Vec::new();
+            let mut ids = Vec::new();
+            for i in 0..self.members.len() {
+                if let Some(status) = self.status(i).await {
+                    leaders.push(status.leader);
+                    ids.push((status.header.unwrap().member_id, i));
+                }
+            }
+            let agreed = !leaders.is_empty() && leaders.iter().all(|l| *l != 0 && *l == leaders[0]);
+            if agreed {
+                if let Some((_, i)) = ids.iter().find(|(id, _)| *id == leaders[0]) {
+                    return *i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {within:?}: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Member `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A put request.
+pub fn put(key: &str, value: &str) -> pb::PutRequest {
+    pb::PutRequest { key: key.into(), value: value.into(), ..Default::default() }
+}
+
+/// A single-key range request.
+pub fn get(key: &str) -> pb::RangeRequest {
+    pb::RangeRequest { key: key.into(), ..Default::default() }
+}
