@@ -134,7 +134,8 @@ impl Cluster {
         self.members[i].child.as_ref()?;
         let channel = Channel::from_shared(self.members[i].client.clone()).unwrap().connect().await.ok()?;
         let mut client = MaintenanceClient::new(channel);
-        let response = tokio::time::timeout(Duration::from_secs(1), client.status(pb::StatusRequest {})).await.ok()?.ok()?;
+        let response =
+            tokio::time::timeout(Duration::from_secs(1), client.status(pb::StatusRequest {})).await.ok()?.ok()?;
         Some(response.into_inner())
     }
 

@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use ballot_mvcc::{Applied, Cancelled, Command, Event, RangeRequest, RangeResponse, WatchHub, WatchId, WatchRequest};
+use ballot_mvcc::{
+    AlarmKind, Applied, Cancelled, Command, Event, RangeRequest, RangeResponse, WatchHub, WatchId, WatchRequest,
+};
 use ballot_node::{Finished, Replica, RequestId};
 use ballot_raft::{Message, NodeId, Role};
 use ballot_storage::{FsDisk, SyncTask};
@@ -132,6 +134,8 @@ pub struct Settings {
     pub tick: Duration,
     /// Election timeout in ticks.
     pub election_ticks: u32,
+    /// Database size that raises the NOSPACE alarm.
+    pub quota_bytes: u64,
 }
 
 /// A stop request taken from the inbox.
@@ -433,6 +437,7 @@ impl Core {
             }
         }
         if ticks.is_multiple_of(10) {
+            self.check_quota();
             self.waiting.retain(|_, waiter| match waiter {
                 Waiter::Write(reply) => !reply.is_closed(),
                 Waiter::KeepAlive(_, reply) => !reply.is_closed(),
@@ -445,6 +450,23 @@ impl Core {
             }
         }
         self.deliver_watches();
+    }
+
+    /// The leader raises the NOSPACE alarm (through the log, so every member refuses writes)
+    /// once the database outgrows the quota; an operator disarms it after freeing space.
+    fn check_quota(&mut self) {
+        if self.replica.raft().raft().soft_state().role != Role::Leader {
+            return;
+        }
+        let store = self.replica.store();
+        let over = store.size_bytes().is_ok_and(|size| size > self.settings.quota_bytes);
+        let raised = store.alarms().is_ok_and(|alarms| alarms.iter().any(|(kind, _)| *kind == AlarmKind::NoSpace));
+        if over && !raised {
+            tracing::warn!(quota = self.settings.quota_bytes, "database over its quota: raising the NOSPACE alarm");
+            let id = self.request_id();
+            let alarm = Command::Alarm { activate: true, kind: AlarmKind::NoSpace, member_id: self.settings.id };
+            let _ = self.replica.propose(id, &alarm);
+        }
     }
 
     /// A leader hands leadership to the most up-to-date voter and waits (bounded) until it has.
