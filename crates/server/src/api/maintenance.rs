@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use ballot_mvcc::{AlarmKind, Command};
 use ballot_proto::etcdserverpb as pb;
 use ballot_raft::Role;
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::{async_stream, status, Handle};
@@ -133,8 +134,9 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        // ballot's own snapshot format (a consistent image of the store); the etcd (bbolt)
-        // format is not produced yet.
+        // The content is ballot's own snapshot image (not etcd's bbolt file). As etcd's stream
+        // does, it is padded to a multiple of 512 bytes and followed by the SHA-256 of what came
+        // before, which `etcdctl snapshot save` checks.
         let (chunks, revision, term) = self
             .handle
             .query(|core| {
@@ -145,7 +147,15 @@ impl pb::maintenance_server::Maintenance for Maintenance {
                 (chunks, store.revision(), core.term())
             })
             .await?;
-        let chunks = chunks.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let mut chunks = chunks.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let length: usize = chunks.iter().map(Vec::len).sum();
+        chunks.push(vec![0; length.next_multiple_of(512) - length]);
+        let mut hasher = Sha256::new();
+        for chunk in &chunks {
+            hasher.update(chunk);
+        }
+        chunks.push(hasher.finalize().to_vec());
+        chunks.retain(|chunk| !chunk.is_empty());
         let header = self.handle.header(revision, term);
         let stream = async_stream(move |tx| async move {
             let mut remaining: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Compatibility checks with real etcd clients against a `ballot dev` cluster: etcdctl 3.4
+# (Debian's etcd-client) and python etcd3 0.12.0 in a venv. Installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ballot=${BALLOT_BIN:-target/debug/ballot}
+[ -x "$ballot" ] || cargo build --bin ballot
+
+if ! command -v etcdctl >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client >/dev/null
+fi
+venv=${BALLOT_COMPAT_VENV:-target/compat-venv}
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import etcd3' 2>/dev/null; then
+  python3 -m venv "$venv" 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; python3 -m venv "$venv"; }
+  # tenacity pinned: etcd3 0.12's lock retry calls tenacity's wait() with the old signature.
+  "$venv/bin/pip" install -q etcd3==0.12.0 protobuf==3.20.3 tenacity==6.3.1
+fi
+
+work=$(mktemp -d)
+"$ballot" dev --nodes 3 --data-dir "$work/dev" > "$work/dev.out" 2>&1 &
+dev=$!
+cleanup() { kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
+for _ in $(seq 100); do
+  grep -q '^leader:' "$work/dev.out" && break
+  sleep 0.1
+done
+grep -q '^leader:' "$work/dev.out" || { cat "$work/dev.out"; echo "the dev cluster elected no leader"; exit 1; }
+
+echo "== etcdctl $(etcdctl version | head -1)"
+compat/etcdctl_check.sh "$endpoints"
+echo "== python etcd3 0.12.0"
+"$venv/bin/python" compat/etcd3_check.py 127.0.0.1 22379
