@@ -3,7 +3,7 @@
 # (Debian's etcd-client) and python etcd3 0.12.0 in a venv. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ballot=${BALLOT_BIN:-target/debug/ballot}
+ballot=${BALLOT_BIN:-${CARGO_TARGET_DIR:-target}/debug/ballot}
 [ -x "$ballot" ] || cargo build --bin ballot
 
 if ! command -v etcdctl >/dev/null 2>&1; then
