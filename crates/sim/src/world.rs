@@ -327,7 +327,15 @@ impl World {
             let Some(replica) = node.replica.as_mut() else { return };
             let written = match replica.next_ready() {
                 Ok(Some(written)) => written,
-                Ok(None) => return,
+                Ok(None) => {
+                    // While the disk works on the last Ready, what needs no persistence
+                    // (heartbeats and their answers, appends, read-index traffic) still leaves,
+                    // as the server does it.
+                    for message in replica.take_messages() {
+                        self.send(message);
+                    }
+                    return;
+                }
                 Err(error) => {
                     self.invariants.violations.push(format!("node {id}: {error}"));
                     return;
