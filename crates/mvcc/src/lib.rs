@@ -20,6 +20,7 @@
 
 pub mod codec;
 pub mod command_codec;
+pub mod counts;
 pub mod read;
 mod snapshot;
 mod store;

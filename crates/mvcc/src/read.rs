@@ -5,6 +5,7 @@
 use redb::ReadableTable;
 
 use crate::codec::{revision_key, Latest, Record};
+use crate::counts;
 use crate::types::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
 use crate::{storage_error, Error};
 
@@ -47,21 +48,24 @@ impl Keys {
 pub type LiveKey = (Vec<u8>, Latest);
 
 /// The tables a read needs.
-pub struct View<'a, L, I, R> {
+pub struct View<'a, L, I, R, C> {
     /// `latest` table.
     pub latest: &'a L,
     /// `index` table.
     pub index: &'a I,
     /// `revs` table.
     pub revs: &'a R,
+    /// `counts` table.
+    pub counts: &'a C,
     /// The revision the view is at.
     pub revision: i64,
     /// Reads below this revision fail.
     pub compact_revision: i64,
 }
 
-impl<'a, L, I, R> View<'a, L, I, R>
+impl<'a, L, I, R, C> View<'a, L, I, R, C>
 where
+    C: ReadableTable<&'static [u8], u64>,
     L: ReadableTable<&'static [u8], &'static [u8]>,
     I: ReadableTable<(&'static [u8], u64), u64>,
     R: ReadableTable<u128, &'static [u8]>,
@@ -78,19 +82,16 @@ where
 
     /// The live keys at the current revision, in key order, with where their state is.
     pub fn live(&self, keys: &Keys) -> Result<Vec<LiveKey>, Error> {
-        Ok(self.live_counted(keys, usize::MAX)?.0)
+        self.live_first(keys, usize::MAX)
     }
 
-    /// The first `take` live keys (with their state) and how many live keys there are in all.
-    /// Keys past the first `take` are only counted: not copied, not decoded.
-    pub fn live_counted(&self, keys: &Keys, take: usize) -> Result<(Vec<LiveKey>, usize), Error> {
+    /// The first `take` live keys (with their state), in key order.
+    pub fn live_first(&self, keys: &Keys, take: usize) -> Result<Vec<LiveKey>, Error> {
         let mut out = Vec::new();
-        let mut count = 0;
         match keys {
             Keys::Nothing => {}
             Keys::One(key) => {
                 if let Some(value) = self.latest.get(key.as_slice()).map_err(storage_error)? {
-                    count = 1;
                     if take > 0 {
                         out.push((key.clone(), Latest::decode(value.value())?));
                     }
@@ -102,16 +103,13 @@ where
                     None => self.latest.range::<&[u8]>(start.as_slice()..),
                 }
                 .map_err(storage_error)?;
-                for item in iter {
+                for item in iter.take(take) {
                     let (key, value) = item.map_err(storage_error)?;
-                    if count < take {
-                        out.push((key.value().to_vec(), Latest::decode(value.value())?));
-                    }
-                    count += 1;
+                    out.push((key.value().to_vec(), Latest::decode(value.value())?));
                 }
             }
         }
-        Ok((out, count))
+        Ok(out)
     }
 
     /// The live state of one key at the current revision.
@@ -184,10 +182,15 @@ where
         let needs_all = filtered || sort_order != SortOrder::None;
         let limit = if request.limit > 0 { request.limit as usize } else { usize::MAX };
         let (count, mut kvs) = if revision == self.revision {
-            // etcd reports the size of the whole range as `count`: the keys past the limit are
-            // counted, but neither copied nor read.
-            let take = if needs_all { usize::MAX } else { limit.saturating_add(1) };
-            let (live, count) = self.live_counted(&keys, take)?;
+            // etcd reports the size of the whole range as `count`: the count index gives it
+            // without visiting the keys past the limit.
+            let take = match (needs_all, request.count_only) {
+                (true, _) => usize::MAX,
+                (false, true) => 0,
+                (false, false) => limit.saturating_add(1),
+            };
+            let live = self.live_first(&keys, take)?;
+            let count = if live.len() < take { live.len() } else { counts::count(self.counts, self.latest, &keys)? };
             let kvs = live
                 .into_iter()
                 .map(|(_, latest)| Ok(self.record(latest.main, latest.sub)?.into_key_value(latest.main, false)))

@@ -202,6 +202,7 @@ impl Store {
             }
             let [applied, revision, compact, cursor] = header.ok_or_else(|| bad("no header"))?;
             t.write_meta(applied, revision, compact, cursor)?;
+            crate::counts::rebuild(&mut t.counts, &t.latest)?;
         }
         txn.commit().map_err(storage_error)?;
         self.reload()?;

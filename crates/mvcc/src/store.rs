@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::codec::{main_of, revision_key, Record};
+use crate::counts;
 use crate::read::View;
 use crate::types::*;
 use crate::write::Writer;
@@ -70,8 +71,14 @@ impl Store {
 
     fn from_database(db: Database) -> Result<Store, Error> {
         let txn = db.begin_write().map_err(storage_error)?;
-        // Create every table so reads never meet a missing one.
-        drop(Open::write(&txn)?);
+        // Create every table so reads never meet a missing one; a store written before the count
+        // index existed gets it built once.
+        {
+            let mut tables = Open::write(&txn)?;
+            if tables.counts.is_empty().map_err(storage_error)? && !tables.latest.is_empty().map_err(storage_error)? {
+                counts::rebuild(&mut tables.counts, &tables.latest)?;
+            }
+        }
         txn.commit().map_err(storage_error)?;
         let mut store = Store {
             db,
@@ -137,13 +144,14 @@ impl Store {
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
         {
-            let Open { revs, index, latest, leases, lease_keys, mut meta, mut alarms } = Open::write(&txn)?;
+            let Open { revs, index, latest, leases, lease_keys, mut meta, mut alarms, counts } = Open::write(&txn)?;
             let mut writer = Writer {
                 revs,
                 index,
                 latest,
                 leases,
                 lease_keys,
+                counts,
                 revision: self.revision,
                 compact_revision: self.compact_revision,
                 changes: 0,
@@ -291,10 +299,12 @@ impl Store {
         let latest = read.open_table(LATEST).map_err(storage_error)?;
         let index = read.open_table(INDEX).map_err(storage_error)?;
         let revs = read.open_table(REVS).map_err(storage_error)?;
+        let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
         let view = View {
             latest: &latest,
             index: &index,
             revs: &revs,
+            counts: &counts,
             revision: self.revision,
             compact_revision: self.compact_revision,
         };

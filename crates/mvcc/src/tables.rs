@@ -16,6 +16,8 @@ pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("lease
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 /// (alarm kind, member id) of raised alarms.
 pub const ALARMS: TableDefinition<(u8, u64), ()> = TableDefinition::new("alarms");
+/// First key of a bucket of live keys → live keys in it (see [`crate::counts`]).
+pub const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
 /// Named counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -46,6 +48,8 @@ pub struct Open<'t> {
     pub meta: Table<'t, &'static str, u64>,
     /// `alarms`.
     pub alarms: Table<'t, (u8, u64), ()>,
+    /// `counts`.
+    pub counts: Table<'t, &'static [u8], u64>,
 }
 
 impl<'t> Open<'t> {
@@ -59,6 +63,7 @@ impl<'t> Open<'t> {
             lease_keys: txn.open_table(LEASE_KEYS).map_err(storage_error)?,
             meta: txn.open_table(META).map_err(storage_error)?,
             alarms: txn.open_table(ALARMS).map_err(storage_error)?,
+            counts: txn.open_table(COUNTS).map_err(storage_error)?,
         })
     }
 
@@ -71,6 +76,7 @@ impl<'t> Open<'t> {
         self.lease_keys.retain(|_, _| false).map_err(storage_error)?;
         self.meta.retain(|_, _| false).map_err(storage_error)?;
         self.alarms.retain(|_, _| false).map_err(storage_error)?;
+        self.counts.retain(|_, _| false).map_err(storage_error)?;
         Ok(())
     }
 

@@ -115,6 +115,36 @@ fn limit_sets_more_and_count_is_the_whole_range() {
 }
 
 #[test]
+fn count_over_many_buckets_equals_the_live_keys_in_the_range() {
+    let mut h = Harness::new();
+    // Enough keys to split buckets several times, then deletes that empty some of them.
+    let batch: Vec<(u64, Command)> = (0..5000).map(|i| (i + 1, put(&format!("k{i:05}"), "v"))).collect();
+    h.store.apply_batch(&batch).unwrap();
+    h.index = 5000;
+    for i in (0..5000).filter(|i| i % 3 == 0 || (1200..2600).contains(i)) {
+        h.apply(Command::DeleteRange(DeleteRangeRequest { key: format!("k{i:05}").into(), ..Default::default() }));
+    }
+    let live = |from: usize, to: usize| (from..to).filter(|i| !(i % 3 == 0 || (1200..2600).contains(i))).count();
+    let bounds = [0, 1, 511, 512, 1023, 1024, 1500, 2047, 2600, 3333, 4999, 5000];
+    for &from in &bounds {
+        for &to in &bounds {
+            let request = RangeRequest {
+                key: format!("k{from:05}").into(),
+                range_end: format!("k{to:05}").into(),
+                limit: 3,
+                ..Default::default()
+            };
+            let response = h.range(request);
+            assert_eq!(response.count as usize, live(from, to.max(from)), "[{from}, {to})");
+        }
+    }
+    let everything = RangeRequest { key: vec![0], range_end: vec![0], count_only: true, ..Default::default() };
+    assert_eq!(h.range(everything).count as usize, live(0, 5000));
+    let from_middle = RangeRequest { key: b"k02000".to_vec(), range_end: vec![0], limit: 1, ..Default::default() };
+    assert_eq!(h.range(from_middle).count as usize, live(2000, 5000));
+}
+
+#[test]
 fn sorting_and_filters() {
     let mut h = Harness::new();
     h.put("a", "3");

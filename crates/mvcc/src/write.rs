@@ -5,6 +5,7 @@
 use redb::{ReadableTable, Table};
 
 use crate::codec::{revision_key, Latest, Record};
+use crate::counts;
 use crate::read::{Keys, View};
 use crate::types::*;
 use crate::watch::{Event, EventKind};
@@ -13,8 +14,9 @@ use crate::{storage_error, Error};
 type LatestTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type IndexTable<'t> = Table<'t, (&'static [u8], u64), u64>;
 type RevsTable<'t> = Table<'t, u128, &'static [u8]>;
+type CountsTable<'t> = Table<'t, &'static [u8], u64>;
 /// A read view over a write transaction's own tables.
-type WriteView<'a, 't> = View<'a, LatestTable<'t>, IndexTable<'t>, RevsTable<'t>>;
+type WriteView<'a, 't> = View<'a, LatestTable<'t>, IndexTable<'t>, RevsTable<'t>, CountsTable<'t>>;
 
 /// The tables a write changes, opened in one write transaction.
 pub struct Writer<'t> {
@@ -28,6 +30,8 @@ pub struct Writer<'t> {
     pub leases: Table<'t, i64, (i64, i64)>,
     /// `lease_keys`.
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    /// `counts`.
+    pub counts: CountsTable<'t>,
     /// Store revision before the current command.
     pub revision: i64,
     /// Reads below this fail.
@@ -46,6 +50,7 @@ impl<'t> Writer<'t> {
             latest: &self.latest,
             index: &self.index,
             revs: &self.revs,
+            counts: &self.counts,
             revision,
             compact_revision: self.compact_revision,
         }
@@ -115,6 +120,9 @@ impl<'t> Writer<'t> {
         let (main, sub) = self.write_record(&record)?;
         let latest = Latest { main, sub, create_revision, version, lease };
         self.latest.insert(request.key.as_slice(), latest.encode().as_slice()).map_err(storage_error)?;
+        if current.is_none() {
+            counts::added(&mut self.counts, &self.latest, &request.key)?;
+        }
         let previous_lease = current.map_or(0, |c| c.lease);
         if previous_lease != 0 && previous_lease != lease {
             self.lease_keys.remove((previous_lease, request.key.as_slice())).map_err(storage_error)?;
@@ -147,6 +155,7 @@ impl<'t> Writer<'t> {
             let kv = KeyValue { key: key.clone(), mod_revision: main, ..KeyValue::default() };
             self.events.push(Event { kind: EventKind::Delete, kv, prev_kv: None });
             self.latest.remove(key.as_slice()).map_err(storage_error)?;
+            counts::removed(&mut self.counts, &key)?;
             if latest.lease != 0 {
                 self.lease_keys.remove((latest.lease, key.as_slice())).map_err(storage_error)?;
             }
