@@ -81,6 +81,9 @@ pub enum ClientCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// A transaction from standard input, in etcdctl's format (compares, blank line, success
+    /// operations, blank line, failure operations).
+    Txn,
     /// Campaigns in an election and prints when this process leads; leads until interrupted.
     Elect {
         /// Election name.
@@ -130,7 +133,8 @@ async fn connect(endpoints: &Endpoints) -> anyhow::Result<Channel> {
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no endpoint given")))
 }
 
-fn range_end(key: &str, prefix: bool) -> Vec<u8> {
+/// The range end for `key`: empty for the key alone, the prefix's end with `prefix`.
+pub fn range_end(key: &str, prefix: bool) -> Vec<u8> {
     if !prefix {
         return Vec::new();
     }
@@ -201,6 +205,12 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
                 }
             }
             drop(tx);
+        }
+        ClientCommand::Txn => {
+            let mut input = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
+            let request = super::txn::parse(&input)?;
+            super::txn::print(&KvClient::new(channel).txn(request).await?.into_inner());
         }
         ClientCommand::Status => {
             let members =

@@ -5,6 +5,7 @@ pub mod client;
 pub mod dev;
 pub mod serve;
 pub mod sim;
+pub mod txn;
 pub mod wal;
 
 /// Structured logs to stderr, filtered by `RUST_LOG` (default: info).
