@@ -168,3 +168,45 @@ fn a_data_dir_from_another_cluster_is_refused_with_a_clear_message() {
     assert!(stderr.contains("of cluster") && stderr.contains("refusing to start"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_watch_response_comes_in_fragments_when_the_watcher_allows_them() {
+    let cluster = Cluster::start("fragments", 1, &["--max-request-bytes", "10000"]);
+    cluster.leader(Duration::from_secs(20)).await;
+    let mut kv = cluster.kv(0).await;
+    for i in 0..30 {
+        kv.put(put(&format!("big/{i:02}"), &"v".repeat(1000))).await.unwrap();
+    }
+    let create = pb::WatchCreateRequest {
+        key: b"big/".to_vec(),
+        range_end: b"big0".to_vec(),
+        prev_kv: true,
+        fragment: true,
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+        .await
+        .unwrap();
+    let mut watch = ballot_proto::etcdserverpb::watch_client::WatchClient::new(cluster.channel(0).await);
+    let mut responses = watch.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(responses.message().await.unwrap().unwrap().created);
+    // One revision deletes 30 keys; with their previous values that is ~30 KB of events.
+    let delete = pb::DeleteRangeRequest { key: b"big/".to_vec(), range_end: b"big0".to_vec(), prev_kv: false };
+    kv.delete_range(delete).await.unwrap();
+    let mut events = 0;
+    let mut fragments = 0;
+    loop {
+        let response =
+            tokio::time::timeout(Duration::from_secs(5), responses.message()).await.unwrap().unwrap().unwrap();
+        events += response.events.len();
+        fragments += 1;
+        assert!(response.events.iter().all(|e| e.prev_kv.as_ref().is_some_and(|kv| kv.value.len() == 1000)));
+        if !response.fragment {
+            break;
+        }
+    }
+    assert_eq!(events, 30);
+    assert!(fragments > 1, "the revision was split");
+    drop(tx);
+}

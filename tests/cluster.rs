@@ -73,8 +73,27 @@ async fn a_follower_killed_under_load_catches_up_by_snapshot_with_the_same_hash(
     for i in 0..300 {
         kv.put(put(&format!("during{i}"), &"x".repeat(100))).await.unwrap();
     }
-    let revision = kv.put(put("last", "v")).await.unwrap().into_inner().header.unwrap().revision;
+    // The load goes on while the follower restarts and catches up (bounded in count and time).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load_kv = cluster.kv(leader).await;
+    let load_stop = stop.clone();
+    let load = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut i = 0;
+        while !load_stop.load(std::sync::atomic::Ordering::SeqCst)
+            && i < 3000
+            && started.elapsed() < Duration::from_secs(20)
+        {
+            load_kv.put(put(&format!("load{i}"), "v")).await.expect("writes go on during the catch-up");
+            i += 1;
+        }
+        i
+    });
     cluster.spawn(follower);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(load.await.unwrap() > 0);
+    let revision = kv.put(put("last", "v")).await.unwrap().into_inner().header.unwrap().revision;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let caught_up = cluster.status(follower).await.is_some_and(|s| s.header.unwrap().revision >= revision);
@@ -126,4 +145,80 @@ async fn sigterm_of_the_leader_hands_leadership_over_with_no_failed_request() {
     assert_ne!(new_leader, leader);
     assert!(cluster.log(leader).contains("handing leadership over"), "{}", cluster.log(leader));
     assert!(stop_took < Duration::from_secs(5), "stopping took {stop_took:?}");
+}
+
+async fn time_to_live(cluster: &Cluster, i: usize, id: i64) -> i64 {
+    let mut lease = ballot_proto::etcdserverpb::lease_client::LeaseClient::new(cluster.channel(i).await);
+    lease.lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys: false }).await.unwrap().into_inner().ttl
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_neither_resets_nor_cuts_a_lease() {
+    let mut cluster = Cluster::start("lease", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let survivor = others(leader, 3)[0];
+    let mut leases = ballot_proto::etcdserverpb::lease_client::LeaseClient::new(cluster.channel(survivor).await);
+    let granted = Instant::now();
+    let lease = leases.lease_grant(pb::LeaseGrantRequest { ttl: 6, id: 0 }).await.unwrap().into_inner();
+    let mut kv = cluster.kv(survivor).await;
+    kv.put(pb::PutRequest { key: b"leased".to_vec(), value: b"v".to_vec(), lease: lease.id, ..Default::default() })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.kill(leader);
+    cluster.leader(Duration::from_secs(10)).await;
+    let ttl = time_to_live(&cluster, survivor, lease.id).await;
+    let elapsed = granted.elapsed().as_secs_f64();
+    // Not reset to the full 6 s, not cut: what was left, rounded up.
+    assert!((1..=5).contains(&ttl) && (ttl as f64) <= 6.0 - elapsed + 1.0, "ttl {ttl} after {elapsed:.1} s");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kv.range(get("leased")).await.unwrap().into_inner().kvs.is_empty() {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expired_after = granted.elapsed();
+    assert!(
+        expired_after >= Duration::from_millis(5500) && expired_after < Duration::from_millis(8000),
+        "a 6 s lease expired after {expired_after:?}"
+    );
+}
+
+#[test]
+fn a_peer_from_another_cluster_is_refused_with_a_clear_log_line() {
+    let dir = std::env::temp_dir().join(format!("ballot-other-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = format!("http://127.0.0.1:{}", common::free_port());
+    let theirs = format!("http://127.0.0.1:{}", common::free_port());
+    let serve = |name: &str, peer: &str, cluster: &str, token: &str| {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+            .arg("serve")
+            .args(["--name", name])
+            .arg("--data-dir")
+            .arg(dir.join(name))
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", common::free_port())])
+            .args(["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
+            .args(["--initial-cluster", cluster, "--initial-cluster-token", token])
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    // A one-member cluster, and a member of another cluster that lists the first one's peer URL.
+    let mut a = serve("a", &ours, &format!("a={ours}"), "one");
+    let mut b = serve("b", &theirs, &format!("a={ours},b={theirs}"), "two");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let log = std::fs::read_to_string(dir.join("a.log")).unwrap_or_default();
+        if log.contains("refusing a peer from another cluster") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(refused.contains("refusing a peer from another cluster"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -307,10 +307,14 @@ impl Core {
     }
 
     fn finish(&mut self) {
+        let started = Instant::now();
         let finished = match self.replica.finish() {
             Ok(finished) => finished,
             Err(error) => panic!("the replica cannot go on: {error}"),
         };
+        if !finished.committed.is_empty() {
+            self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
+        }
         self.on_finished(finished);
     }
 
@@ -319,6 +323,11 @@ impl Core {
             self.metrics.leader_changes.inc();
             tracing::info!(leader = format!("{leader:x}"), term = self.term(), role = ?role, "leader changed");
             self.leader = leader;
+            // A read waiting for a ReadIndex answer may never get one from a deposed leader;
+            // reads are safe to repeat, so send them back to be retried with the new leader.
+            for (_, reply) in self.reads.drain() {
+                let _ = reply.send(Err(ApiError::NoLeader));
+            }
         }
     }
 

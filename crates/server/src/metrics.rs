@@ -25,6 +25,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     /// Time from a write's arrival to its answer.
     pub write_seconds: Histogram,
+    /// Time to apply one batch of committed entries.
+    pub apply_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -39,6 +41,7 @@ impl Default for Metrics {
             db_size_bytes: Gauge::default(),
             fsync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             write_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            apply_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
             registry: Registry::default(),
         };
         registry.register("proposals", "Proposals accepted by Raft on this member", metrics.proposals.clone());
@@ -53,6 +56,7 @@ impl Default for Metrics {
         registry.register("db_size_bytes", "State machine database size", metrics.db_size_bytes.clone());
         registry.register("wal_fsync_seconds", "Write-ahead log fsync latency", metrics.fsync_seconds.clone());
         registry.register("write_seconds", "Latency of writes, arrival to answer", metrics.write_seconds.clone());
+        registry.register("apply_seconds", "Time to apply a batch of committed entries", metrics.apply_seconds.clone());
         Metrics { registry, ..metrics }
     }
 }

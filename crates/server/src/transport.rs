@@ -212,7 +212,7 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
             Ok(stream) => stream,
             Err(error) => {
                 if !logged_down {
-                    tracing::info!(peer, %address, %error, "peer unreachable; retrying with backoff");
+                    tracing::info!(peer = format!("{peer:x}"), %address, %error, "peer unreachable; retrying with backoff");
                     logged_down = true;
                 }
                 let _ = local.inbox.send(Input::Unreachable(peer));
@@ -239,10 +239,10 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
         if write_frame(&mut out, &hello.encode()).await.is_err() || out.flush().await.is_err() {
             continue;
         }
-        if logged_down {
-            tracing::info!(peer, "peer connected");
-            logged_down = false;
+        if stream_kind == STREAM_MESSAGES {
+            tracing::info!(peer = format!("{peer:x}"), %address, "peer connected");
         }
+        logged_down = false;
         backoff = Duration::from_millis(50);
         let result = if stream_kind == STREAM_SNAPSHOT {
             send_snapshots(&mut out, peer, &local, &mut queue).await
@@ -294,7 +294,7 @@ async fn send_snapshots<W: AsyncWriteExt + Unpin>(
         }
         .await;
         let delivered = sent.is_ok();
-        tracing::info!(peer, bytes = bytes.len(), delivered, "snapshot sent");
+        tracing::info!(peer = format!("{peer:x}"), bytes = bytes.len(), delivered, "snapshot sent");
         let _ = local.inbox.send(Input::SnapshotStatus(peer, delivered));
         sent?;
     }
