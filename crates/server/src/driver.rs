@@ -132,8 +132,6 @@ pub struct Settings {
     pub id: NodeId,
     /// Tick length (the heartbeat interval).
     pub tick: Duration,
-    /// Election timeout in ticks.
-    pub election_ticks: u32,
     /// Database size that raises the NOSPACE alarm.
     pub quota_bytes: u64,
 }
@@ -293,16 +291,12 @@ impl Core {
             if written.must_sync {
                 if let Some(task) = self.replica.detach_sync()? {
                     self.syncing = true;
-                    return self.start_sync(task);
+                    self.sync_queue.send(task).expect("the WAL thread outlives the loop");
+                    return Ok(());
                 }
             }
             self.finish();
         }
-        Ok(())
-    }
-
-    fn start_sync(&mut self, task: SyncTask) -> Result<(), ballot_node::NodeError> {
-        self.sync_queue.send(task).expect("the WAL thread outlives the loop");
         Ok(())
     }
 
@@ -540,7 +534,13 @@ pub fn start(
         .name("raft".into())
         .spawn(move || {
             core.reload_leases(Instant::now());
-            run(core, inbox_rx);
+            // A panic here means the member cannot go on (a failed fsync, a broken store): the
+            // process exits, so that a supervisor restarts it from its disk, rather than serving
+            // on without a loop behind it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(core, inbox_rx))).is_err() {
+                tracing::error!("the Raft loop stopped on a fatal error; exiting");
+                std::process::exit(70);
+            }
         })
         .expect("spawn the Raft loop")
 }

@@ -180,7 +180,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
 
     let metrics = Arc::new(Metrics::default());
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
-    let settings = Settings { id, tick: heartbeat, election_ticks, quota_bytes: config.quota_backend_bytes };
+    let settings = Settings { id, tick: heartbeat, quota_bytes: config.quota_backend_bytes };
     let transport_members = members.clone();
     let raft_thread = driver::start(
         replica,
