@@ -20,6 +20,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run a local cluster of child processes on loopback, to try ballot out.
     Dev(cli::dev::DevArgs),
+    /// Load-test ballot (or etcd) over the etcd v3 API and report throughput and latency.
+    Bench(cli::bench::BenchArgs),
     #[command(flatten)]
     Client(cli::client::ClientCommand),
     /// Run deterministic simulations of a faulty cluster and check every run.
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         None => cli::serve::run(cli::serve::ServeArgs::default()),
         Some(Command::Serve(args)) => cli::serve::run(args),
         Some(Command::Dev(args)) => cli::dev::run(args),
+        Some(Command::Bench(args)) => cli::bench::run(cli.endpoints, args),
         Some(Command::Client(command)) => cli::client::run(cli.endpoints, command),
         Some(Command::Sim(args)) => cli::sim::run(args),
         Some(Command::Check(args)) => cli::check::run(args),

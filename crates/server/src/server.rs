@@ -229,7 +229,15 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         restarting,
         "ballot member started"
     );
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(client_listener);
+    // Accepted here, not by tonic, so the no-delay option is ours to set: without it, small
+    // responses wait for the client's delayed ACK (about 40 ms each).
+    let incoming =
+        tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(client_listener), |stream| {
+            if let Ok(stream) = &stream {
+                let _ = stream.set_nodelay(true);
+            }
+            stream
+        });
     // Stopping: first hand leadership over while still serving (requests in flight finish, and
     // followers forward new ones to the next leader), then drain the client connections, then
     // stop the loop.
@@ -244,7 +252,6 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         }
     };
     let serve = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(tonic::service::Routes::from(router))

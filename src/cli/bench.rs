@@ -1,0 +1,443 @@
+//! `ballot bench`: a load generator over the etcd v3 API, so the same command measures ballot
+//! and etcd. Clients share `--conns` connections spread over the endpoints; each client runs one
+//! request at a time; the report gives throughput, errors by kind and the latency distribution.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::{kv_client::KvClient, lease_client::LeaseClient, watch_client::WatchClient};
+use clap::{Args, ValueEnum};
+use tonic::transport::Channel;
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Puts of random keys over the key space.
+    Put,
+    /// Single-key ranges of random keys (after loading the key space).
+    Range,
+    /// Compare-and-swap on a few hot keys: read, then a txn on the read's mod revision.
+    TxnCas,
+    /// Latency from a put's acknowledgement to each watcher's event.
+    WatchLatency,
+    /// Grant, keep-alive once, revoke.
+    Lease,
+    /// 90% linearizable ranges, 10% puts.
+    Mixed,
+}
+
+/// Flags of `ballot bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// Endpoints (the global `--endpoints` flag).
+    #[arg(skip)]
+    pub endpoints: String,
+    /// gRPC connections, spread over the endpoints.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// Concurrent clients, spread over the connections.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Stop after this many operations (default 10,000 unless --duration is given).
+    #[arg(long)]
+    pub total: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub key_space: u64,
+    /// Range consistency: l (linearizable) or s (serializable).
+    #[arg(long, default_value = "l", value_parser = ["l", "s"])]
+    pub consistency: String,
+    /// Watchers for watch-latency.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One client's results.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+    cas_succeeded: u64,
+}
+
+fn key(args: &BenchArgs, i: u64) -> Vec<u8> {
+    let mut key = format!("bench/{i:0width$}", width = args.key_size.saturating_sub(6).max(1)).into_bytes();
+    key.truncate(args.key_size.max(7));
+    key
+}
+
+fn error_kind(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// A small, fast, seeded generator (xorshift*), one per client.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(endpoints: super::client::Endpoints, mut args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    args.endpoints = endpoints.endpoints;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_async(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn connect_all(args: &BenchArgs) -> anyhow::Result<Vec<Channel>> {
+    let endpoints: Vec<&str> = args.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    if endpoints.is_empty() || args.conns == 0 || args.clients == 0 {
+        bail!("--endpoints, --conns and --clients must be non-empty / positive");
+    }
+    let mut channels = Vec::new();
+    for i in 0..args.conns {
+        let endpoint = endpoints[i % endpoints.len()];
+        let url = if endpoint.starts_with("http") { endpoint.to_string() } else { format!("http://{endpoint}") };
+        let channel = Channel::from_shared(url.clone())?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
+    let channels = connect_all(&args).await?;
+    let total = match (args.total, args.duration) {
+        (Some(total), _) => total,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => 10_000,
+    };
+    let deadline = args.duration.map(|seconds| Instant::now() + Duration::from_secs(seconds));
+    if matches!(args.workload, Workload::Range | Workload::Mixed | Workload::TxnCas) {
+        load_key_space(&args, &channels[0]).await?;
+    }
+    let issued = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let progress = tokio::spawn(report_progress(done.clone(), stop.clone(), total));
+    let tallies = if args.workload == Workload::WatchLatency {
+        vec![watch_latency(&args, &channels, total, deadline, done.clone()).await?]
+    } else {
+        let mut tasks = Vec::new();
+        for client in 0..args.clients {
+            let channel = channels[client % channels.len()].clone();
+            let (args, issued, done) = (args.clone(), issued.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (client as u64 + 1).wrapping_mul(0x1000_0000_01b3));
+                let mut kv = KvClient::new(channel.clone());
+                let mut lease = LeaseClient::new(channel);
+                while issued.fetch_add(1, Ordering::Relaxed) < total && deadline.is_none_or(|d| Instant::now() < d) {
+                    let began = Instant::now();
+                    let result = one_op(&args, &mut kv, &mut lease, &mut random, &mut tally).await;
+                    match result {
+                        Ok(()) => tally.latencies_us.push(began.elapsed().as_micros() as u64),
+                        Err(status) => *tally.errors.entry(error_kind(&status)).or_default() += 1,
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                tally
+            }));
+        }
+        let mut tallies = Vec::new();
+        for task in tasks {
+            tallies.push(task.await?);
+        }
+        tallies
+    };
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let _ = progress.await;
+    print_report(&args, tallies, elapsed);
+    Ok(())
+}
+
+/// Puts every key of the key space once (for reads and CAS to find something).
+async fn load_key_space(args: &BenchArgs, channel: &Channel) -> anyhow::Result<()> {
+    let value = vec![b'v'; args.val_size];
+    let keys: Vec<u64> = (0..args.key_space).collect();
+    let mut tasks = Vec::new();
+    for part in keys.chunks(keys.len().div_ceil(64).max(1)) {
+        let (mut kv, part, value, args) = (KvClient::new(channel.clone()), part.to_vec(), value.clone(), args.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in part {
+                kv.put(pb::PutRequest { key: key(&args, i), value: value.clone(), ..Default::default() }).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+async fn one_op(
+    args: &BenchArgs,
+    kv: &mut KvClient<Channel>,
+    lease: &mut LeaseClient<Channel>,
+    random: &mut Random,
+    tally: &mut Tally,
+) -> Result<(), tonic::Status> {
+    let value = || vec![b'v'; args.val_size];
+    match args.workload {
+        Workload::Put => {
+            kv.put(pb::PutRequest {
+                key: key(args, random.below(args.key_space)),
+                value: value(),
+                ..Default::default()
+            })
+            .await?;
+        }
+        Workload::Range => {
+            let request = pb::RangeRequest {
+                key: key(args, random.below(args.key_space)),
+                serializable: args.consistency == "s",
+                ..Default::default()
+            };
+            kv.range(request).await?;
+        }
+        Workload::Mixed => {
+            let k = key(args, random.below(args.key_space));
+            if random.below(10) == 0 {
+                kv.put(pb::PutRequest { key: k, value: value(), ..Default::default() }).await?;
+            } else {
+                kv.range(pb::RangeRequest { key: k, ..Default::default() }).await?;
+            }
+        }
+        Workload::TxnCas => {
+            let k = key(args, random.below(args.key_space.min(8)));
+            let current = kv.range(pb::RangeRequest { key: k.clone(), ..Default::default() }).await?.into_inner();
+            let seen = current.kvs.first().map_or(0, |kv| kv.mod_revision);
+            let compare = pb::Compare {
+                result: pb::compare::CompareResult::Equal as i32,
+                target: pb::compare::CompareTarget::Mod as i32,
+                key: k.clone(),
+                target_union: Some(pb::compare::TargetUnion::ModRevision(seen)),
+                range_end: Vec::new(),
+            };
+            let put = pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                    key: k,
+                    value: value(),
+                    ..Default::default()
+                })),
+            };
+            let txn = pb::TxnRequest { compare: vec![compare], success: vec![put], failure: vec![] };
+            if kv.txn(txn).await?.into_inner().succeeded {
+                tally.cas_succeeded += 1;
+            }
+        }
+        Workload::Lease => {
+            let granted = lease.lease_grant(pb::LeaseGrantRequest { ttl: 30, id: 0 }).await?.into_inner();
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.send(pb::LeaseKeepAliveRequest { id: granted.id }).await;
+            let mut responses =
+                lease.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+            responses.message().await?;
+            drop(tx);
+            lease.lease_revoke(pb::LeaseRevokeRequest { id: granted.id }).await?;
+        }
+        Workload::WatchLatency => unreachable!("measured by watch_latency"),
+    }
+    Ok(())
+}
+
+/// `--watchers` watchers on one prefix, one writer: for each put, the time from its
+/// acknowledgement to each watcher's receipt of the event (0 if the event came first).
+async fn watch_latency(
+    args: &BenchArgs,
+    channels: &[Channel],
+    total: u64,
+    deadline: Option<Instant>,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<Tally> {
+    let prefix = b"bench-watch/".to_vec();
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+    let mut streams = Vec::new();
+    for w in 0..args.watchers {
+        let mut client = WatchClient::new(channels[w % channels.len()].clone());
+        let create = pb::WatchCreateRequest {
+            key: prefix.clone(),
+            range_end: ballot_server::api::prefix_end(&prefix),
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+            .await?;
+        let mut responses = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+        responses.message().await?.context("watch created")?;
+        let events_tx = events_tx.clone();
+        streams.push(tokio::spawn(async move {
+            let _keep_open = tx;
+            while let Ok(Some(response)) = responses.message().await {
+                let now = Instant::now();
+                for event in response.events {
+                    let _ = events_tx.send((event.kv.map_or(0, |kv| kv.mod_revision), now));
+                }
+            }
+        }));
+    }
+    drop(events_tx);
+    let mut kv = KvClient::new(channels[0].clone());
+    let mut acked: BTreeMap<i64, Instant> = BTreeMap::new();
+    let mut tally = Tally::default();
+    let mut received: Vec<(i64, Instant)> = Vec::new();
+    let puts = total.min(2000);
+    for i in 0..puts {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let request = pb::PutRequest {
+            key: [prefix.as_slice(), format!("{i}").as_bytes()].concat(),
+            value: vec![b'v'; args.val_size],
+            ..Default::default()
+        };
+        match kv.put(request).await {
+            Ok(response) => {
+                acked.insert(response.into_inner().header.map_or(0, |h| h.revision), Instant::now());
+            }
+            Err(status) => *tally.errors.entry(error_kind(&status)).or_default() += 1,
+        }
+        while let Ok(event) = events_rx.try_recv() {
+            received.push(event);
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    // Wait (bounded) for the last events to arrive.
+    let expected = acked.len() * args.watchers;
+    let until = Instant::now() + Duration::from_secs(10);
+    while received.len() < expected && Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(200), events_rx.recv()).await {
+            Ok(Some(event)) => received.push(event),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    for stream in streams {
+        stream.abort();
+    }
+    for (revision, at) in received {
+        if let Some(ack) = acked.get(&revision) {
+            tally.latencies_us.push(at.saturating_duration_since(*ack).as_micros() as u64);
+        }
+    }
+    let missing = expected.saturating_sub(tally.latencies_us.len());
+    if missing > 0 {
+        tally.errors.insert("events not received within 10 s".into(), missing as u64);
+    }
+    Ok(tally)
+}
+
+async fn report_progress(done: Arc<AtomicU64>, stop: Arc<AtomicBool>, total: u64) {
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = done.load(Ordering::Relaxed);
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        let line = if total == u64::MAX {
+            format!("{n} ops, {rate:.0} ops/s")
+        } else {
+            format!("{n}/{total} ops, {rate:.0} ops/s")
+        };
+        if tty {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+}
+
+fn print_report(args: &BenchArgs, tallies: Vec<Tally>, elapsed: Duration) {
+    let mut latencies: Vec<u64> = tallies.iter().flat_map(|t| t.latencies_us.iter().copied()).collect();
+    latencies.sort_unstable();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for tally in &tallies {
+        for (kind, n) in &tally.errors {
+            *errors.entry(kind.clone()).or_default() += n;
+        }
+    }
+    let cas: u64 = tallies.iter().map(|t| t.cas_succeeded).sum();
+    let ops = latencies.len() as u64;
+    let rate = ops as f64 / elapsed.as_secs_f64();
+    let at = |q: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i] as f64 / 1000.0
+    };
+    let workload = format!("{:?}", args.workload).to_lowercase();
+    if args.json {
+        let report = serde_json::json!({
+            "workload": workload,
+            "clients": args.clients,
+            "conns": args.conns,
+            "ops": ops,
+            "errors": errors,
+            "seconds": elapsed.as_secs_f64(),
+            "ops_per_sec": rate,
+            "latency_ms": {
+                "min": at(0.0), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)
+            },
+            "cas_success_rate": if args.workload == Workload::TxnCas && ops > 0 { Some(cas as f64 / ops as f64) } else { None },
+        });
+        println!("{report}");
+        return;
+    }
+    println!("workload {workload}: {} clients over {} connections", args.clients, args.conns);
+    println!("ops {ops} in {:.2} s: {rate:.0} ops/s", elapsed.as_secs_f64());
+    println!(
+        "latency ms: min {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        at(0.0),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
+    if args.workload == Workload::TxnCas && ops > 0 {
+        println!("cas succeeded: {cas} of {ops} ({:.1}%)", 100.0 * cas as f64 / ops as f64);
+    }
+    if errors.is_empty() {
+        println!("errors: none");
+    }
+    for (kind, n) in errors {
+        println!("errors: {n} × {kind}");
+    }
+}
