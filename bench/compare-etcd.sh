@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Side by side: a 3-member etcd 3.4 cluster and a 3-member ballot cluster on loopback, one after
+# the other on the same disk, durability on for both (no unsafe flags), driven by the same client
+# (`ballot bench`). Each round runs etcd, then ballot; with ROUNDS rounds (default 3) the table
+# reports medians. Also measures each server's resident memory and data-dir size after 100k keys
+# of 256 B, and the disk's raw fsync rate (the floor under a 1-client put).
+#
+#   bench/compare-etcd.sh [ROUNDS] [SECONDS_PER_WORKLOAD]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+seconds=${2:-5}
+if ! command -v etcd >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+fi
+cargo build --release --bin ballot -q
+ballot=target/release/ballot
+work=$(mktemp -d /var/tmp/ballot-compare.XXXXXX)
+results="$work/results.jsonl"
+endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
+server=""
+stop_server() {
+  if [ -n "$server" ]; then
+    kill -TERM "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=""
+  fi
+  pkill -f "etcd --name e[123]" 2>/dev/null || true
+  sleep 1
+}
+trap 'stop_server; rm -rf "$work"' EXIT
+
+start() { # target data-dir
+  case $1 in
+    etcd) bench/etcd-cluster.sh "$2" >/dev/null 2>&1 & ;;
+    ballot) "$ballot" dev --data-dir "$2" >/dev/null 2>&1 & ;;
+  esac
+  server=$!
+  for _ in $(seq 100); do
+    if ETCDCTL_API=3 etcdctl --endpoints=$endpoints --command-timeout=1s put /compare/ready 1 >/dev/null 2>&1; then
+      return
+    fi
+    sleep 0.2
+  done
+  echo "$1 did not start"; exit 1
+}
+
+record() { # target round name json
+  python3 -c 'import json,sys; r=json.loads(sys.argv[4]); r.update(target=sys.argv[1], round=int(sys.argv[2]), name=sys.argv[3]); print(json.dumps(r))' "$@" >> "$results"
+}
+
+run() { # target round name args...
+  local target=$1 round=$2 name=$3
+  shift 3
+  record "$target" "$round" "$name" "$("$ballot" bench --endpoints $endpoints --json "$@" 2>/dev/null)"
+}
+
+memory() { # target round data-dir
+  "$ballot" bench put --endpoints $endpoints --json --conns 8 --clients 64 --total 100000 --key-space 100000 --val-size 256 >/dev/null 2>&1
+  sleep 2
+  local pattern
+  case $1 in etcd) pattern="etcd --name e[123]" ;; ballot) pattern="ballot serve --name n[123]" ;; esac
+  local rss=0
+  for pid in $(pgrep -f "$pattern"); do rss=$((rss + $(ps -o rss= -p "$pid"))); done
+  local disk
+  disk=$(du -sb "$3" | cut -f1)
+  record "$1" "$2" "memory" "{\"rss_kib\": $rss, \"data_bytes\": $disk}"
+}
+
+fsync_rate=$(python3 - "$work" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+start = time.time(); n = 0
+while time.time() - start < 2:
+    os.write(fd, b"x" * 512); os.fdatasync(fd); n += 1
+os.close(fd); os.unlink(path)
+print(round(n / (time.time() - start)))
+PY
+)
+echo "raw fsync rate on this disk: $fsync_rate/s ($(python3 -c "print(round(1000/$fsync_rate, 3))") ms each)"
+
+started=$(date +%s)
+for round in $(seq "$rounds"); do
+  for target in etcd ballot; do
+    echo "round $round: $target"
+    data="$work/$target-$round"
+    start "$target" "$data"
+    for clients in 1 16 64 256; do
+      conns=$(( clients < 8 ? 1 : 8 ))
+      run "$target" "$round" "put-$clients" put --conns $conns --clients $clients --duration "$seconds" --key-space 100000
+    done
+    run "$target" "$round" "range-l-64" range --conns 8 --clients 64 --duration "$seconds" --key-space 1000
+    run "$target" "$round" "range-s-64" range --conns 8 --clients 64 --duration "$seconds" --key-space 1000 --consistency s
+    run "$target" "$round" "txn-cas-16" txn-cas --conns 4 --clients 16 --duration "$seconds" --key-space 1000
+    run "$target" "$round" "watch-100" watch-latency --conns 4 --watchers 100 --total 500
+    run "$target" "$round" "mixed-64" mixed --conns 8 --clients 64 --duration "$seconds" --key-space 1000
+    memory "$target" "$round" "$data"
+    stop_server
+  done
+done
+echo "took $(( $(date +%s) - started )) s"
+
+python3 - "$results" "$fsync_rate" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+fsync = float(sys.argv[2])
+def median(target, name, pick):
+    values = [pick(r) for r in rows if r["target"] == target and r["name"] == name]
+    return statistics.median(values) if values else float("nan")
+measures = []
+for clients in (1, 16, 64, 256):
+    measures.append((f"put {clients} clients, ops/s", f"put-{clients}", lambda r: r["ops_per_sec"], True))
+    measures.append((f"put {clients} clients, p99 ms", f"put-{clients}", lambda r: r["latency_ms"]["p99"], False))
+measures.append(("put 1 client, p50 ms", "put-1", lambda r: r["latency_ms"]["p50"], False))
+for name, label in (("range-l-64", "linearizable range 64, ops/s"), ("range-s-64", "serializable range 64, ops/s"),
+                    ("txn-cas-16", "txn-cas 16, ops/s"), ("mixed-64", "mixed 64, ops/s")):
+    measures.append((label, name, lambda r: r["ops_per_sec"], True))
+measures.append(("txn-cas 16, success rate", "txn-cas-16", lambda r: r["cas_success_rate"], True))
+measures.append(("watch 100 watchers, p99 ms", "watch-100", lambda r: r["latency_ms"]["p99"], False))
+measures.append(("RSS after 100k keys, MiB", "memory", lambda r: r["rss_kib"] / 1024, False))
+measures.append(("data dir after 100k keys, MiB", "memory", lambda r: r["data_bytes"] / 2**20, False))
+print(f"\n{'measure':<34} {'etcd':>10} {'ballot':>10} {'ballot/etcd':>12}  better")
+for label, name, pick, higher in measures:
+    e, b = median("etcd", name, pick), median("ballot", name, pick)
+    ratio = b / e if e else float("nan")
+    better = "ballot" if (ratio > 1) == higher and ratio != 1 else "etcd"
+    print(f"{label:<34} {e:>10.2f} {b:>10.2f} {ratio:>11.2f}×  {better}")
+floor = 1000 / fsync + 2 * 0.05
+print(f"\nphysical floor of a 1-client put (one fsync + two loopback round trips): ~{floor:.2f} ms; "
+      f"ballot p50 is {median('ballot', 'put-1', lambda r: r['latency_ms']['p50']) / floor:.2f}× that")
+PY
