@@ -135,17 +135,11 @@ async fn connect(endpoints: &Endpoints) -> anyhow::Result<Channel> {
 
 /// The range end for `key`: empty for the key alone, the prefix's end with `prefix`.
 pub fn range_end(key: &str, prefix: bool) -> Vec<u8> {
-    if !prefix {
-        return Vec::new();
+    if prefix {
+        ballot_server::api::prefix_end(key.as_bytes())
+    } else {
+        Vec::new()
     }
-    let mut end = key.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 fn lease_id(hex: &str) -> anyhow::Result<i64> {

@@ -104,7 +104,7 @@ fn op(line: &str) -> anyhow::Result<pb::RequestOp> {
     let words = words(line)?;
     let prefix = words.iter().any(|w| w == "--prefix");
     let args: Vec<&String> = words.iter().filter(|w| !w.starts_with("--")).collect();
-    let range_end = |key: &str| if prefix { super::client::range_end(key, true) } else { Vec::new() };
+    let range_end = |key: &str| super::client::range_end(key, prefix);
     let request = match args.as_slice() {
         [verb, key, value] if verb.as_str() == "put" => Request::RequestPut(pb::PutRequest {
             key: key.as_bytes().to_vec(),

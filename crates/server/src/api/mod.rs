@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::driver::{Answer, ApiError, Inbox, Input, Query};
+use crate::driver::{Answer, ApiError, Inbox, Input, Query, Reply};
 use crate::members::Members;
 use crate::metrics::Metrics;
 
@@ -141,17 +141,15 @@ impl Handle {
         }
     }
 
-    /// Retries `attempt` while no leader is known or the leader is handing over, until the
-    /// request timeout.
-    async fn retry_without_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T, ApiError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ApiError>>,
-    {
+    /// Sends the input `make` builds around a reply channel and waits for the answer, again
+    /// while no leader is known or the leader is handing over (both pass within an election),
+    /// until the request timeout.
+    async fn ask<T>(&self, make: impl Fn(Reply<T>) -> Input) -> Result<Answer<T>, ApiError> {
         let deadline = Instant::now() + self.limits.request_timeout;
         loop {
-            match attempt().await {
-                // No leader yet, or a leader busy handing over: both pass within an election.
+            let (tx, rx) = oneshot::channel();
+            self.send(make(tx)).map_err(|_| ApiError::Stopped)?;
+            match self.wait(rx).await {
                 Err(ApiError::NoLeader | ApiError::TooManyRequests) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
@@ -163,35 +161,19 @@ impl Handle {
     /// Proposes a write; `Err(NotLeader)` tells the caller to forward.
     pub async fn propose(&self, command: Command) -> Result<Answer<Applied>, ApiError> {
         let started = Instant::now();
-        let result = self
-            .retry_without_leader(|| async {
-                let (tx, rx) = oneshot::channel();
-                self.send(Input::Propose(command.clone(), tx)).map_err(|_| ApiError::Stopped)?;
-                self.wait(rx).await
-            })
-            .await;
+        let result = self.ask(|tx| Input::Propose(command.clone(), tx)).await;
         self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
         result
     }
 
     /// A linearizable read through ReadIndex.
     pub async fn read(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
-        self.retry_without_leader(|| async {
-            let (tx, rx) = oneshot::channel();
-            self.send(Input::Read(request.clone(), tx)).map_err(|_| ApiError::Stopped)?;
-            self.wait(rx).await
-        })
-        .await
+        self.ask(|tx| Input::Read(request.clone(), tx)).await
     }
 
     /// A lease keep-alive through the leader's log.
     pub async fn keep_alive(&self, lease: i64) -> Result<Answer<i64>, ApiError> {
-        self.retry_without_leader(|| async {
-            let (tx, rx) = oneshot::channel();
-            self.send(Input::KeepAlive(lease, tx)).map_err(|_| ApiError::Stopped)?;
-            self.wait(rx).await
-        })
-        .await
+        self.ask(|tx| Input::KeepAlive(lease, tx)).await
     }
 
     /// A serializable read from the local store.
