@@ -22,6 +22,7 @@ pub mod codec;
 pub mod command_codec;
 pub mod counts;
 pub mod read;
+mod sim_file;
 mod snapshot;
 mod store;
 pub mod tables;
@@ -32,6 +33,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use sim_file::SimFile;
 pub use snapshot::SnapshotChunks;
 pub use store::{Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
 pub use types::*;

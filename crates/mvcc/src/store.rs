@@ -69,6 +69,12 @@ impl Store {
         Self::from_database(db)
     }
 
+    /// A store on a simulated file that loses unsynced writes on a crash (the simulator's).
+    pub fn on_sim_file(file: crate::SimFile) -> Result<Store, Error> {
+        let db = Database::builder().create_with_backend(file).map_err(storage_error)?;
+        Self::from_database(db)
+    }
+
     fn from_database(db: Database) -> Result<Store, Error> {
         let txn = db.begin_write().map_err(storage_error)?;
         // Create every table so reads never meet a missing one; a store written before the count

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use ballot_mvcc::{command_codec, Applied, Command, Event, RangeRequest, RangeResponse, Store};
 use ballot_raft::{
-    ConfState, Config, Entry, EntryKind, Index, Message, RawNode, Ready, RestartState, Snapshot, SoftState,
+    ConfState, Config, Entry, EntryKind, Index, Message, MessageBody, RawNode, Ready, RestartState, Snapshot, SoftState,
 };
 use ballot_storage::{Batch, Disk, PendingSync, SyncTask, Wal, WalOptions};
 
@@ -37,6 +37,18 @@ pub enum NodeError {
     /// Raft refused its own persisted state.
     #[error("raft: {0}")]
     Raft(#[from] ballot_raft::Error),
+    /// The log was compacted past what the state machine holds durably: the store file lost
+    /// writes it had made durable (or belongs to another member). Refuse to start.
+    #[error(
+        "state machine at applied index {store} is behind the log, which starts after index {snapshot}: \
+         the store file lost durable writes or is not this member's"
+    )]
+    StoreBehind {
+        /// The store's durable applied index.
+        store: Index,
+        /// The log's snapshot index.
+        snapshot: Index,
+    },
 }
 
 /// What may leave as soon as a `Ready` is written (before it is durable).
@@ -129,10 +141,16 @@ impl<D: Disk> Replica<D> {
         compact_every: u64,
     ) -> Result<Self, NodeError> {
         let (wal, recovered) = Wal::open(disk, options)?;
-        let snapshot = recovered.snapshot.unwrap_or_else(Snapshot::default);
-        if snapshot.meta.index > store.applied_index() && !snapshot.data.is_empty() {
-            store.install_snapshot([snapshot.data.clone()]).map_err(NodeError::Store)?;
+        let mut snapshot = recovered.snapshot.unwrap_or_else(Snapshot::default);
+        if snapshot.meta.index > store.applied_index() {
+            // Only a snapshot received from a leader carries an image (it was saved before being
+            // installed); a local compaction's is metadata over the store, durable first.
+            if snapshot.data.is_empty() {
+                return Err(NodeError::StoreBehind { store: store.applied_index(), snapshot: snapshot.meta.index });
+            }
+            store.install_snapshot([std::mem::take(&mut snapshot.data)]).map_err(NodeError::Store)?;
         }
+        snapshot.data = Vec::new();
         let applied = snapshot.meta.index.max(store.applied_index());
         let state = RestartState { hard_state: recovered.hard_state, applied, snapshot, entries: recovered.entries };
         let raft = RawNode::restart(config, state)?;
@@ -213,8 +231,9 @@ impl<D: Disk> Replica<D> {
         } else {
             self.wal.write(Batch::default())?
         };
-        let written =
-            Written { messages: std::mem::take(&mut ready.messages), soft_state: ready.soft_state, must_sync };
+        let mut messages = std::mem::take(&mut ready.messages);
+        self.attach_images(&mut messages)?;
+        let written = Written { messages, soft_state: ready.soft_state, must_sync };
         self.in_flight = Some(InFlight { ready, pending, detached: false });
         Ok(Some(written))
     }
@@ -232,8 +251,30 @@ impl<D: Disk> Replica<D> {
 
     /// Messages that need no persistence, produced while a `Ready` is in flight (heartbeats keep
     /// going while the disk is slow).
-    pub fn take_messages(&mut self) -> Vec<Message> {
-        self.raft.take_messages()
+    pub fn take_messages(&mut self) -> Result<Vec<Message>, NodeError> {
+        let mut messages = self.raft.take_messages();
+        self.attach_images(&mut messages)?;
+        Ok(messages)
+    }
+
+    /// Fills the snapshots this replica sends with an image of its store. Raft keeps only the
+    /// snapshot's metadata (see [`Replica::maybe_compact`]); the image is built when a follower
+    /// needs one, at the store's applied index, which is at or past the snapshot's: the
+    /// follower's store then skips the entries it already holds as they arrive, as etcd's
+    /// consistent index does.
+    fn attach_images(&self, messages: &mut [Message]) -> Result<(), NodeError> {
+        for message in messages {
+            if let MessageBody::InstallSnapshot { snapshot } = &mut message.body {
+                if snapshot.data.is_empty() {
+                    let mut image = Vec::new();
+                    for chunk in self.store.snapshot_chunks(1 << 20).map_err(NodeError::Store)? {
+                        image.extend(chunk.map_err(NodeError::Store)?);
+                    }
+                    snapshot.data = image;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes the state machine's applied state durable (it is otherwise committed lazily: the
@@ -254,8 +295,12 @@ impl<D: Disk> Replica<D> {
             self.wal.sync(pending)?;
         }
         let mut finished = Finished { messages: ready.messages_after_persist, ..Finished::default() };
-        if let Some(snapshot) = &ready.snapshot {
-            self.store.install_snapshot([snapshot.data.clone()]).map_err(NodeError::Store)?;
+        self.attach_images(&mut finished.messages)?;
+        if let Some(snapshot) = ready.snapshot {
+            // Installed durably; the image need not stay in memory (it is rebuilt from the store
+            // if this member ever sends a snapshot).
+            self.store.install_snapshot([snapshot.data]).map_err(NodeError::Store)?;
+            self.raft.forget_snapshot_data();
             self.applied = snapshot.meta.index;
             finished.installed_snapshot = Some(snapshot.meta.index);
         }
@@ -313,17 +358,21 @@ impl<D: Disk> Replica<D> {
         Ok(finished)
     }
 
-    /// Takes a snapshot of the state machine and compacts the log once enough was applied.
+    /// Compacts the log once enough was applied. The store is made durable first, so it holds
+    /// everything up to the compaction point by itself: the snapshot is metadata only, and no
+    /// image of the store is built or kept unless a follower needs one
+    /// ([`Replica::attach_images`]).
     fn maybe_compact(&mut self) -> Result<(), NodeError> {
         let snapshot_index = self.raft.raft().snapshot().meta.index;
-        if self.applied < snapshot_index + self.compact_every || self.raft.raft().log().persisted() < self.applied {
+        // The store's applied index counts commands only: entries after its last one (a new
+        // leader's empty entry, a membership change) stay in the log for a restart to replay.
+        // It can also run ahead of Raft's after installing a leader's image.
+        let index = self.store.applied_index().min(self.applied);
+        if index < snapshot_index + self.compact_every || self.raft.raft().log().persisted() < index {
             return Ok(());
         }
-        let mut image = Vec::new();
-        for chunk in self.store.snapshot_chunks(1 << 20).map_err(NodeError::Store)? {
-            image.extend(chunk.map_err(NodeError::Store)?);
-        }
-        if self.raft.compact(self.applied, image).is_ok() {
+        self.store.make_durable().map_err(NodeError::Store)?;
+        if self.raft.compact(index, Vec::new()).is_ok() {
             let snapshot = self.raft.raft().snapshot().clone();
             self.wal.save_snapshot(&snapshot)?;
             self.wal.compact(snapshot.meta.index, snapshot.meta.term)?;
@@ -415,21 +464,37 @@ mod tests {
 
     #[test]
     fn a_restart_after_a_crash_keeps_everything_acknowledged_and_compacts() {
-        let mut replica = single(5);
+        let mut file = ballot_mvcc::SimFile::new();
+        let store = Store::on_sim_file(file.clone()).unwrap();
+        let mut replica =
+            Replica::new(Config::new(1), ConfState::with_voters([1]), SimDisk::new(), options(), store, 5).unwrap();
         elect(&mut replica);
-        for i in 0..30u64 {
+        for i in 0..32u64 {
             replica.propose(i, &put(&format!("k{i}"), "v")).unwrap();
             settle(&mut replica);
         }
-        assert!(replica.raft().raft().snapshot().meta.index > 0, "the log was compacted");
+        let snapshot = replica.raft().raft().snapshot().clone();
+        assert!(snapshot.meta.index > 0, "the log was compacted");
+        assert!(snapshot.data.is_empty(), "a local compaction keeps no image of the store");
+        assert!(replica.applied() > snapshot.meta.index, "some entries live only in the log and the volatile store");
         let hash = replica.store().hash_kv(0).unwrap();
+        let reopen = file.crash();
         let mut disk = replica.into_disk();
         disk.crash(&mut Rng::new(3));
-        let mut restarted = Replica::restart(Config::new(1), disk, options(), Store::in_memory().unwrap(), 5).unwrap();
+        let store = Store::on_sim_file(reopen).unwrap();
+        let mut restarted = Replica::restart(Config::new(1), disk.clone(), options(), store, 5).unwrap();
         elect(&mut restarted);
-        assert_eq!(restarted.store().hash_kv(0).unwrap().0, hash.0, "snapshot plus replayed log give the same state");
+        assert_eq!(
+            restarted.store().hash_kv(0).unwrap().0,
+            hash.0,
+            "durable store plus replayed log give the same state"
+        );
         restarted.propose(99, &put("after", "restart")).unwrap();
         assert_eq!(settle(&mut restarted).writes.len(), 1);
+
+        // A store that lost what it had made durable cannot be completed from a compacted log.
+        let refused = Replica::restart(Config::new(1), disk, options(), Store::in_memory().unwrap(), 5);
+        assert!(matches!(refused, Err(NodeError::StoreBehind { store: 0, .. })), "{:?}", refused.err());
     }
 
     #[test]

@@ -149,6 +149,13 @@ impl RawNode {
         self.raft.compact(index, data)
     }
 
+    /// Drops the image held with the latest snapshot (its metadata stays). For an application
+    /// whose state machine is durable on its own and builds the image when one is sent: the
+    /// snapshot messages this node sends then carry empty data for the application to fill.
+    pub fn forget_snapshot_data(&mut self) {
+        self.raft.snapshot.data = Vec::new();
+    }
+
     /// Reports whether a snapshot sent to `to` arrived.
     pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
         self.raft.report_snapshot(to, delivered);

@@ -279,7 +279,7 @@ impl Core {
     /// Moves the replica on as far as it goes without waiting for the disk.
     fn drive(&mut self) -> Result<(), ballot_node::NodeError> {
         if self.syncing {
-            let messages = self.replica.take_messages();
+            let messages = self.replica.take_messages()?;
             self.send(messages);
             return Ok(());
         }

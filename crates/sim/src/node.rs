@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ballot_mvcc::{Store, WatchHub, WatchId, WatchRequest};
+use ballot_mvcc::{SimFile, Store, WatchHub, WatchId, WatchRequest};
 use ballot_node::Replica;
 use ballot_raft::{ConfState, Config, Index, NodeId, RawNode};
 use ballot_storage::{SimDisk, WalOptions};
@@ -52,7 +52,14 @@ pub struct SimNode {
     pub watch: Option<(WatchHub, WatchId)>,
     /// Next revision the watcher's consumer expects.
     pub watch_next: i64,
+    /// The store's file: survives crashes with what the store made durable.
+    pub store_file: SimFile,
+    /// Ticks since the store was last made durable.
+    ticks_since_durable: u32,
 }
+
+/// Ticks between the store's durable commits (a server makes its store durable every second).
+const STORE_DURABLE_TICKS: u32 = 10;
 
 /// Events a simulated watcher buffers before it must catch up from storage.
 const WATCH_BUFFER_EVENTS: usize = 8;
@@ -65,8 +72,8 @@ fn start_watch(replica: &Replica<SimDisk>, start_revision: i64) -> Option<(Watch
     Some((hub, id))
 }
 
-fn store() -> Store {
-    Store::in_memory().expect("an in-memory store opens")
+fn store(file: &SimFile) -> Result<Store, String> {
+    Store::on_sim_file(file.clone()).map_err(|error| format!("store: {error}"))
 }
 
 impl SimNode {
@@ -78,9 +85,10 @@ impl SimNode {
         compact_every: u64,
         wal_options: WalOptions,
     ) -> SimNode {
-        let replica =
-            Replica::new(config.clone(), initial, SimDisk::new(), wal_options.clone(), store(), compact_every)
-                .expect("a new replica on an empty disk");
+        let store_file = SimFile::new();
+        let store = store(&store_file).expect("a store opens on an empty file");
+        let replica = Replica::new(config.clone(), initial, SimDisk::new(), wal_options.clone(), store, compact_every)
+            .expect("a new replica on an empty disk");
         SimNode {
             id: config.id,
             config,
@@ -99,6 +107,8 @@ impl SimNode {
             corrupt: None,
             watch: None,
             watch_next: 0,
+            store_file,
+            ticks_since_durable: 0,
         }
         .with_watch()
     }
@@ -125,6 +135,17 @@ impl SimNode {
         self.replica.as_mut().map(Replica::raft_mut)
     }
 
+    /// One tick of the node's clock: Raft's, and now and then a durable commit of the store.
+    pub fn tick(&mut self) {
+        let Some(replica) = self.replica.as_mut() else { return };
+        replica.raft_mut().tick();
+        self.ticks_since_durable += 1;
+        if self.ticks_since_durable >= STORE_DURABLE_TICKS {
+            self.ticks_since_durable = 0;
+            replica.make_store_durable().expect("the simulated store file never fails");
+        }
+    }
+
     /// Last index applied (0 while down).
     pub fn applied(&self) -> Index {
         self.replica.as_ref().map_or(0, Replica::applied)
@@ -139,6 +160,8 @@ impl SimNode {
         self.paused_at = None;
         self.watch = None;
         if let Some(replica) = self.replica.take() {
+            // The store's file dies first, so nothing the dropped store does reaches it.
+            self.store_file.crash();
             let mut disk = replica.into_disk();
             disk.crash(rng);
             self.disk_at_rest = Some(disk);
@@ -153,7 +176,11 @@ impl SimNode {
     /// Restarts from the disk. A disk the WAL finds corrupt keeps the node down, as it must.
     pub fn restart(&mut self) -> Result<(), String> {
         let disk = self.disk_at_rest.take().expect("a stopped node has its disk");
-        match Replica::restart(self.config.clone(), disk, self.wal_options.clone(), store(), self.compact_every) {
+        let restarted = store(&self.store_file).and_then(|store| {
+            Replica::restart(self.config.clone(), disk, self.wal_options.clone(), store, self.compact_every)
+                .map_err(|error| error.to_string())
+        });
+        match restarted {
             Ok(replica) => {
                 // The consumer resumes where it stopped: history first, then live events.
                 self.watch = start_watch(&replica, self.watch_next);
@@ -161,8 +188,8 @@ impl SimNode {
                 Ok(())
             }
             Err(error) => {
-                self.corrupt = Some(error.to_string());
-                Err(error.to_string())
+                self.corrupt = Some(error.clone());
+                Err(error)
             }
         }
     }

@@ -275,8 +275,10 @@ impl World {
 
     fn on_tick(&mut self, id: NodeId) {
         let Some(node) = self.nodes.get_mut(&id) else { return };
-        let Some(raft) = node.raft_mut() else { return };
-        raft.tick();
+        if !node.is_up() {
+            return;
+        }
+        node.tick();
         let delay = node.tick_us * 1000;
         self.schedule(delay, Action::Tick(id));
         self.drive(id);
@@ -331,8 +333,9 @@ impl World {
                     // While the disk works on the last Ready, what needs no persistence
                     // (heartbeats and their answers, appends, read-index traffic) still leaves,
                     // as the server does it.
-                    for message in replica.take_messages() {
-                        self.send(message);
+                    match replica.take_messages() {
+                        Ok(messages) => messages.into_iter().for_each(|message| self.send(message)),
+                        Err(error) => self.invariants.violations.push(format!("node {id}: {error}")),
                     }
                     return;
                 }
