@@ -88,6 +88,9 @@ struct InFlight {
     pending: PendingSync,
     /// Its sync was handed to the driver ([`Replica::detach_sync`]).
     detached: bool,
+    /// It must be synced before it is finished; if not, a later sync of the same segment covers
+    /// it (fsync makes the whole file durable).
+    must_sync: bool,
 }
 
 /// One replica.
@@ -204,6 +207,12 @@ impl<D: Disk> Replica<D> {
         Ok(())
     }
 
+    /// Stops waiting for a proposal's result (its client gave up). A proposal a leader dropped is
+    /// never applied, so without this its id would stay forever.
+    pub fn forget_proposal(&mut self, request_id: RequestId) {
+        self.proposed.remove(&request_id);
+    }
+
     /// A linearizable read: served once a read index is confirmed and applied.
     pub fn read(&mut self, request_id: RequestId, request: RangeRequest) -> Result<(), ballot_raft::Error> {
         self.raft.read_index(request_id.to_be_bytes().to_vec())?;
@@ -217,24 +226,20 @@ impl<D: Disk> Replica<D> {
             return Ok(None);
         }
         let mut ready = self.raft.ready();
-        let must_sync = ready.must_sync();
-        let pending = if must_sync {
-            if let Some(snapshot) = &ready.snapshot {
-                self.wal.save_snapshot(snapshot)?;
-            }
-            let batch = Batch {
-                installed_snapshot: ready.snapshot.as_ref().map(|s| &s.meta),
-                entries: &ready.entries,
-                hard_state: ready.hard_state,
-            };
-            self.wal.write(batch)?
-        } else {
-            self.wal.write(Batch::default())?
+        if let Some(snapshot) = &ready.snapshot {
+            self.wal.save_snapshot(snapshot)?;
+        }
+        let batch = Batch {
+            installed_snapshot: ready.snapshot.as_ref().map(|s| &s.meta),
+            entries: &ready.entries,
+            hard_state: ready.hard_state,
         };
+        let pending = self.wal.write(batch)?;
+        let must_sync = ready.must_sync() || pending.began_segment();
         let mut messages = std::mem::take(&mut ready.messages);
         self.attach_images(&mut messages)?;
         let written = Written { messages, soft_state: ready.soft_state, must_sync };
-        self.in_flight = Some(InFlight { ready, pending, detached: false });
+        self.in_flight = Some(InFlight { ready, pending, detached: false, must_sync });
         Ok(Some(written))
     }
 
@@ -286,12 +291,12 @@ impl<D: Disk> Replica<D> {
     /// The written `Ready` is to be made durable and finished: fsync, then everything that
     /// depends on durability, then apply and advance.
     pub fn finish(&mut self) -> Result<Finished, NodeError> {
-        let Some(InFlight { ready, pending, detached }) = self.in_flight.take() else {
+        let Some(InFlight { ready, pending, detached, must_sync }) = self.in_flight.take() else {
             return Ok(Finished::default());
         };
         if detached {
             self.wal.synced(pending);
-        } else {
+        } else if must_sync {
             self.wal.sync(pending)?;
         }
         let mut finished = Finished { messages: ready.messages_after_persist, ..Finished::default() };

@@ -44,6 +44,11 @@ pub struct Config {
     pub uncommitted_bytes_max: u64,
     /// Seed of the node's random source (election timeouts).
     pub seed: u64,
+    /// A follower that knows the leader forwards proposals to it instead of refusing them with
+    /// `NotLeader` (etcd's default). The outcome reaches the proposer when it applies the entry;
+    /// a proposal the leader drops (leadership moved meanwhile) is never answered, so callers
+    /// need a timeout, as with any proposal.
+    pub forward_proposals: bool,
     /// Test-only protocol bug.
     #[cfg(feature = "fault-injection")]
     pub injected_bug: Option<InjectedBug>,
@@ -65,6 +70,7 @@ impl Config {
             apply_bytes_max: 16 * 1024 * 1024,
             uncommitted_bytes_max: 64 * 1024 * 1024,
             seed: id,
+            forward_proposals: true,
             #[cfg(feature = "fault-injection")]
             injected_bug: None,
         }

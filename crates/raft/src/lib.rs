@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod forwarded;
 mod log;
 pub mod membership;
 mod progress;

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::{Config, InjectedBug};
+use crate::forwarded::Forwarded;
 use crate::log::RaftLog;
 use crate::membership::{apply_change, ConfHistory};
 use crate::progress::{Progress, ProgressState};
@@ -73,6 +74,8 @@ pub struct Raft {
     read_rounds: VecDeque<ReadRound>,
     /// Lease-read validity: the lease holds while `ticks < lease_until_tick`.
     lease_until_tick: u64,
+    /// Leader only: proposals forwarded in this term, to drop duplicated messages.
+    forwarded: Forwarded,
     /// Set once a leader transfer started in this term: no more lease reads until a new term.
     lease_void_in_term: bool,
 }
@@ -121,6 +124,7 @@ impl Raft {
             reads_queued: Vec::new(),
             read_rounds: VecDeque::new(),
             lease_until_tick: 0,
+            forwarded: Forwarded::default(),
             lease_void_in_term: false,
             config,
         };
@@ -242,6 +246,7 @@ impl Raft {
         self.reset(term);
         self.role = Role::Leader;
         self.leader = self.id();
+        self.forwarded.clear();
         let last = self.log.last_index();
         for id in self.conf.current().members() {
             self.add_progress(id, last + 1);
@@ -464,6 +469,14 @@ impl Raft {
             }
             MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
             MessageBody::ReadIndex { context } => self.handle_read_request(ReadRequest { from, context }),
+            // Only from a member, and each proposal once; a refused batch (transfer under way,
+            // too many uncommitted bytes) is dropped, and its proposer times out.
+            MessageBody::Propose { entries } if self.progress.contains_key(&from) => {
+                let entries = self.forwarded.admit(from, entries);
+                if !entries.is_empty() {
+                    let _ = self.propose(entries);
+                }
+            }
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                 panic!(
                     "leader {} of term {} got {:?} from {from} in the same term",
@@ -780,8 +793,14 @@ impl Raft {
 
     // ---------------------------------------------------------------- client requests
 
-    /// Appends a batch of proposals to the leader's log. Returns the index of the last one.
+    /// Appends a batch of proposals to the leader's log. Returns the index of the last one, or 0
+    /// when a follower forwarded them to the leader ([`Config::forward_proposals`]).
     pub(crate) fn propose(&mut self, payloads: Vec<Vec<u8>>) -> Result<Index, Error> {
+        if self.role == Role::Follower && self.leader != NO_NODE && self.config.forward_proposals {
+            let leader = self.leader;
+            self.send(leader, MessageBody::Propose { entries: payloads });
+            return Ok(0);
+        }
         self.check_can_propose()?;
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 24).sum();
         if self.uncommitted_bytes > 0 && self.uncommitted_bytes + bytes > self.config.uncommitted_bytes_max {

@@ -23,12 +23,18 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// Confirmed read indexes.
     pub read_states: Vec<ReadState>,
+    /// The term or the vote changed (not only the commit index).
+    term_or_vote_changed: bool,
 }
 
 impl Ready {
-    /// True if something must be synced to disk before `messages_after_persist` go out.
+    /// True if something must be synced to disk before `messages_after_persist` go out: new
+    /// entries, a snapshot, a new term or vote. A hard state whose only change is the commit
+    /// index is written but need not be synced (etcd's rule): the commit index is a hint that the
+    /// leader repeats, an acknowledgement never promises it, and after a crash that loses it the
+    /// node restarts with an older one and learns the newer one again.
     pub fn must_sync(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
+        self.term_or_vote_changed || !self.entries.is_empty() || self.snapshot.is_some()
     }
 }
 
@@ -210,6 +216,8 @@ impl RawNode {
             self.prev_hard_state
         );
         if hard != self.prev_hard_state {
+            ready.term_or_vote_changed =
+                hard.term != self.prev_hard_state.term || hard.vote != self.prev_hard_state.vote;
             ready.hard_state = Some(hard);
             self.prev_hard_state = hard;
         }

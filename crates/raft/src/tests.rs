@@ -371,10 +371,41 @@ fn proposals_between_readies_travel_in_one_append() {
 }
 
 #[test]
-fn proposals_on_a_follower_are_refused_with_the_leader_hint() {
-    let mut cluster = Cluster::new(3);
+fn proposals_on_a_follower_are_refused_with_the_leader_hint_without_forwarding() {
+    let mut cluster = Cluster::with_config(3, |id| Config { forward_proposals: false, ..config(id) });
     cluster.elect(1);
     assert_eq!(cluster.node(2).propose(vec![1]), Err(Error::NotLeader { leader: Some(1) }));
+}
+
+#[test]
+fn a_follower_forwards_proposals_to_the_leader() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    assert_eq!(cluster.node(2).propose_batch(vec![b"a".to_vec(), b"b".to_vec()]), Ok(0), "forwarded: no index yet");
+    cluster.settle();
+    for id in 1..=3 {
+        let data = cluster.applied_data(id);
+        assert_eq!(data[data.len() - 2..], [b"a".to_vec(), b"b".to_vec()], "node {id}");
+    }
+    // A follower that knows no leader still refuses.
+    let mut lonely = RawNode::new(config(9), ConfState::with_voters([9, 10, 11])).unwrap();
+    assert_eq!(lonely.propose(vec![1]), Err(Error::NotLeader { leader: None }));
+    // A duplicated forward (the network delivered the message twice) is appended once: the
+    // simulator found the double apply this caused (seeds 160 and 311 of 3-node `--faults all`).
+    let before = cluster.node(1).raft().log().last_index();
+    let forward =
+        Message { from: 2, to: 1, term: cluster.term(1), body: MessageBody::Propose { entries: vec![b"c".to_vec()] } };
+    cluster.node(1).step(forward.clone()).unwrap();
+    cluster.node(1).step(forward).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).raft().log().last_index(), before + 1);
+    // A leader ignores proposals forwarded by a stranger.
+    let leader_last = cluster.node(1).raft().log().last_index();
+    let stranger =
+        Message { from: 42, to: 1, term: cluster.term(1), body: MessageBody::Propose { entries: vec![vec![7]] } };
+    cluster.node(1).step(stranger).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).raft().log().last_index(), leader_last);
 }
 
 #[test]

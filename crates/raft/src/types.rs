@@ -263,6 +263,12 @@ pub enum MessageBody {
     },
     /// Leader transfer: start an election now (thesis §3.10).
     TimeoutNow,
+    /// A follower hands its clients' proposals to the leader, which appends them as its own
+    /// (or drops them: the proposer learns the outcome only by applying the log).
+    Propose {
+        /// The proposals' payloads, in order.
+        entries: Vec<Vec<u8>>,
+    },
 }
 
 impl MessageBody {
@@ -281,6 +287,7 @@ impl MessageBody {
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::Propose { .. } => "Propose",
         }
     }
 }

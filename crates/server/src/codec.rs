@@ -175,6 +175,13 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u64(*index);
         }
         MessageBody::TimeoutNow => w.u8(10),
+        MessageBody::Propose { entries } => {
+            w.u8(11);
+            w.u64(entries.len() as u64);
+            for entry in entries {
+                w.bytes(entry);
+            }
+        }
     }
     w.out
 }
@@ -230,6 +237,14 @@ pub fn decode(input: &[u8]) -> Result<Message, DecodeError> {
         8 => MessageBody::ReadIndex { context: r.bytes()? },
         9 => MessageBody::ReadIndexResponse { context: r.bytes()?, index: r.u64()? },
         10 => MessageBody::TimeoutNow,
+        11 => {
+            let n = r.count(8)?;
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                entries.push(r.bytes()?);
+            }
+            MessageBody::Propose { entries }
+        }
         _ => return Err(DecodeError("message kind")),
     };
     r.finish()?;
@@ -265,6 +280,7 @@ mod tests {
             MessageBody::ReadIndex { context: vec![0, 1] },
             MessageBody::ReadIndexResponse { context: vec![0, 1], index: 12 },
             MessageBody::TimeoutNow,
+            MessageBody::Propose { entries: vec![vec![1, 2], vec![]] },
         ];
         bodies.into_iter().map(|body| Message { from: 1, to: 2, term: 3, body }).collect()
     }

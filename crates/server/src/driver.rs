@@ -441,10 +441,19 @@ impl Core {
         }
         if ticks.is_multiple_of(10) {
             self.check_quota();
-            self.waiting.retain(|_, waiter| match waiter {
-                Waiter::Write(reply) => !reply.is_closed(),
-                Waiter::KeepAlive(_, reply) => !reply.is_closed(),
-            });
+            let abandoned: Vec<RequestId> = self
+                .waiting
+                .iter()
+                .filter(|(_, waiter)| match waiter {
+                    Waiter::Write(reply) => reply.is_closed(),
+                    Waiter::KeepAlive(_, reply) => reply.is_closed(),
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in abandoned {
+                self.waiting.remove(&id);
+                self.replica.forget_proposal(id);
+            }
             self.reads.retain(|_, reply| !reply.is_closed());
             if !self.syncing {
                 if let Err(error) = self.replica.make_store_durable() {
@@ -515,6 +524,9 @@ pub fn start(
         .expect("spawn the WAL thread");
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
     let mut core = Core {
+        // Request ids travel in log entries and a follower's proposals are forwarded to the
+        // leader, so they must differ across members and incarnations: start from the clock,
+        // spread by the member id.
         next_request: seed.wrapping_mul(settings.id | 1),
         replica,
         hub: WatchHub::new(4096),

@@ -75,6 +75,14 @@ pub struct PendingSync {
     directory: bool,
 }
 
+impl PendingSync {
+    /// The write began a new segment: its directory entry must be synced before anything
+    /// written later can be trusted, so this write cannot be left unsynced.
+    pub fn began_segment(&self) -> bool {
+        self.directory
+    }
+}
+
 /// Proof that a batch reached stable storage: returned only after fsync succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Durable {

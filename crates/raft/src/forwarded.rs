@@ -1,0 +1,77 @@
+//! The leader's memory of proposals forwarded to it, so a duplicated `Propose` message is not
+//! appended twice. A network may deliver a message twice (the simulator's does; a TCP stream
+//! does not, but a driver is free to use another transport), and a forwarded proposal appended
+//! twice would apply twice. Proposals are recognised by a digest of their payload, so payloads
+//! must differ from each other (ballot's carry a unique request id). Only duplicates that arrive
+//! within the last [`WINDOW`] proposals from the same sender are caught: later copies are
+//! dropped earlier anyway by the term check, or never exist on a stream transport.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use crate::types::NodeId;
+
+/// Forwarded proposals remembered per sender.
+pub(crate) const WINDOW: usize = 4096;
+
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<u64>,
+    seen: HashSet<u64>,
+}
+
+/// Digests of the proposals each follower forwarded in this term.
+#[derive(Debug, Default)]
+pub(crate) struct Forwarded {
+    by_sender: BTreeMap<NodeId, Recent>,
+}
+
+impl Forwarded {
+    /// Forgets everything (a new term began).
+    pub(crate) fn clear(&mut self) {
+        self.by_sender.clear();
+    }
+
+    /// Keeps the payloads not seen before from `from`, and remembers them.
+    pub(crate) fn admit(&mut self, from: NodeId, payloads: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let recent = self.by_sender.entry(from).or_default();
+        payloads
+            .into_iter()
+            .filter(|payload| {
+                let digest = fnv1a(payload);
+                if !recent.seen.insert(digest) {
+                    return false;
+                }
+                recent.order.push_back(digest);
+                if recent.order.len() > WINDOW {
+                    let oldest = recent.order.pop_front().expect("longer than the window");
+                    recent.seen.remove(&oldest);
+                }
+                true
+            })
+            .collect()
+    }
+}
+
+/// FNV-1a, 64 bits: deterministic across runs and platforms, unlike std's `RandomState`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_is_dropped_and_the_window_is_bounded() {
+        let mut forwarded = Forwarded::default();
+        assert_eq!(forwarded.admit(2, vec![b"a".to_vec(), b"b".to_vec()]).len(), 2);
+        assert_eq!(forwarded.admit(2, vec![b"a".to_vec(), b"c".to_vec()]), vec![b"c".to_vec()]);
+        assert_eq!(forwarded.admit(3, vec![b"a".to_vec()]).len(), 1, "senders are apart");
+        for i in 0..WINDOW as u32 {
+            forwarded.admit(2, vec![i.to_be_bytes().to_vec()]);
+        }
+        assert_eq!(forwarded.admit(2, vec![b"a".to_vec()]).len(), 1, "forgotten beyond the window");
+        forwarded.clear();
+        assert_eq!(forwarded.admit(3, vec![b"a".to_vec()]).len(), 1);
+    }
+}
