@@ -35,7 +35,7 @@ mod tests;
 
 pub use sim_file::SimFile;
 pub use snapshot::SnapshotChunks;
-pub use store::{Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
+pub use store::{Reader, Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
 pub use watch::{Cancelled, Event, EventKind, WatchHub, WatchId, WatchRequest};
 

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::codec::{main_of, revision_key, Record};
@@ -27,7 +29,8 @@ pub const COMPACTION_BATCH_REVISIONS: usize = 1024;
 
 /// The replicated key-value state machine of one member.
 pub struct Store {
-    db: Database,
+    /// Shared with [`Reader`]s; only the store writes.
+    db: Arc<Database>,
     revision: i64,
     compact_revision: i64,
     /// Next main revision the physical compaction will examine (< compact_revision: in progress).
@@ -87,7 +90,7 @@ impl Store {
         }
         txn.commit().map_err(storage_error)?;
         let mut store = Store {
-            db,
+            db: Arc::new(db),
             revision: 1,
             compact_revision: 0,
             compaction_cursor: 0,
@@ -299,6 +302,11 @@ impl Store {
         self.compaction_cursor < self.compact_revision
     }
 
+    /// A handle for reads from other threads, alongside the thread that applies.
+    pub fn reader(&self) -> Reader {
+        Reader { db: Arc::clone(&self.db) }
+    }
+
     /// etcd's Range, at the current revision or a past one.
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         let read = self.db.begin_read().map_err(storage_error)?;
@@ -442,4 +450,37 @@ fn compact_step(writer: &mut Writer, compact_revision: i64, cursor: i64) -> Resu
     // Resume at the last main revision seen (its remaining sub revisions are examined again,
     // harmlessly: what was kept is kept again).
     Ok(next)
+}
+
+/// Reads the store from any thread, each read in its own redb read transaction: it sees the
+/// state of some applied batch, at least every batch applied before the read began. A server
+/// serves its reads with one so they need not queue behind the thread that applies.
+#[derive(Clone)]
+pub struct Reader {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// etcd's Range, at the current revision or a past one, and the store's revision it was
+    /// served at (for the response header).
+    pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let meta = read.open_table(META).map_err(storage_error)?;
+        let get =
+            |name: &str| -> Result<u64, Error> { Ok(meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value())) };
+        let revision = get(META_REVISION)?.max(1) as i64;
+        let compact_revision = get(META_COMPACT)? as i64;
+        let latest = read.open_table(LATEST).map_err(storage_error)?;
+        let index = read.open_table(INDEX).map_err(storage_error)?;
+        let revs = read.open_table(REVS).map_err(storage_error)?;
+        let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
+        let view = View { latest: &latest, index: &index, revs: &revs, counts: &counts, revision, compact_revision };
+        Ok((view.range(request)?, revision))
+    }
 }

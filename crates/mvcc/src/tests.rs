@@ -192,6 +192,31 @@ fn reading_at_a_past_revision_and_compaction_errors() {
 }
 
 #[test]
+fn a_reader_on_another_thread_answers_as_the_store_does() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    h.put("b", "2");
+    h.apply(Command::Compact { revision: 2 });
+    h.put("a", "3");
+    let reader = h.store.reader();
+    let requests = [
+        RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() },
+        RangeRequest { key: "a".into(), revision: 3, ..Default::default() },
+        RangeRequest { key: "a".into(), revision: 1, ..Default::default() },
+        RangeRequest { key: "a".into(), revision: 9, ..Default::default() },
+        RangeRequest { key: vec![0], range_end: vec![0], limit: 1, count_only: true, ..Default::default() },
+    ];
+    let expected: Vec<_> = requests.iter().map(|request| h.store.range(request)).collect();
+    let revision = h.store.revision();
+    let answers = std::thread::spawn(move || requests.iter().map(|request| reader.range(request)).collect::<Vec<_>>())
+        .join()
+        .unwrap();
+    for (answer, expected) in answers.into_iter().zip(expected) {
+        assert_eq!(answer.map(|(response, at)| (response, at)), expected.map(|response| (response, revision)));
+    }
+}
+
+#[test]
 fn put_options_prev_kv_ignore_value_ignore_lease() {
     let mut h = Harness::new();
     h.apply(Command::LeaseGrant { id: 7, ttl: 10 });

@@ -73,6 +73,9 @@ pub struct Finished {
     pub writes: Vec<(RequestId, Applied)>,
     /// Results of reads, by request id.
     pub reads: Vec<(RequestId, Result<RangeResponse, ballot_mvcc::Error>)>,
+    /// Read barriers passed ([`Replica::read_barrier`]): the store now holds everything a
+    /// linearizable read begun before the request must see.
+    pub barriers: Vec<RequestId>,
     /// Events of the applied changes, for a watch hub.
     pub events: Vec<Event>,
     /// A snapshot from the leader replaced the state.
@@ -101,7 +104,8 @@ pub struct Replica<D: Disk> {
     applied: Index,
     in_flight: Option<InFlight>,
     proposed: BTreeMap<RequestId, ()>,
-    reads: BTreeMap<RequestId, RangeRequest>,
+    /// Linearizable reads waiting for their read index; `None` for a bare barrier.
+    reads: BTreeMap<RequestId, Option<RangeRequest>>,
     reads_waiting: Vec<(Index, RequestId)>,
     compact_every: u64,
 }
@@ -216,7 +220,16 @@ impl<D: Disk> Replica<D> {
     /// A linearizable read: served once a read index is confirmed and applied.
     pub fn read(&mut self, request_id: RequestId, request: RangeRequest) -> Result<(), ballot_raft::Error> {
         self.raft.read_index(request_id.to_be_bytes().to_vec())?;
-        self.reads.insert(request_id, request);
+        self.reads.insert(request_id, Some(request));
+        Ok(())
+    }
+
+    /// A linearizable read barrier: reported in [`Finished::barriers`] once a read index is
+    /// confirmed and applied. The caller then reads the store itself, through a
+    /// [`ballot_mvcc::Reader`] on another thread, so reads do not queue behind applying.
+    pub fn read_barrier(&mut self, request_id: RequestId) -> Result<(), ballot_raft::Error> {
+        self.raft.read_index(request_id.to_be_bytes().to_vec())?;
+        self.reads.insert(request_id, None);
         Ok(())
     }
 
@@ -355,8 +368,10 @@ impl<D: Disk> Replica<D> {
             std::mem::take(&mut self.reads_waiting).into_iter().partition(|(index, _)| *index <= applied);
         self.reads_waiting = waiting;
         for (_, request_id) in due {
-            if let Some(request) = self.reads.remove(&request_id) {
-                finished.reads.push((request_id, self.store.range(&request)));
+            match self.reads.remove(&request_id) {
+                Some(Some(request)) => finished.reads.push((request_id, self.store.range(&request))),
+                Some(None) => finished.barriers.push(request_id),
+                None => {}
             }
         }
         self.maybe_compact()?;
@@ -423,6 +438,7 @@ mod tests {
             let finished = replica.finish().unwrap();
             all.writes.extend(finished.writes);
             all.reads.extend(finished.reads);
+            all.barriers.extend(finished.barriers);
             all.committed.extend(finished.committed);
         }
         all
@@ -465,6 +481,20 @@ mod tests {
         let (id, response) = &finished.reads[0];
         assert_eq!(*id, 2);
         assert_eq!(response.as_ref().unwrap().kvs[0].value, b"v");
+    }
+
+    #[test]
+    fn a_read_barrier_passes_once_its_read_index_is_applied() {
+        let mut replica = single(1000);
+        elect(&mut replica);
+        replica.propose(1, &put("k", "v")).unwrap();
+        replica.read_barrier(2).unwrap();
+        let finished = settle(&mut replica);
+        assert_eq!(finished.barriers, [2]);
+        assert!(finished.reads.is_empty());
+        let (response, _) =
+            replica.store().reader().range(&RangeRequest { key: "k".into(), ..Default::default() }).unwrap();
+        assert_eq!(response.kvs[0].value, b"v", "the write before the barrier is visible after it");
     }
 
     #[test]

@@ -16,12 +16,11 @@
 //! to within the replication delay: a leader change neither resets nor cuts a lease.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use ballot_mvcc::{
-    AlarmKind, Applied, Cancelled, Command, Event, RangeRequest, RangeResponse, WatchHub, WatchId, WatchRequest,
-};
+use ballot_mvcc::{AlarmKind, Applied, Cancelled, Command, Event, WatchHub, WatchId, WatchRequest};
 use ballot_node::{Finished, Replica, RequestId};
 use ballot_raft::{Message, NodeId, Role};
 use ballot_storage::{FsDisk, SyncTask};
@@ -108,7 +107,7 @@ pub enum Input {
     /// A write to propose (on the leader).
     Propose(Command, Reply<Applied>),
     /// A linearizable read.
-    Read(RangeRequest, Reply<RangeResponse>),
+    ReadBarrier(Reply<()>),
     /// A keep-alive of a lease: answers the renewed TTL (0 if the lease does not exist).
     KeepAlive(i64, Reply<i64>),
     /// A new watcher; its events go to the stream's channel.
@@ -134,6 +133,8 @@ pub struct Settings {
     pub tick: Duration,
     /// Database size that raises the NOSPACE alarm.
     pub quota_bytes: u64,
+    /// The current term, published for response headers built off the loop thread.
+    pub term: Arc<AtomicU64>,
 }
 
 /// A stop request taken from the inbox.
@@ -161,7 +162,7 @@ pub struct Core {
     transport: Transport,
     watch_streams: HashMap<WatchId, mpsc::Sender<WatchOut>>,
     waiting: HashMap<RequestId, Waiter>,
-    reads: HashMap<RequestId, Reply<RangeResponse>>,
+    reads: HashMap<RequestId, Reply<()>>,
     revoking: HashMap<i64, Instant>,
     next_request: RequestId,
     syncing: bool,
@@ -220,9 +221,9 @@ impl Core {
                     Err(error) => drop(reply.send(Err(error.into()))),
                 }
             }
-            Input::Read(request, reply) => {
+            Input::ReadBarrier(reply) => {
                 let id = self.request_id();
-                match self.replica.read(id, request) {
+                match self.replica.read_barrier(id) {
                     Ok(()) => drop(self.reads.insert(id, reply)),
                     Err(error) => drop(reply.send(Err(error.into()))),
                 }
@@ -361,9 +362,9 @@ impl Core {
                 None => {}
             }
         }
-        for (id, result) in finished.reads {
+        for id in finished.barriers {
             if let Some(reply) = self.reads.remove(&id) {
-                let _ = reply.send(result.map(|value| self.answer(value)).map_err(ApiError::Mvcc));
+                let _ = reply.send(Ok(self.answer(())));
             }
         }
         if !finished.events.is_empty() {
@@ -600,6 +601,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         if let Err(error) = core.drive() {
             panic!("the replica cannot go on: {error}");
         }
+        core.settings.term.store(core.term(), Ordering::Relaxed);
         if let Some((deadline, _)) = &stepping_down {
             let leading = core.replica.raft().raft().soft_state().role == Role::Leader;
             if !leading || Instant::now() >= *deadline {

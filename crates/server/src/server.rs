@@ -1,6 +1,7 @@
 //! Putting a member together: flags → identity → replica, Raft loop, transport, gRPC and HTTP.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +181,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
 
     let metrics = Arc::new(Metrics::default());
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
-    let settings = Settings { id, tick: heartbeat, quota_bytes: config.quota_backend_bytes };
+    let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
+    let reader = replica.store().reader();
+    let settings = Settings { id, tick: heartbeat, quota_bytes: config.quota_backend_bytes, term: term.clone() };
     let transport_members = members.clone();
     let raft_thread = driver::start(
         replica,
@@ -198,7 +201,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         // etcd's minimum: 1.5 election timeouts, rounded up to whole seconds.
         lease_ttl_min: (config.election_timeout * 3 / 2).div_ceil(1000) as i64,
     };
-    let handle = Handle::new(inbox.clone(), cluster_id, id, members.clone(), limits, metrics.clone());
+    let handle = Handle::new(inbox.clone(), cluster_id, id, members.clone(), limits, metrics.clone(), reader, term);
     let message_bytes_max = config.max_request_bytes + 512 * 1024;
     let routes = tonic::service::Routes::new(
         pb::kv_server::KvServer::new(api::kv::Kv { handle: handle.clone() })

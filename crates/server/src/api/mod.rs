@@ -13,10 +13,11 @@ pub mod maintenance;
 pub mod watch;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ballot_mvcc::{Applied, Command, RangeRequest, RangeResponse};
+use ballot_mvcc::{Applied, Command, RangeRequest, RangeResponse, Reader};
 use ballot_proto::etcdserverpb::ResponseHeader;
 use ballot_raft::NodeId;
 use tokio::sync::oneshot;
@@ -43,6 +44,9 @@ pub struct Limits {
 /// Metadata key counting how often members forwarded a request (leadership can move while a
 /// request travels; a bound stops it from circling).
 const FORWARDED: &str = "ballot-forwarded";
+/// Ranges limited to at most this many keys are read on the request's own task; larger ones on
+/// a blocking thread.
+const RANGE_INLINE_LIMIT: i64 = 1000;
 /// Most forwards of one request.
 const FORWARDS_MAX: u8 = 3;
 
@@ -66,6 +70,10 @@ pub struct Handle {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Reads the store off the loop thread.
+    reader: Reader,
+    /// The current term, as the loop last published it.
+    term: Arc<AtomicU64>,
 }
 
 /// etcd's gRPC status for an error.
@@ -101,8 +109,10 @@ impl Handle {
         members: Members,
         limits: Limits,
         metrics: Arc<Metrics>,
+        reader: Reader,
+        term: Arc<AtomicU64>,
     ) -> Handle {
-        Handle { inbox, cluster_id, member_id, members, limits, metrics, channels: Arc::default() }
+        Handle { inbox, cluster_id, member_id, members, limits, metrics, channels: Arc::default(), reader, term }
     }
 
     /// Sends an input to the loop.
@@ -166,9 +176,22 @@ impl Handle {
         result
     }
 
-    /// A linearizable read through ReadIndex.
+    /// A linearizable read: a ReadIndex barrier through the loop, then the range read here.
     pub async fn read(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
-        self.ask(|tx| Input::Read(request.clone(), tx)).await
+        self.ask(Input::ReadBarrier).await?;
+        self.range(request).await
+    }
+
+    /// Serves a range from the store on this task, or on a blocking thread if it may be long
+    /// (no limit, or a large one), so a big range does not hold up a runtime worker.
+    async fn range(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
+        let short = request.range_end.is_empty() || (1..=RANGE_INLINE_LIMIT).contains(&request.limit);
+        let reader = self.reader.clone();
+        let read = move || reader.range(&request);
+        let result =
+            if short { read() } else { tokio::task::spawn_blocking(read).await.map_err(|_| ApiError::Stopped)? };
+        let (value, revision) = result.map_err(ApiError::Mvcc)?;
+        Ok(Answer { value, revision, term: self.term.load(Ordering::Relaxed) })
     }
 
     /// A lease keep-alive through the leader's log.
@@ -176,16 +199,9 @@ impl Handle {
         self.ask(|tx| Input::KeepAlive(lease, tx)).await
     }
 
-    /// A serializable read from the local store.
+    /// A serializable read from the local store, without going through the loop.
     pub async fn read_local(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, Status> {
-        let result = self
-            .query(move |core| {
-                let revision = core.replica.store().revision();
-                let term = core.term();
-                core.replica.store().range(&request).map(|value| Answer { value, revision, term })
-            })
-            .await?;
-        result.map_err(|error| status(ApiError::Mvcc(error)))
+        self.range(request).await.map_err(status)
     }
 
     /// A channel to the leader's client endpoint, for forwarding, or the error to return.
