@@ -4,6 +4,10 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ballot: a coordination service on Raft, built to be proven correct.
 #[derive(Parser)]
 #[command(name = "ballot", version, about)]

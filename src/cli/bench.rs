@@ -137,10 +137,11 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         (None, Some(_)) => u64::MAX,
         (None, None) => 10_000,
     };
-    let deadline = args.duration.map(|seconds| Instant::now() + Duration::from_secs(seconds));
     if matches!(args.workload, Workload::Range | Workload::Mixed | Workload::TxnCas) {
         load_key_space(&args, &channels[0]).await?;
     }
+    // The clock starts after loading: --duration is the measured part alone.
+    let deadline = args.duration.map(|seconds| Instant::now() + Duration::from_secs(seconds));
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

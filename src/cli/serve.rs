@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// Applied entries between snapshots.
     #[arg(long, env = "BALLOT_SNAPSHOT_COUNT")]
     pub snapshot_count: Option<u64>,
+    /// The database's page cache in the process, in bytes (ballot's own setting; default 16 MiB).
+    #[arg(long, env = "BALLOT_BACKEND_CACHE_BYTES")]
+    pub backend_cache_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -93,7 +96,8 @@ impl ServeArgs {
             quota_backend_bytes,
             max_request_bytes,
             max_txn_ops,
-            snapshot_count
+            snapshot_count,
+            backend_cache_bytes
         );
         if name_given && !data_dir_given && self.config_file.is_none() {
             config.data_dir = PathBuf::from(format!("{}.ballot", config.name));

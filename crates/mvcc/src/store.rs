@@ -31,6 +31,8 @@ pub const COMPACTION_BATCH_REVISIONS: usize = 1024;
 pub struct Store {
     /// Shared with [`Reader`]s; only the store writes.
     db: Arc<Database>,
+    /// The database file, if on a file (for its size).
+    path: Option<std::path::PathBuf>,
     revision: i64,
     compact_revision: i64,
     /// Next main revision the physical compaction will examine (< compact_revision: in progress).
@@ -62,23 +64,23 @@ impl Store {
     /// rest of the file, shared and reclaimable).
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, Error> {
         let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(storage_error)?;
-        Self::from_database(db)
+        Self::from_database(db, Some(path.to_path_buf()))
     }
 
     /// A store in memory (the simulator's: same code, no file).
     pub fn in_memory() -> Result<Store, Error> {
         let db =
             Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(storage_error)?;
-        Self::from_database(db)
+        Self::from_database(db, None)
     }
 
     /// A store on a simulated file that loses unsynced writes on a crash (the simulator's).
     pub fn on_sim_file(file: crate::SimFile) -> Result<Store, Error> {
         let db = Database::builder().create_with_backend(file).map_err(storage_error)?;
-        Self::from_database(db)
+        Self::from_database(db, None)
     }
 
-    fn from_database(db: Database) -> Result<Store, Error> {
+    fn from_database(db: Database, path: Option<std::path::PathBuf>) -> Result<Store, Error> {
         let txn = db.begin_write().map_err(storage_error)?;
         // Create every table so reads never meet a missing one; a store written before the count
         // index existed gets it built once.
@@ -91,6 +93,7 @@ impl Store {
         txn.commit().map_err(storage_error)?;
         let mut store = Store {
             db: Arc::new(db),
+            path,
             revision: 1,
             compact_revision: 0,
             compaction_cursor: 0,
@@ -288,8 +291,14 @@ impl Store {
             .collect()
     }
 
-    /// Bytes the backend uses (allocated pages): what the space quota is checked against.
+    /// The backend's size: what the space quota is checked against (as etcd checks its bbolt
+    /// file's size). On a file, the file's length: O(1), where counting allocated pages walks
+    /// every page of the database (a 450 ms stall of the Raft loop at 180 MB with a small
+    /// cache). In memory, the allocated pages.
     pub fn size_bytes(&self) -> Result<u64, Error> {
+        if let Some(path) = &self.path {
+            return std::fs::metadata(path).map(|meta| meta.len()).map_err(|error| Error::Storage(error.to_string()));
+        }
         let txn = self.db.begin_write().map_err(storage_error)?;
         let stats = txn.stats().map_err(storage_error)?;
         let bytes = stats.allocated_pages() * stats.page_size() as u64;

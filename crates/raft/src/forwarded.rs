@@ -2,13 +2,17 @@
 //! appended twice. A network may deliver a message twice (the simulator's does; a TCP stream
 //! does not, but a driver is free to use another transport), and a forwarded proposal appended
 //! twice would apply twice. Proposals are recognised by a digest of their payload, so payloads
-//! must differ from each other (ballot's carry a unique request id). Only duplicates that arrive
-//! within the last [`WINDOW`] proposals from the same sender are caught: later copies are
-//! dropped earlier anyway by the term check, or never exist on a stream transport.
+//! must differ from each other (ballot's carry a unique request id). The memory outlives terms
+//! (forwarded proposals are taken whatever their term) and holds the last [`WINDOW`] proposals
+//! of each sender: a copy delayed past that many later proposals would pass, which a stream
+//! transport never does and the simulator's delays are far too short for.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::types::NodeId;
+
+/// Forwarded proposals a node holds at most while no leader can take them.
+pub(crate) const HELD_MAX: usize = 16_384;
 
 /// Forwarded proposals remembered per sender.
 pub(crate) const WINDOW: usize = 4096;
@@ -26,11 +30,6 @@ pub(crate) struct Forwarded {
 }
 
 impl Forwarded {
-    /// Forgets everything (a new term began).
-    pub(crate) fn clear(&mut self) {
-        self.by_sender.clear();
-    }
-
     /// Keeps the payloads not seen before from `from`, and remembers them.
     pub(crate) fn admit(&mut self, from: NodeId, payloads: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         let recent = self.by_sender.entry(from).or_default();
@@ -71,7 +70,5 @@ mod tests {
             forwarded.admit(2, vec![i.to_be_bytes().to_vec()]);
         }
         assert_eq!(forwarded.admit(2, vec![b"a".to_vec()]).len(), 1, "forgotten beyond the window");
-        forwarded.clear();
-        assert_eq!(forwarded.admit(3, vec![b"a".to_vec()]).len(), 1);
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::{Config, InjectedBug};
-use crate::forwarded::Forwarded;
+use crate::forwarded::{Forwarded, HELD_MAX};
 use crate::log::RaftLog;
 use crate::membership::{apply_change, ConfHistory};
 use crate::progress::{Progress, ProgressState};
@@ -74,8 +74,11 @@ pub struct Raft {
     read_rounds: VecDeque<ReadRound>,
     /// Lease-read validity: the lease holds while `ticks < lease_until_tick`.
     lease_until_tick: u64,
-    /// Leader only: proposals forwarded in this term, to drop duplicated messages.
+    /// Proposals forwarded to this node, to drop duplicated messages.
     forwarded: Forwarded,
+    /// Forwarded proposals waiting for a leader that can take them: this node while no transfer
+    /// is under way, or the leader this node follows (see [`Raft::release_held`]).
+    held: Vec<Vec<u8>>,
     /// Set once a leader transfer started in this term: no more lease reads until a new term.
     lease_void_in_term: bool,
 }
@@ -125,6 +128,7 @@ impl Raft {
             read_rounds: VecDeque::new(),
             lease_until_tick: 0,
             forwarded: Forwarded::default(),
+            held: Vec::new(),
             lease_void_in_term: false,
             config,
         };
@@ -246,7 +250,6 @@ impl Raft {
         self.reset(term);
         self.role = Role::Leader;
         self.leader = self.id();
-        self.forwarded.clear();
         let last = self.log.last_index();
         for id in self.conf.current().members() {
             self.add_progress(id, last + 1);
@@ -304,6 +307,7 @@ impl Raft {
                 self.campaign(!self.config.pre_vote, false);
             }
         }
+        self.release_held();
     }
 
     fn tick_leader(&mut self) {
@@ -405,6 +409,14 @@ impl Raft {
         if message.from == NO_NODE || message.to != self.id() {
             return Err(Error::MisaddressedMessage { from: message.from, to: message.to });
         }
+        if let MessageBody::Propose { entries } = message.body {
+            // A client request, not protocol state: its term neither deposes this node nor makes
+            // it stale. One sent to this node as the leader of a past term was appended nowhere
+            // (a leader appends what it receives), so it is taken and passed on.
+            self.hold_forwarded(message.from, entries);
+            self.release_held();
+            return Ok(());
+        }
         if !self.step_term(&message) {
             return Ok(());
         }
@@ -418,7 +430,40 @@ impl Raft {
                 Role::Follower => self.step_follower(message),
             },
         }
+        self.release_held();
         Ok(())
+    }
+
+    /// Takes proposals a member forwarded, each once (a duplicated message is recognised).
+    fn hold_forwarded(&mut self, from: NodeId, entries: Vec<Vec<u8>>) {
+        if !self.conf.current().members().contains(&from) {
+            return;
+        }
+        let entries = self.forwarded.admit(from, entries);
+        let room = HELD_MAX.saturating_sub(self.held.len());
+        self.held.extend(entries.into_iter().take(room));
+    }
+
+    /// Forwarded proposals were appended nowhere yet, so they may move on: a leader appends
+    /// them (after a leader transfer that did not happen), a follower passes them to the leader
+    /// it knows. Meanwhile (a transfer under way, an election) they wait here instead of being
+    /// dropped, so a leader handing over does not make its followers' clients time out.
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        match self.role {
+            Role::Leader if self.leader_transferee.is_none() => {
+                let held = std::mem::take(&mut self.held);
+                // Refused only past the uncommitted-bytes bound: dropped, the proposers time out.
+                let _ = self.propose(held);
+            }
+            Role::Follower if self.leader != NO_NODE => {
+                let (leader, entries) = (self.leader, std::mem::take(&mut self.held));
+                self.send(leader, MessageBody::Propose { entries });
+            }
+            _ => {}
+        }
     }
 
     /// Term rules common to every role (§5.1). Returns false if the message is to be dropped.
@@ -469,14 +514,6 @@ impl Raft {
             }
             MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
             MessageBody::ReadIndex { context } => self.handle_read_request(ReadRequest { from, context }),
-            // Only from a member, and each proposal once; a refused batch (transfer under way,
-            // too many uncommitted bytes) is dropped, and its proposer times out.
-            MessageBody::Propose { entries } if self.progress.contains_key(&from) => {
-                let entries = self.forwarded.admit(from, entries);
-                if !entries.is_empty() {
-                    let _ = self.propose(entries);
-                }
-            }
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                 panic!(
                     "leader {} of term {} got {:?} from {from} in the same term",

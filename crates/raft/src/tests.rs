@@ -409,6 +409,22 @@ fn a_follower_forwards_proposals_to_the_leader() {
 }
 
 #[test]
+fn proposals_forwarded_during_a_leader_transfer_reach_the_new_leader() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.node(1).transfer_leader(2).unwrap();
+    // Arrives while the transfer is under way: neither appended nor dropped, but held.
+    let forward =
+        Message { from: 3, to: 1, term: cluster.term(1), body: MessageBody::Propose { entries: vec![b"x".to_vec()] } };
+    cluster.node(1).step(forward).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.role(2), Role::Leader);
+    for id in 1..=3 {
+        assert_eq!(cluster.applied_data(id).last().unwrap(), b"x", "node {id}");
+    }
+}
+
+#[test]
 fn pipelining_is_bounded_by_the_in_flight_window() {
     let mut cluster = Cluster::with_config(3, |id| {
         let mut config = config(id);

@@ -603,8 +603,11 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         }
         core.settings.term.store(core.term(), Ordering::Relaxed);
         if let Some((deadline, _)) = &stepping_down {
-            let leading = core.replica.raft().raft().soft_state().role == Role::Leader;
-            if !leading || Instant::now() >= *deadline {
+            // Done once another member leads: proposals forwarded here meanwhile were held and
+            // have been passed on to it (see ballot-raft's held proposals).
+            let soft = core.replica.raft().raft().soft_state();
+            let handed_over = soft.role != Role::Leader && soft.leader != 0;
+            if handed_over || Instant::now() >= *deadline {
                 let (_, done) = stepping_down.take().expect("checked");
                 let _ = done.send(());
             }

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     /// Applied entries between snapshots (log compactions).
     pub snapshot_count: u64,
+    /// The database's page cache in this process, bytes; the OS page cache holds the rest of
+    /// the file (shared and reclaimable, unlike the process's own memory).
+    pub backend_cache_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             snapshot_count: 10_000,
+            backend_cache_bytes: 16 << 20,
         }
     }
 }
@@ -153,8 +157,8 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     raft_config.seed = id ^ cluster_id;
     let disk = FsDisk::open(&config.data_dir.join("wal"), true)?;
     let options = WalOptions::default();
-    let store =
-        Store::open(&config.data_dir.join("db")).map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
+    let store = Store::open_with_cache(&config.data_dir.join("db"), config.backend_cache_bytes)
+        .map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
     let replica = if restarting {
         Replica::restart(raft_config, disk, options, store, config.snapshot_count)?
     } else {
@@ -201,7 +205,15 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         // etcd's minimum: 1.5 election timeouts, rounded up to whole seconds.
         lease_ttl_min: (config.election_timeout * 3 / 2).div_ceil(1000) as i64,
     };
-    let handle = Handle::new(inbox.clone(), cluster_id, id, members.clone(), limits, metrics.clone(), reader, term);
+    let handle = Handle::new(
+        inbox.clone(),
+        cluster_id,
+        id,
+        members.clone(),
+        limits,
+        metrics.clone(),
+        api::Local { reader, term },
+    );
     let message_bytes_max = config.max_request_bytes + 512 * 1024;
     let routes = tonic::service::Routes::new(
         pb::kv_server::KvServer::new(api::kv::Kv { handle: handle.clone() })

@@ -70,10 +70,17 @@ pub struct Handle {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
-    /// Reads the store off the loop thread.
-    reader: Reader,
+    /// What requests read without going through the loop.
+    local: Local,
+}
+
+/// The member's state that requests read without going through the loop.
+#[derive(Clone)]
+pub struct Local {
+    /// Reads the store.
+    pub reader: Reader,
     /// The current term, as the loop last published it.
-    term: Arc<AtomicU64>,
+    pub term: Arc<AtomicU64>,
 }
 
 /// etcd's gRPC status for an error.
@@ -109,10 +116,9 @@ impl Handle {
         members: Members,
         limits: Limits,
         metrics: Arc<Metrics>,
-        reader: Reader,
-        term: Arc<AtomicU64>,
+        local: Local,
     ) -> Handle {
-        Handle { inbox, cluster_id, member_id, members, limits, metrics, channels: Arc::default(), reader, term }
+        Handle { inbox, cluster_id, member_id, members, limits, metrics, channels: Arc::default(), local }
     }
 
     /// Sends an input to the loop.
@@ -186,12 +192,12 @@ impl Handle {
     /// (no limit, or a large one), so a big range does not hold up a runtime worker.
     async fn range(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
         let short = request.range_end.is_empty() || (1..=RANGE_INLINE_LIMIT).contains(&request.limit);
-        let reader = self.reader.clone();
+        let reader = self.local.reader.clone();
         let read = move || reader.range(&request);
         let result =
             if short { read() } else { tokio::task::spawn_blocking(read).await.map_err(|_| ApiError::Stopped)? };
         let (value, revision) = result.map_err(ApiError::Mvcc)?;
-        Ok(Answer { value, revision, term: self.term.load(Ordering::Relaxed) })
+        Ok(Answer { value, revision, term: self.local.term.load(Ordering::Relaxed) })
     }
 
     /// A lease keep-alive through the leader's log.
