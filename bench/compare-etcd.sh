@@ -79,6 +79,23 @@ print(round(n / (time.time() - start)))
 PY
 )
 echo "raw fsync rate on this disk: $fsync_rate/s ($(python3 -c "print(round(1000/$fsync_rate, 3))") ms each)"
+# Loopback TCP round trip: 2,000 one-byte ping-pongs with Nagle off, the median.
+rtt_ms=$(python3 - <<'PY'
+import socket, statistics, threading, time
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+def echo():
+    conn, _ = server.accept(); conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while (data := conn.recv(1)):
+        conn.sendall(data)
+threading.Thread(target=echo, daemon=True).start()
+client = socket.create_connection(server.getsockname()); client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+samples = []
+for _ in range(2000):
+    start = time.perf_counter(); client.sendall(b"x"); client.recv(1); samples.append(time.perf_counter() - start)
+print(round(statistics.median(samples) * 1000, 4))
+PY
+)
+echo "loopback TCP round trip: $rtt_ms ms"
 
 started=$(date +%s)
 for round in $(seq "$rounds"); do
@@ -101,10 +118,11 @@ for round in $(seq "$rounds"); do
 done
 echo "took $(( $(date +%s) - started )) s"
 
-python3 - "$results" "$fsync_rate" <<'PY'
+python3 - "$results" "$fsync_rate" "$rtt_ms" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 fsync = float(sys.argv[2])
+rtt = float(sys.argv[3])
 def median(target, name, pick):
     values = [pick(r) for r in rows if r["target"] == target and r["name"] == name]
     return statistics.median(values) if values else float("nan")
@@ -126,7 +144,7 @@ for label, name, pick, higher in measures:
     ratio = b / e if e else float("nan")
     better = "ballot" if (ratio > 1) == higher and ratio != 1 else "etcd"
     print(f"{label:<34} {e:>10.2f} {b:>10.2f} {ratio:>11.2f}×  {better}")
-floor = 1000 / fsync + 2 * 0.05
-print(f"\nphysical floor of a 1-client put (one fsync + two loopback round trips): ~{floor:.2f} ms; "
+floor = 1000 / fsync + 2 * rtt
+print(f"\nphysical floor of a 1-client put (one fsync {1000 / fsync:.3f} ms + two loopback round trips of {rtt:.3f} ms): ~{floor:.2f} ms; "
       f"ballot p50 is {median('ballot', 'put-1', lambda r: r['latency_ms']['p50']) / floor:.2f}× that")
 PY
