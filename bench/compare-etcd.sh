@@ -117,6 +117,8 @@ for round in $(seq "$rounds"); do
   done
 done
 echo "took $(( $(date +%s) - started )) s"
+mkdir -p target && cp "$results" target/compare-etcd-results.jsonl
+echo "every round's figures: target/compare-etcd-results.jsonl"
 
 python3 - "$results" "$fsync_rate" "$rtt_ms" <<'PY'
 import json, statistics, sys
