@@ -212,7 +212,7 @@ fn a_reader_on_another_thread_answers_as_the_store_does() {
         .join()
         .unwrap();
     for (answer, expected) in answers.into_iter().zip(expected) {
-        assert_eq!(answer.map(|(response, at)| (response, at)), expected.map(|response| (response, revision)));
+        assert_eq!(answer, expected.map(|response| (response, revision)));
     }
 }
 
