@@ -70,4 +70,16 @@ snapshot_dir=$(mktemp -d)
 expect "snapshot save (checksum verified by etcdctl)" "Snapshot saved at $snapshot_dir/snap.db" "$(ETCDCTL_API=3 etcdctl --endpoints="${endpoints%%,*}" snapshot save "$snapshot_dir/snap.db" 2>&1 | tail -n 1)"
 rm -rf "$snapshot_dir"
 
+# move-leader: etcdctl finds the leader among the endpoints and asks it to hand over.
+status_json=$(e endpoint status -w json)
+target=$(printf '%s' "$status_json" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(next(format(x["Status"]["header"]["member_id"], "x") for x in s if x["Status"]["leader"] != x["Status"]["header"]["member_id"]))')
+moved=$(e move-leader "$target" 2>&1 | tail -n 1)
+expect "move-leader" "to $target" "$(printf '%s' "$moved" | grep -o "to $target\$" || printf '%s' "$moved")"
+for _ in $(seq 50); do
+  leader=$(e endpoint status -w json | python3 -c 'import json,sys; print(format(json.load(sys.stdin)[0]["Status"]["leader"], "x"))')
+  [ "$leader" = "$target" ] && break
+  sleep 0.1
+done
+expect "move-leader: the named member leads" "$target" "$leader"
+
 echo "etcdctl: $checks checks passed"

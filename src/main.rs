@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one member (with no subcommand at all: a single-member cluster on 127.0.0.1:2379).
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// Run a local cluster of child processes on loopback, to try ballot out.
     Dev(cli::dev::DevArgs),
     /// Load-test ballot (or etcd) over the etcd v3 API and report throughput and latency.
@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => cli::serve::run(cli::serve::ServeArgs::default()),
-        Some(Command::Serve(args)) => cli::serve::run(args),
+        Some(Command::Serve(args)) => cli::serve::run(*args),
         Some(Command::Dev(args)) => cli::dev::run(args),
         Some(Command::Bench(args)) => cli::bench::run(cli.endpoints, args),
         Some(Command::Client(command)) => cli::client::run(cli.endpoints, command),

@@ -70,6 +70,9 @@ pub enum ClientCommand {
     /// Leases.
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Snapshots (backups).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Runs a command while holding a lock; the fencing token is in $BALLOT_LOCK_TOKEN.
     Lock {
         /// Lock name.
@@ -99,6 +102,21 @@ pub enum ClientCommand {
 pub enum MemberCommand {
     /// Lists the members.
     List,
+    /// Hands leadership to another member (hex id, as `member list` prints it).
+    MoveLeader {
+        /// The new leader's member id.
+        id: String,
+    },
+}
+
+/// Snapshot commands.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Streams a snapshot from a member into a file, checking its SHA-256.
+    Save {
+        /// Where to write it.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Lease commands.
@@ -247,6 +265,15 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
                     member.is_learner
                 );
             }
+        }
+        ClientCommand::Member(MemberCommand::MoveLeader { id }) => {
+            let target = u64::from_str_radix(&id, 16).with_context(|| format!("{id:?} is not a hex member id"))?;
+            super::ops::move_leader(channel, target).await?;
+            println!("Leadership transferred to {target:x}");
+        }
+        ClientCommand::Snapshot(SnapshotCommand::Save { file }) => {
+            let (size, revision) = super::ops::snapshot_save(channel, &file).await?;
+            println!("Snapshot saved at {} ({size} bytes, revision {revision})", file.display());
         }
         ClientCommand::Lease(LeaseCommand::Grant { ttl }) => {
             let response =

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod dev;
+pub mod ops;
 pub mod serve;
 pub mod sim;
 pub mod txn;

@@ -64,6 +64,14 @@ pub struct ServeArgs {
     /// The database's page cache in the process, in bytes (ballot's own setting; default 16 MiB).
     #[arg(long, env = "BALLOT_BACKEND_CACHE_BYTES")]
     pub backend_cache_bytes: Option<usize>,
+    /// Automatic compaction: `periodic` (keep a time's worth of history) or `revision` (keep a
+    /// number of revisions).
+    #[arg(long, env = "BALLOT_AUTO_COMPACTION_MODE")]
+    pub auto_compaction_mode: Option<String>,
+    /// History kept by automatic compaction: a duration such as `1h` or `30m` (a bare number is
+    /// hours) in periodic mode, a revision count in revision mode; 0 (the default) turns it off.
+    #[arg(long, env = "BALLOT_AUTO_COMPACTION_RETENTION")]
+    pub auto_compaction_retention: Option<String>,
 }
 
 impl ServeArgs {
@@ -97,7 +105,9 @@ impl ServeArgs {
             max_request_bytes,
             max_txn_ops,
             snapshot_count,
-            backend_cache_bytes
+            backend_cache_bytes,
+            auto_compaction_mode,
+            auto_compaction_retention
         );
         if name_given && !data_dir_given && self.config_file.is_none() {
             config.data_dir = PathBuf::from(format!("{}.ballot", config.name));

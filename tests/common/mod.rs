@@ -162,6 +162,12 @@ impl Cluster {
         }
     }
 
+    /// Member `i`'s client URL.
+    #[allow(dead_code)] // not every test file uses it
+    pub fn client_url(&self, i: usize) -> &str {
+        &self.members[i].client
+    }
+
     /// Member `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.members[i].log).unwrap_or_default()

@@ -38,6 +38,14 @@ pub struct SnapshotChunks {
     crc: u32,
 }
 
+impl SnapshotChunks {
+    /// The image of the database as of now (one read transaction, held until the last chunk).
+    pub(crate) fn of(db: &redb::Database, chunk_bytes: usize) -> Result<SnapshotChunks, Error> {
+        let read = db.begin_read().map_err(storage_error)?;
+        Ok(SnapshotChunks { read, stage: Stage::Header, chunk_bytes: chunk_bytes.max(64), crc: 0 })
+    }
+}
+
 fn item(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     out.push(kind);
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -147,8 +155,7 @@ impl Iterator for SnapshotChunks {
 impl Store {
     /// The image of the store as it is now, in chunks of about `chunk_bytes`.
     pub fn snapshot_chunks(&self, chunk_bytes: usize) -> Result<SnapshotChunks, Error> {
-        let read = self.database().begin_read().map_err(storage_error)?;
-        Ok(SnapshotChunks { read, stage: Stage::Header, chunk_bytes: chunk_bytes.max(64), crc: 0 })
+        SnapshotChunks::of(self.database(), chunk_bytes)
     }
 
     /// Replaces the whole state with an image, atomically: either all of it is installed or,

@@ -476,6 +476,12 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
+    /// A consistent image of the store, in chunks, from any thread (see
+    /// [`Store::snapshot_chunks`]); the read transaction lives as long as the iterator.
+    pub fn snapshot_chunks(&self, chunk_bytes: usize) -> Result<crate::SnapshotChunks, Error> {
+        crate::SnapshotChunks::of(&self.db, chunk_bytes)
+    }
+
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {

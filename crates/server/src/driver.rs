@@ -26,6 +26,7 @@ use ballot_raft::{Message, NodeId, Role};
 use ballot_storage::{FsDisk, SyncTask};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::compactor::{AutoCompaction, Compactor};
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 use std::sync::Arc;
@@ -135,6 +136,8 @@ pub struct Settings {
     pub quota_bytes: u64,
     /// The current term, published for response headers built off the loop thread.
     pub term: Arc<AtomicU64>,
+    /// Automatic compaction of the history.
+    pub auto_compaction: AutoCompaction,
 }
 
 /// A stop request taken from the inbox.
@@ -168,6 +171,7 @@ pub struct Core {
     syncing: bool,
     sync_queue: std_mpsc::Sender<SyncTask>,
     leader: NodeId,
+    compactor: Compactor,
 }
 
 impl Core {
@@ -439,6 +443,16 @@ impl Core {
                     self.revoking.insert(lease, now);
                 }
             }
+            if let Some(revision) = self.compactor.poll(now, self.replica.store().revision()) {
+                // Through the log like a client's Compact; a revision already compacted is
+                // refused by the state machine and changes nothing.
+                let id = self.request_id();
+                if self.replica.propose(id, &Command::Compact { revision }).is_ok() {
+                    tracing::info!(revision, "auto-compaction: compacting the history");
+                }
+            }
+        } else {
+            self.compactor.pause();
         }
         if ticks.is_multiple_of(10) {
             self.check_quota();
@@ -524,6 +538,7 @@ pub fn start(
         })
         .expect("spawn the WAL thread");
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let auto_compaction = settings.auto_compaction;
     let mut core = Core {
         // Request ids travel in log entries and a follower's proposals are forwarded to the
         // leader, so they must differ across members and incarnations: start from the clock,
@@ -542,6 +557,7 @@ pub fn start(
         syncing: false,
         sync_queue: sync_tx,
         leader: 0,
+        compactor: Compactor::new(auto_compaction),
     };
     std::thread::Builder::new()
         .name("raft".into())

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod compactor;
 pub mod driver;
 pub mod http;
 pub mod members;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::api::{self, Handle, Limits};
+use crate::compactor::AutoCompaction;
 use crate::driver::{self, Input, Settings};
 use crate::members::{self, Member, Members};
 use crate::metrics::Metrics;
@@ -58,6 +59,10 @@ pub struct ServerConfig {
     /// The database's page cache in this process, bytes; the OS page cache holds the rest of
     /// the file (shared and reclaimable, unlike the process's own memory).
     pub backend_cache_bytes: usize,
+    /// `periodic` or `revision` (etcd's `--auto-compaction-mode`).
+    pub auto_compaction_mode: String,
+    /// How much history to keep: a duration (or hours) or a revision count; 0 turns it off.
+    pub auto_compaction_retention: String,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +84,8 @@ impl Default for ServerConfig {
             max_txn_ops: 128,
             snapshot_count: 10_000,
             backend_cache_bytes: 16 << 20,
+            auto_compaction_mode: "periodic".into(),
+            auto_compaction_retention: "0".into(),
         }
     }
 }
@@ -102,6 +109,8 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     if config.heartbeat_interval == 0 || config.election_timeout < 5 * config.heartbeat_interval {
         bail!("--election-timeout must be at least 5 × --heartbeat-interval (and the interval non-zero)");
     }
+    let auto_compaction = AutoCompaction::parse(&config.auto_compaction_mode, &config.auto_compaction_retention)
+        .map_err(|error| anyhow::anyhow!(error))?;
     let founders = members::parse_initial_cluster(&config.initial_cluster).map_err(anyhow::Error::msg)?;
     let token = config.initial_cluster_token.as_str();
     let table: Vec<Member> = founders
@@ -187,7 +196,8 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
     let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
     let reader = replica.store().reader();
-    let settings = Settings { id, tick: heartbeat, quota_bytes: config.quota_backend_bytes, term: term.clone() };
+    let settings =
+        Settings { id, tick: heartbeat, quota_bytes: config.quota_backend_bytes, term: term.clone(), auto_compaction };
     let transport_members = members.clone();
     let raft_thread = driver::start(
         replica,

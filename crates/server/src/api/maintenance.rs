@@ -136,37 +136,45 @@ impl pb::maintenance_server::Maintenance for Maintenance {
     async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         // The content is ballot's own snapshot image (not etcd's bbolt file). As etcd's stream
         // does, it is padded to a multiple of 512 bytes and followed by the SHA-256 of what came
-        // before, which `etcdctl snapshot save` checks.
-        let (chunks, revision, term) = self
-            .handle
-            .query(|core| {
-                let store = core.replica.store();
-                let chunks = store
-                    .snapshot_chunks(SNAPSHOT_CHUNK_BYTES)
-                    .and_then(|chunks| chunks.collect::<Result<Vec<Vec<u8>>, _>>());
-                (chunks, store.revision(), core.term())
-            })
-            .await?;
-        let mut chunks = chunks.map_err(|error| status(ApiError::Mvcc(error)))?;
-        let length: usize = chunks.iter().map(Vec::len).sum();
-        chunks.push(vec![0; length.next_multiple_of(512) - length]);
-        let mut hasher = Sha256::new();
-        for chunk in &chunks {
-            hasher.update(chunk);
-        }
-        chunks.push(hasher.finalize().to_vec());
-        chunks.retain(|chunk| !chunk.is_empty());
+        // before, which `etcdctl snapshot save` checks. It is read from one read transaction on a
+        // blocking thread and sent as it is read: neither the Raft loop nor memory holds it whole.
+        let (revision, term) = self.handle.query(|core| (core.replica.store().revision(), core.term())).await?;
         let header = self.handle.header(revision, term);
+        let chunks =
+            self.handle.reader().snapshot_chunks(SNAPSHOT_CHUNK_BYTES).map_err(|e| status(ApiError::Mvcc(e)))?;
         let stream = async_stream(move |tx| async move {
-            let mut remaining: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
-            for blob in chunks {
-                remaining -= blob.len() as u64;
-                let response =
-                    pb::SnapshotResponse { header, remaining_bytes: remaining, blob, version: API_VERSION.into() };
-                if tx.send(Ok(response)).await.is_err() {
+            // The size is not known before the end: `remaining_bytes` says 1 ("more to come")
+            // until the last message, which says 0.
+            let response = move |blob: Vec<u8>, last: bool| {
+                Ok(pb::SnapshotResponse {
+                    header,
+                    remaining_bytes: u64::from(!last),
+                    blob,
+                    version: API_VERSION.into(),
+                })
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut hasher = Sha256::new();
+                let mut length = 0usize;
+                for chunk in chunks {
+                    let blob = match chunk {
+                        Ok(blob) => blob,
+                        Err(error) => return drop(tx.blocking_send(Err(status(ApiError::Mvcc(error))))),
+                    };
+                    hasher.update(&blob);
+                    length += blob.len();
+                    if tx.blocking_send(response(blob, false)).is_err() {
+                        return;
+                    }
+                }
+                let padding = vec![0; length.next_multiple_of(512) - length];
+                hasher.update(&padding);
+                if !padding.is_empty() && tx.blocking_send(response(padding, false)).is_err() {
                     return;
                 }
-            }
+                let _ = tx.blocking_send(response(hasher.finalize().to_vec(), true));
+            })
+            .await;
         });
         Ok(Response::new(stream))
     }

@@ -182,6 +182,11 @@ impl Handle {
         result
     }
 
+    /// Reads the store without the loop.
+    pub fn reader(&self) -> &Reader {
+        &self.local.reader
+    }
+
     /// A linearizable read: a ReadIndex barrier through the loop, then the range read here.
     pub async fn read(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
         self.ask(Input::ReadBarrier).await?;

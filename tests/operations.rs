@@ -1,0 +1,115 @@
+//! Process tests of day-2 operations: automatic compaction, snapshot save, leader moves.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::cluster_client::ClusterClient;
+use common::{get, put, Cluster};
+use sha2::{Digest, Sha256};
+
+/// Runs the `ballot` command line against member `i`.
+fn ballot(cluster: &Cluster, i: usize, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(args)
+        .args(["--endpoints", cluster.client_url(i)])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_auto_compaction_compacts_history_older_than_the_retention() {
+    let cluster = Cluster::start("autocompact", 1, &["--auto-compaction-retention", "2s"]);
+    cluster.leader(Duration::from_secs(20)).await;
+    let mut kv = cluster.kv(0).await;
+    let first = kv.put(put("k", "1")).await.unwrap().into_inner().header.unwrap().revision;
+    kv.put(put("k", "2")).await.unwrap();
+    let at_first = || pb_at(first);
+    // Still readable at once: the history is younger than the retention.
+    assert_eq!(kv.range(at_first()).await.unwrap().into_inner().kvs[0].value, b"1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Writes keep the revision moving, so there is always something newer to compact to.
+        kv.put(put("tick", "x")).await.unwrap();
+        match kv.range(at_first()).await {
+            Err(status) if status.message().contains("required revision has been compacted") => break,
+            Ok(_) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+        assert!(Instant::now() < deadline, "nothing was compacted:\n{}", cluster.log(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(cluster.log(0).contains("auto-compaction"), "{}", cluster.log(0));
+    // The current state is intact.
+    assert_eq!(kv.range(get("k")).await.unwrap().into_inner().kvs[0].value, b"2");
+}
+
+#[test]
+fn an_invalid_auto_compaction_setting_is_refused_at_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["serve", "--data-dir"])
+        .arg(std::env::temp_dir().join(format!("ballot-test-badcompact-{}", std::process::id())))
+        .args(["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--auto-compaction-retention \"1h\": not a revision count"), "{stderr}");
+}
+
+fn pb_at(revision: i64) -> ballot_proto::etcdserverpb::RangeRequest {
+    ballot_proto::etcdserverpb::RangeRequest { revision, ..get("k") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_save_streams_a_checked_image_while_writes_go_on() {
+    let cluster = Cluster::start("snapsave", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let mut kv = cluster.kv(leader).await;
+    for i in 0..200 {
+        kv.put(put(&format!("key-{i:03}"), &"v".repeat(100))).await.unwrap();
+    }
+    // Writes continue while the snapshot streams (bounded in count).
+    let mut writer = cluster.kv(leader).await;
+    let load = tokio::spawn(async move {
+        for i in 0..200 {
+            writer.put(put(&format!("during-{i}"), "x")).await.unwrap();
+        }
+    });
+    let file = std::env::temp_dir().join(format!("ballot-snapshot-{}.db", std::process::id()));
+    let follower = (leader + 1) % 3;
+    let output = ballot(&cluster, follower, &["snapshot", "save", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Snapshot saved at"));
+    load.await.unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.len() > 200 * 100, "{} bytes", bytes.len());
+    let (content, trailer) = bytes.split_at(bytes.len() - 32);
+    assert_eq!(content.len() % 512, 0, "padded as etcd pads");
+    assert_eq!(Sha256::digest(content).as_slice(), trailer);
+    assert!(!file.with_extension("db.part").exists(), "the partial file is gone");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_move_leader_hands_leadership_to_the_named_member() {
+    let cluster = Cluster::start("moveleader", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let target = (leader + 1) % 3;
+    let target_id = cluster.status(target).await.unwrap().header.unwrap().member_id;
+    // Asked through a member that is not the leader: the command finds the leader itself.
+    let via = (leader + 2) % 3;
+    let output = ballot(&cluster, via, &["member", "move-leader", &format!("{target_id:x}")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(cluster.leader(Duration::from_secs(10)).await, target);
+    let members = ClusterClient::new(cluster.channel(via).await)
+        .member_list(pb::MemberListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members.members.len(), 3);
+    let refused = ballot(&cluster, via, &["member", "move-leader", "abc"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("abc is not a member"));
+}
