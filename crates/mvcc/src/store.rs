@@ -299,6 +299,12 @@ impl Store {
         if let Some(path) = &self.path {
             return std::fs::metadata(path).map(|meta| meta.len()).map_err(|error| Error::Storage(error.to_string()));
         }
+        self.size_in_use_bytes()
+    }
+
+    /// Bytes of allocated pages: what the file would shrink to. Costly (it walks every page of
+    /// the database): for the rare moment the file is over its quota.
+    pub fn size_in_use_bytes(&self) -> Result<u64, Error> {
         let txn = self.db.begin_write().map_err(storage_error)?;
         let stats = txn.stats().map_err(storage_error)?;
         let bytes = stats.allocated_pages() * stats.page_size() as u64;

@@ -172,6 +172,8 @@ pub struct Core {
     sync_queue: std_mpsc::Sender<SyncTask>,
     leader: NodeId,
     compactor: Compactor,
+    /// When the pages in use were last counted for the quota.
+    quota_walked_at: Option<Instant>,
 }
 
 impl Core {
@@ -480,15 +482,27 @@ impl Core {
     }
 
     /// The leader raises the NOSPACE alarm (through the log, so every member refuses writes)
-    /// once the database outgrows the quota; an operator disarms it after freeing space.
+    /// once the database outgrows the quota; an operator disarms it after freeing space. The
+    /// file's length is checked each time (cheap); only when it is over the quota are the pages
+    /// in use counted (a walk of the whole database, so at most every 30 s): after a compaction
+    /// the file keeps its length, but what is in use may be back under the quota.
     fn check_quota(&mut self) {
         if self.replica.raft().raft().soft_state().role != Role::Leader {
             return;
         }
         let store = self.replica.store();
-        let over = store.size_bytes().is_ok_and(|size| size > self.settings.quota_bytes);
         let raised = store.alarms().is_ok_and(|alarms| alarms.iter().any(|(kind, _)| *kind == AlarmKind::NoSpace));
-        if over && !raised {
+        let quota = self.settings.quota_bytes;
+        if raised || !store.size_bytes().is_ok_and(|size| size > quota) {
+            return;
+        }
+        let now = Instant::now();
+        if self.quota_walked_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(30)) {
+            return;
+        }
+        self.quota_walked_at = Some(now);
+        let over = store.size_in_use_bytes().is_ok_and(|used| used > quota);
+        if over {
             tracing::warn!(quota = self.settings.quota_bytes, "database over its quota: raising the NOSPACE alarm");
             let id = self.request_id();
             let alarm = Command::Alarm { activate: true, kind: AlarmKind::NoSpace, member_id: self.settings.id };
@@ -558,6 +572,7 @@ pub fn start(
         sync_queue: sync_tx,
         leader: 0,
         compactor: Compactor::new(auto_compaction),
+        quota_walked_at: None,
     };
     std::thread::Builder::new()
         .name("raft".into())
