@@ -10,8 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-5}
-if ! command -v etcd >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+# What a fresh Debian machine lacks: etcd itself, etcdctl (the readiness probe) and python3
+# (the probes and the table).
+missing=""
+command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
+command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+if [ -n "$missing" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 cargo build --release --bin ballot -q
 ballot=target/release/ballot
