@@ -353,6 +353,15 @@ impl Core {
                 }
             }
         }
+        // Watchers hear of a change before its writer hears back, as in etcd (whose watchable
+        // store notifies inside the apply): a client that reacts to its acknowledgement never
+        // races ahead of the event.
+        if !finished.events.is_empty() {
+            if let Err(error) = self.hub.notify(self.replica.store(), &finished.events) {
+                panic!("watch hub: {error}");
+            }
+        }
+        self.deliver_watches();
         let term = self.term();
         for (id, applied) in finished.writes {
             let revision = applied.revision;
@@ -373,12 +382,6 @@ impl Core {
                 let _ = reply.send(Ok(self.answer(())));
             }
         }
-        if !finished.events.is_empty() {
-            if let Err(error) = self.hub.notify(self.replica.store(), &finished.events) {
-                panic!("watch hub: {error}");
-            }
-        }
-        self.deliver_watches();
     }
 
     /// Sends buffered watch events to streams with room for them; the rest wait in the hub.
