@@ -45,9 +45,11 @@ pub struct Config {
     /// Seed of the node's random source (election timeouts).
     pub seed: u64,
     /// A follower that knows the leader forwards proposals to it instead of refusing them with
-    /// `NotLeader` (etcd's default). The outcome reaches the proposer when it applies the entry;
-    /// a proposal the leader drops (leadership moved meanwhile) is never answered, so callers
-    /// need a timeout, as with any proposal.
+    /// `NotLeader` (etcd's default). The outcome reaches the proposer when it applies the entry.
+    /// Forwarded proposals are held across a leader change rather than dropped, but one can
+    /// still be lost with a crashed member, so callers need a timeout, as with any proposal.
+    /// Duplicated messages are recognised by payload, so forwarded payloads must be unique
+    /// (ballot's carry a request id).
     pub forward_proposals: bool,
     /// Test-only protocol bug.
     #[cfg(feature = "fault-injection")]
