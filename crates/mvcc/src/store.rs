@@ -108,15 +108,11 @@ impl Store {
 
     /// Reads the metadata back (after opening or installing a snapshot).
     pub(crate) fn reload(&mut self) -> Result<(), Error> {
-        let read = self.db.begin_read().map_err(storage_error)?;
-        let meta = read.open_table(META).map_err(storage_error)?;
-        let get =
-            |name: &str| -> Result<u64, Error> { Ok(meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value())) };
-        self.applied_index = get(META_APPLIED)?;
-        // etcd starts at revision 1: the first write is revision 2.
-        self.revision = get(META_REVISION)?.max(1) as i64;
-        self.compact_revision = get(META_COMPACT)? as i64;
-        self.compaction_cursor = get(META_COMPACT_CURSOR)? as i64;
+        let meta = Meta::read(&self.db.begin_read().map_err(storage_error)?)?;
+        self.applied_index = meta.applied_index;
+        self.revision = meta.revision;
+        self.compact_revision = meta.compact_revision;
+        self.compaction_cursor = meta.compaction_cursor;
         Ok(())
     }
 
@@ -325,19 +321,7 @@ impl Store {
     /// etcd's Range, at the current revision or a past one.
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         let read = self.db.begin_read().map_err(storage_error)?;
-        let latest = read.open_table(LATEST).map_err(storage_error)?;
-        let index = read.open_table(INDEX).map_err(storage_error)?;
-        let revs = read.open_table(REVS).map_err(storage_error)?;
-        let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
-        let view = View {
-            latest: &latest,
-            index: &index,
-            revs: &revs,
-            counts: &counts,
-            revision: self.revision,
-            compact_revision: self.compact_revision,
-        };
-        view.range(request)
+        range_in(&read, request, self.revision, self.compact_revision)
     }
 
     /// A lease and the keys attached to it, or `None` if it does not exist.
@@ -492,16 +476,45 @@ impl Reader {
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
         let read = self.db.begin_read().map_err(storage_error)?;
+        let meta = Meta::read(&read)?;
+        Ok((range_in(&read, request, meta.revision, meta.compact_revision)?, meta.revision))
+    }
+}
+
+/// The store's metadata as one read transaction sees it.
+struct Meta {
+    applied_index: u64,
+    revision: i64,
+    compact_revision: i64,
+    compaction_cursor: i64,
+}
+
+impl Meta {
+    fn read(read: &redb::ReadTransaction) -> Result<Meta, Error> {
         let meta = read.open_table(META).map_err(storage_error)?;
         let get =
             |name: &str| -> Result<u64, Error> { Ok(meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value())) };
-        let revision = get(META_REVISION)?.max(1) as i64;
-        let compact_revision = get(META_COMPACT)? as i64;
-        let latest = read.open_table(LATEST).map_err(storage_error)?;
-        let index = read.open_table(INDEX).map_err(storage_error)?;
-        let revs = read.open_table(REVS).map_err(storage_error)?;
-        let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
-        let view = View { latest: &latest, index: &index, revs: &revs, counts: &counts, revision, compact_revision };
-        Ok((view.range(request)?, revision))
+        Ok(Meta {
+            applied_index: get(META_APPLIED)?,
+            // etcd starts at revision 1: the first write is revision 2.
+            revision: get(META_REVISION)?.max(1) as i64,
+            compact_revision: get(META_COMPACT)? as i64,
+            compaction_cursor: get(META_COMPACT_CURSOR)? as i64,
+        })
     }
+}
+
+/// etcd's Range in a read transaction, at a store revision and compact revision.
+fn range_in(
+    read: &redb::ReadTransaction,
+    request: &RangeRequest,
+    revision: i64,
+    compact_revision: i64,
+) -> Result<RangeResponse, Error> {
+    let latest = read.open_table(LATEST).map_err(storage_error)?;
+    let index = read.open_table(INDEX).map_err(storage_error)?;
+    let revs = read.open_table(REVS).map_err(storage_error)?;
+    let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
+    let view = View { latest: &latest, index: &index, revs: &revs, counts: &counts, revision, compact_revision };
+    view.range(request)
 }

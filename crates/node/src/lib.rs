@@ -219,17 +219,23 @@ impl<D: Disk> Replica<D> {
 
     /// A linearizable read: served once a read index is confirmed and applied.
     pub fn read(&mut self, request_id: RequestId, request: RangeRequest) -> Result<(), ballot_raft::Error> {
-        self.raft.read_index(request_id.to_be_bytes().to_vec())?;
-        self.reads.insert(request_id, Some(request));
-        Ok(())
+        self.wait_read_index(request_id, Some(request))
     }
 
     /// A linearizable read barrier: reported in [`Finished::barriers`] once a read index is
     /// confirmed and applied. The caller then reads the store itself, through a
     /// [`ballot_mvcc::Reader`] on another thread, so reads do not queue behind applying.
     pub fn read_barrier(&mut self, request_id: RequestId) -> Result<(), ballot_raft::Error> {
+        self.wait_read_index(request_id, None)
+    }
+
+    fn wait_read_index(
+        &mut self,
+        request_id: RequestId,
+        request: Option<RangeRequest>,
+    ) -> Result<(), ballot_raft::Error> {
         self.raft.read_index(request_id.to_be_bytes().to_vec())?;
-        self.reads.insert(request_id, None);
+        self.reads.insert(request_id, request);
         Ok(())
     }
 
