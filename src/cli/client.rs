@@ -107,6 +107,35 @@ pub enum MemberCommand {
         /// The new leader's member id.
         id: String,
     },
+    /// Adds a member; prints the flags to start it with.
+    Add {
+        /// Its name (used for the printed flags; the member publishes it when it starts).
+        name: String,
+        /// Its peer URLs, comma-separated.
+        #[arg(long)]
+        peer_urls: String,
+        /// Add it as a learner (it receives the log, does not vote; promote it later).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Removes a member (hex id).
+    Remove {
+        /// The member id.
+        id: String,
+    },
+    /// Promotes a learner that has caught up to voter (hex id).
+    Promote {
+        /// The member id.
+        id: String,
+    },
+    /// Changes a member's peer URLs (hex id).
+    Update {
+        /// The member id.
+        id: String,
+        /// The new peer URLs, comma-separated.
+        #[arg(long)]
+        peer_urls: String,
+    },
 }
 
 /// Snapshot commands.
@@ -255,19 +284,43 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::Member(MemberCommand::List) => {
             let members = ClusterClient::new(channel).member_list(pb::MemberListRequest::default()).await?.into_inner();
-            for member in members.members {
-                println!(
-                    "{:x}, started, {}, {}, {}, {}",
-                    member.id,
-                    member.name,
-                    member.peer_ur_ls.join(","),
-                    member.client_ur_ls.join(","),
-                    member.is_learner
-                );
+            print_members(&members.members);
+        }
+        ClientCommand::Member(MemberCommand::Add { name, peer_urls, learner }) => {
+            let peer_ur_ls: Vec<String> = peer_urls.split(',').map(str::to_string).collect();
+            let request = pb::MemberAddRequest { peer_ur_ls, is_learner: learner };
+            let response = ClusterClient::new(channel).member_add(request).await?.into_inner();
+            let added = response.member.context("the answer names no member")?;
+            println!("Member {:x} added to cluster {:x}", added.id, response.header.unwrap_or_default().cluster_id);
+            let mut cluster: Vec<String> = Vec::new();
+            for member in &response.members {
+                let member_name = if member.id == added.id { name.as_str() } else { member.name.as_str() };
+                cluster.extend(member.peer_ur_ls.iter().map(|url| format!("{member_name}={url}")));
             }
+            println!();
+            println!("BALLOT_NAME=\"{name}\"");
+            println!("BALLOT_INITIAL_CLUSTER=\"{}\"", cluster.join(","));
+            println!("BALLOT_INITIAL_ADVERTISE_PEER_URLS=\"{peer_urls}\"");
+            println!("BALLOT_INITIAL_CLUSTER_STATE=\"existing\"");
+        }
+        ClientCommand::Member(MemberCommand::Remove { id }) => {
+            let id = member_id(&id)?;
+            ClusterClient::new(channel).member_remove(pb::MemberRemoveRequest { id }).await?;
+            println!("Member {id:x} removed");
+        }
+        ClientCommand::Member(MemberCommand::Promote { id }) => {
+            let id = member_id(&id)?;
+            ClusterClient::new(channel).member_promote(pb::MemberPromoteRequest { id }).await?;
+            println!("Member {id:x} promoted");
+        }
+        ClientCommand::Member(MemberCommand::Update { id, peer_urls }) => {
+            let id = member_id(&id)?;
+            let peer_ur_ls = peer_urls.split(',').map(str::to_string).collect();
+            ClusterClient::new(channel).member_update(pb::MemberUpdateRequest { id, peer_ur_ls }).await?;
+            println!("Member {id:x} updated");
         }
         ClientCommand::Member(MemberCommand::MoveLeader { id }) => {
-            let target = u64::from_str_radix(&id, 16).with_context(|| format!("{id:?} is not a hex member id"))?;
+            let target = member_id(&id)?;
             super::ops::move_leader(channel, target).await?;
             println!("Leadership transferred to {target:x}");
         }
@@ -352,5 +405,24 @@ async fn keep_alive(channel: Channel, id: i64, mut each: impl FnMut(i64)) -> any
         }
         each(response.ttl);
         tokio::time::sleep(std::time::Duration::from_secs((response.ttl / 3).max(1) as u64)).await;
+    }
+}
+
+fn member_id(hex: &str) -> anyhow::Result<u64> {
+    u64::from_str_radix(hex, 16).with_context(|| format!("{hex:?} is not a hex member id"))
+}
+
+/// Prints members as `etcdctl member list` does (an unstarted member has no name yet).
+fn print_members(members: &[pb::Member]) {
+    for member in members {
+        println!(
+            "{:x}, {}, {}, {}, {}, {}",
+            member.id,
+            if member.name.is_empty() { "unstarted" } else { "started" },
+            member.name,
+            member.peer_ur_ls.join(","),
+            member.client_ur_ls.join(","),
+            member.is_learner
+        );
     }
 }

@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// hours) in periodic mode, a revision count in revision mode; 0 (the default) turns it off.
     #[arg(long, env = "BALLOT_AUTO_COMPACTION_RETENTION")]
     pub auto_compaction_retention: Option<String>,
+    /// Promote a learner as soon as it has caught up with the leader (members added as voters
+    /// are always promoted so).
+    #[arg(long, env = "BALLOT_AUTO_PROMOTE_LEARNERS")]
+    pub auto_promote_learners: bool,
 }
 
 impl ServeArgs {
@@ -109,6 +113,9 @@ impl ServeArgs {
             auto_compaction_mode,
             auto_compaction_retention
         );
+        if self.auto_promote_learners {
+            config.auto_promote_learners = true;
+        }
         if name_given && !data_dir_given && self.config_file.is_none() {
             config.data_dir = PathBuf::from(format!("{}.ballot", config.name));
         }

@@ -79,8 +79,104 @@ pub fn encode(command: &Command) -> Vec<u8> {
             });
             out.i64(*member_id as i64);
         }
+        Command::Members(changes) => {
+            out.u8(9);
+            out.len(changes.len());
+            for change in changes {
+                member_change(&mut out, change);
+            }
+        }
     }
     out.0
+}
+
+fn strings(out: &mut Out, items: &[String]) {
+    out.len(items.len());
+    for item in items {
+        out.bytes(item.as_bytes());
+    }
+}
+
+fn member_record(out: &mut Out, record: &MemberRecord) {
+    out.i64(record.id as i64);
+    out.bytes(record.name.as_bytes());
+    strings(out, &record.peer_urls);
+    strings(out, &record.client_urls);
+    out.bool(record.is_learner);
+}
+
+fn member_change(out: &mut Out, change: &MemberChange) {
+    match change {
+        MemberChange::Upsert(record) => {
+            out.u8(1);
+            member_record(out, record);
+        }
+        MemberChange::Remove(id) => {
+            out.u8(2);
+            out.i64(*id as i64);
+        }
+        MemberChange::SetPeerUrls { id, peer_urls } => {
+            out.u8(3);
+            out.i64(*id as i64);
+            strings(out, peer_urls);
+        }
+        MemberChange::Publish { id, name, client_urls } => {
+            out.u8(4);
+            out.i64(*id as i64);
+            out.bytes(name.as_bytes());
+            strings(out, client_urls);
+        }
+    }
+}
+
+/// Encodes a member record (as the member table stores it).
+pub fn encode_member(record: &MemberRecord) -> Vec<u8> {
+    let mut out = Out(Vec::with_capacity(64));
+    member_record(&mut out, record);
+    out.0
+}
+
+/// Decodes a member record written by [`encode_member`].
+pub fn decode_member(bytes: &[u8]) -> Result<MemberRecord, DecodeError> {
+    let mut input = In(bytes);
+    let record = read_member(&mut input)?;
+    if !input.0.is_empty() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(record)
+}
+
+fn read_string(input: &mut In) -> Result<String, DecodeError> {
+    String::from_utf8(input.bytes()?).map_err(|_| DecodeError("a string is not UTF-8"))
+}
+
+fn read_strings(input: &mut In) -> Result<Vec<String>, DecodeError> {
+    let n = input.len(4)?;
+    (0..n).map(|_| read_string(input)).collect()
+}
+
+fn read_member(input: &mut In) -> Result<MemberRecord, DecodeError> {
+    Ok(MemberRecord {
+        id: input.i64()? as u64,
+        name: read_string(input)?,
+        peer_urls: read_strings(input)?,
+        client_urls: read_strings(input)?,
+        is_learner: input.bool()?,
+    })
+}
+
+fn read_member_change(input: &mut In) -> Result<MemberChange, DecodeError> {
+    Ok(match input.u8()? {
+        1 => MemberChange::Upsert(read_member(input)?),
+        2 => MemberChange::Remove(input.i64()? as u64),
+        3 => MemberChange::SetPeerUrls { id: input.i64()? as u64, peer_urls: read_strings(input)? },
+        4 => MemberChange::Publish {
+            id: input.i64()? as u64,
+            name: read_string(input)?,
+            client_urls: read_strings(input)?,
+        },
+        _ => return Err(DecodeError("unknown member change")),
+    })
 }
 
 fn put_request(out: &mut Out, put: &PutRequest) {
@@ -239,6 +335,10 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
                 _ => return Err(DecodeError("unknown alarm")),
             };
             Command::Alarm { activate, kind, member_id: input.i64()? as u64 }
+        }
+        9 => {
+            let n = input.len(9)?;
+            Command::Members((0..n).map(|_| read_member_change(&mut input)).collect::<Result<_, _>>()?)
         }
         _ => return Err(DecodeError("unknown command")),
     };
@@ -405,6 +505,29 @@ mod tests {
                 activate,
                 kind: if corrupt { AlarmKind::Corrupt } else { AlarmKind::NoSpace },
                 member_id,
+            }),
+            proptest::collection::vec(member_change(), 0..4).prop_map(Command::Members),
+        ]
+    }
+
+    fn member_change() -> impl Strategy<Value = MemberChange> {
+        let urls = proptest::collection::vec("[a-z:/0-9.]{0,12}", 0..3);
+        prop_oneof![
+            (any::<u64>(), "[a-z0-9]{0,6}", urls.clone(), urls.clone(), any::<bool>()).prop_map(
+                |(id, name, peer_urls, client_urls, is_learner)| MemberChange::Upsert(MemberRecord {
+                    id,
+                    name,
+                    peer_urls,
+                    client_urls,
+                    is_learner
+                })
+            ),
+            any::<u64>().prop_map(MemberChange::Remove),
+            (any::<u64>(), urls.clone()).prop_map(|(id, peer_urls)| MemberChange::SetPeerUrls { id, peer_urls }),
+            (any::<u64>(), "[a-z0-9]{0,6}", urls).prop_map(|(id, name, client_urls)| MemberChange::Publish {
+                id,
+                name,
+                client_urls
             }),
         ]
     }

@@ -1,7 +1,7 @@
 //! Snapshot images: a consistent copy of the store at its applied index, as a stream of chunks
 //! (sent to a follower behind the compacted log), and their atomic installation.
 //!
-//! The image holds the metadata, the alarms, the leases and the `revs` history; `index`, `latest` and
+//! The image holds the metadata, the alarms, the member table, the leases and the `revs` history; `index`, `latest` and
 //! `lease_keys` are derived from the history on install (as etcd rebuilds its key index), so the
 //! image carries each key-value once. Items: `[kind u8][len u32][payload]`; the last item holds a
 //! crc32c of everything before it, checked before anything is committed.
@@ -20,6 +20,8 @@ const ITEM_LEASE: u8 = 2;
 const ITEM_REVISION: u8 = 3;
 const ITEM_END: u8 = 4;
 const ITEM_ALARM: u8 = 5;
+const ITEM_MEMBER: u8 = 6;
+const ITEM_MEMBER_REMOVED: u8 = 7;
 
 /// Position of an export.
 enum Stage {
@@ -73,6 +75,17 @@ impl SnapshotChunks {
                         let mut payload = vec![code];
                         payload.extend_from_slice(&member.to_be_bytes());
                         item(out, ITEM_ALARM, &payload);
+                    }
+                    // So are members: a member that joins by snapshot learns the table from it.
+                    let members = self.read.open_table(tables::MEMBERS).map_err(storage_error)?;
+                    for entry in members.iter().map_err(storage_error)? {
+                        let (_, value) = entry.map_err(storage_error)?;
+                        item(out, ITEM_MEMBER, value.value());
+                    }
+                    let removed = self.read.open_table(tables::MEMBERS_REMOVED).map_err(storage_error)?;
+                    for entry in removed.iter().map_err(storage_error)? {
+                        let (id, _) = entry.map_err(storage_error)?;
+                        item(out, ITEM_MEMBER_REMOVED, &id.value().to_be_bytes());
                     }
                     self.stage = Stage::Leases { after: None };
                 }
@@ -196,6 +209,15 @@ impl Store {
                         ITEM_ALARM if header.is_some() && payload.len() == 9 => {
                             let member = u64::from_be_bytes(payload[1..].try_into().expect("8 bytes"));
                             t.alarms.insert((payload[0], member), ()).map_err(storage_error)?;
+                        }
+                        ITEM_MEMBER if header.is_some() => {
+                            let record =
+                                crate::command_codec::decode_member(payload).map_err(|_| bad("malformed member"))?;
+                            t.members.insert(record.id, payload).map_err(storage_error)?;
+                        }
+                        ITEM_MEMBER_REMOVED if header.is_some() && payload.len() == 8 => {
+                            let id = u64::from_be_bytes(payload.try_into().expect("8 bytes"));
+                            t.members_removed.insert(id, ()).map_err(storage_error)?;
                         }
                         _ => return Err(bad("unexpected item")),
                     }

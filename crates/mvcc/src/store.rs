@@ -152,7 +152,9 @@ impl Store {
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
         {
-            let Open { revs, index, latest, leases, lease_keys, mut meta, mut alarms, counts } = Open::write(&txn)?;
+            let Open { revs, index, latest, leases, lease_keys, mut meta, alarms, counts, members, members_removed } =
+                Open::write(&txn)?;
+            let mut others = Others { alarms, members, members_removed };
             let mut writer = Writer {
                 revs,
                 index,
@@ -167,16 +169,16 @@ impl Store {
             };
             let mut applied_index = self.applied_index;
             // Alarms change only through Alarm commands: look once per batch, again after one.
-            let mut no_space = tables::no_space(&alarms)?;
+            let mut no_space = tables::no_space(&others.alarms)?;
             for (index, command) in batch {
                 if *index <= applied_index {
                     results.push(None);
                     continue;
                 }
                 applied_index = *index;
-                let result = self.execute(&mut writer, &mut alarms, no_space, command);
+                let result = self.execute(&mut writer, &mut others, no_space, command);
                 if matches!(command, Command::Alarm { .. }) {
-                    no_space = tables::no_space(&alarms)?;
+                    no_space = tables::no_space(&others.alarms)?;
                 }
                 let result = match result {
                     Err(Error::Storage(message)) => return Err(Error::Storage(message)),
@@ -209,7 +211,7 @@ impl Store {
     fn execute(
         &self,
         writer: &mut Writer,
-        alarms: &mut AlarmTable,
+        others: &mut Others,
         no_space: bool,
         command: &Command,
     ) -> Result<Response, Error> {
@@ -219,7 +221,14 @@ impl Store {
             return Err(Error::NoSpace);
         }
         Ok(match command {
+            Command::Members(changes) => {
+                for change in changes {
+                    others.change_member(change)?;
+                }
+                Response::Done
+            }
             Command::Alarm { activate, kind, member_id } => {
+                let alarms = &mut others.alarms;
                 if *activate {
                     alarms.insert((alarm_code(*kind), *member_id), ()).map_err(storage_error)?;
                 } else {
@@ -269,6 +278,27 @@ impl Store {
     /// [`crate::WatchHub::notify`]).
     pub fn take_events(&mut self) -> Vec<crate::watch::Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The member table (by id) and the ids of removed members.
+    pub fn members(&self) -> Result<(Vec<MemberRecord>, Vec<u64>), Error> {
+        let read = self.db.begin_read().map_err(storage_error)?;
+        let members = read.open_table(tables::MEMBERS).map_err(storage_error)?;
+        let mut records = Vec::new();
+        for item in members.iter().map_err(storage_error)? {
+            let (_, value) = item.map_err(storage_error)?;
+            records.push(
+                crate::command_codec::decode_member(value.value())
+                    .map_err(|error| Error::Storage(format!("member table: {error}")))?,
+            );
+        }
+        let removed = read.open_table(tables::MEMBERS_REMOVED).map_err(storage_error)?;
+        let removed = removed
+            .iter()
+            .map_err(storage_error)?
+            .map(|item| item.map(|(id, _)| id.value()).map_err(storage_error))
+            .collect::<Result<_, _>>()?;
+        Ok((records, removed))
     }
 
     /// The raised alarms, as (kind, member id).
@@ -371,7 +401,50 @@ impl Store {
     }
 }
 
-type AlarmTable<'t> = redb::Table<'t, (u8, u64), ()>;
+/// The tables besides the history's that commands change.
+struct Others<'t> {
+    alarms: redb::Table<'t, (u8, u64), ()>,
+    members: redb::Table<'t, u64, &'static [u8]>,
+    members_removed: redb::Table<'t, u64, ()>,
+}
+
+impl Others<'_> {
+    fn member(&self, id: u64) -> Result<Option<MemberRecord>, Error> {
+        let Some(value) = self.members.get(id).map_err(storage_error)? else { return Ok(None) };
+        let record = crate::command_codec::decode_member(value.value())
+            .map_err(|error| Error::Storage(format!("member table: {error}")))?;
+        Ok(Some(record))
+    }
+
+    fn change_member(&mut self, change: &MemberChange) -> Result<(), Error> {
+        let updated = match change {
+            MemberChange::Upsert(record) => {
+                if self.members_removed.get(record.id).map_err(storage_error)?.is_some() {
+                    return Ok(());
+                }
+                Some(record.clone())
+            }
+            MemberChange::Remove(id) => {
+                self.members.remove(*id).map_err(storage_error)?;
+                self.members_removed.insert(*id, ()).map_err(storage_error)?;
+                None
+            }
+            MemberChange::SetPeerUrls { id, peer_urls } => {
+                self.member(*id)?.map(|record| MemberRecord { peer_urls: peer_urls.clone(), ..record })
+            }
+            MemberChange::Publish { id, name, client_urls } => self.member(*id)?.map(|record| MemberRecord {
+                name: name.clone(),
+                client_urls: client_urls.clone(),
+                ..record
+            }),
+        };
+        if let Some(record) = updated {
+            let bytes = crate::command_codec::encode_member(&record);
+            self.members.insert(record.id, bytes.as_slice()).map_err(storage_error)?;
+        }
+        Ok(())
+    }
+}
 
 fn alarm_code(kind: AlarmKind) -> u8 {
     match kind {

@@ -18,6 +18,10 @@ pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("
 pub const ALARMS: TableDefinition<(u8, u64), ()> = TableDefinition::new("alarms");
 /// First key of a bucket of live keys → live keys in it (see [`crate::counts`]).
 pub const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
+/// Member id → encoded [`crate::MemberRecord`] (see [`crate::command_codec::encode_member`]).
+pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+/// Ids of removed members, which may never come back.
+pub const MEMBERS_REMOVED: TableDefinition<u64, ()> = TableDefinition::new("members_removed");
 /// Named counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -50,6 +54,10 @@ pub struct Open<'t> {
     pub alarms: Table<'t, (u8, u64), ()>,
     /// `counts`.
     pub counts: Table<'t, &'static [u8], u64>,
+    /// `members`.
+    pub members: Table<'t, u64, &'static [u8]>,
+    /// `members_removed`.
+    pub members_removed: Table<'t, u64, ()>,
 }
 
 impl<'t> Open<'t> {
@@ -64,6 +72,8 @@ impl<'t> Open<'t> {
             meta: txn.open_table(META).map_err(storage_error)?,
             alarms: txn.open_table(ALARMS).map_err(storage_error)?,
             counts: txn.open_table(COUNTS).map_err(storage_error)?,
+            members: txn.open_table(MEMBERS).map_err(storage_error)?,
+            members_removed: txn.open_table(MEMBERS_REMOVED).map_err(storage_error)?,
         })
     }
 
@@ -77,6 +87,8 @@ impl<'t> Open<'t> {
         self.meta.retain(|_, _| false).map_err(storage_error)?;
         self.alarms.retain(|_, _| false).map_err(storage_error)?;
         self.counts.retain(|_, _| false).map_err(storage_error)?;
+        self.members.retain(|_, _| false).map_err(storage_error)?;
+        self.members_removed.retain(|_, _| false).map_err(storage_error)?;
         Ok(())
     }
 

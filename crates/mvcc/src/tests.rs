@@ -964,3 +964,39 @@ fn a_watcher_started_ahead_skips_older_events_and_a_restore_resyncs() {
     }
     assert_eq!(revisions(&hub.take(now).unwrap().0), [12, 13, 14, 15, 16]);
 }
+
+#[test]
+fn the_member_table_follows_its_changes_and_travels_in_snapshots() {
+    let mut h = Harness::new();
+    let record = |id: u64, learner: bool| MemberRecord {
+        id,
+        name: String::new(),
+        peer_urls: vec![format!("http://127.0.0.1:{id}")],
+        client_urls: vec![],
+        is_learner: learner,
+    };
+    let revision = h.store.revision();
+    h.apply(Command::Members(vec![MemberChange::Upsert(record(1, false)), MemberChange::Upsert(record(2, true))]));
+    h.apply(Command::Members(vec![MemberChange::Publish {
+        id: 2,
+        name: "two".into(),
+        client_urls: vec!["http://127.0.0.1:9".into()],
+    }]));
+    h.apply(Command::Members(vec![MemberChange::SetPeerUrls { id: 1, peer_urls: vec!["http://127.0.0.1:7".into()] }]));
+    h.apply(Command::Members(vec![MemberChange::Remove(1)]));
+    // A removed member never comes back, and changes to it are no-ops.
+    h.apply(Command::Members(vec![MemberChange::Upsert(record(1, false))]));
+    h.apply(Command::Members(vec![MemberChange::Publish { id: 1, name: "one".into(), client_urls: vec![] }]));
+    assert_eq!(h.store.revision(), revision, "member changes are not key-value revisions");
+    let (members, removed) = h.store.members().unwrap();
+    assert_eq!(removed, [1]);
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].name, "two");
+    assert_eq!(members[0].client_urls, ["http://127.0.0.1:9"]);
+    assert!(members[0].is_learner);
+
+    let image: Vec<Vec<u8>> = h.store.snapshot_chunks(64).unwrap().collect::<Result<_, _>>().unwrap();
+    let mut copy = Store::in_memory().unwrap();
+    copy.install_snapshot(image).unwrap();
+    assert_eq!(copy.members().unwrap(), (members, removed));
+}

@@ -293,6 +293,50 @@ pub enum Command {
         /// Remaining TTL, seconds.
         remaining_ttl: i64,
     },
+    /// Changes to the member table (carried by membership changes, `MemberUpdate`, and a
+    /// member publishing its name and client URLs when it starts).
+    Members(Vec<MemberChange>),
+}
+
+/// A member as the replicated member table holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// Raft id.
+    pub id: u64,
+    /// Name (empty until the member has started and published it).
+    pub name: String,
+    /// Where peers reach it.
+    pub peer_urls: Vec<String>,
+    /// Where clients reach it (empty until published).
+    pub client_urls: Vec<String>,
+    /// Added as a learner and not promoted since. A member added as a voter enters Raft as a
+    /// learner until it has caught up, but its record says voter from the start.
+    pub is_learner: bool,
+}
+
+/// One change to the member table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add or replace a member.
+    Upsert(MemberRecord),
+    /// Remove a member for good: its id is remembered so it can never come back.
+    Remove(u64),
+    /// New peer URLs (`MemberUpdate`); nothing if the member is gone.
+    SetPeerUrls {
+        /// The member.
+        id: u64,
+        /// Its peer URLs.
+        peer_urls: Vec<String>,
+    },
+    /// A member's name and client URLs, published by itself when it starts; nothing if gone.
+    Publish {
+        /// The member.
+        id: u64,
+        /// Its name.
+        name: String,
+        /// Its client URLs.
+        client_urls: Vec<String>,
+    },
 }
 
 /// What applying a command returned.

@@ -16,9 +16,10 @@
 
 use std::collections::BTreeMap;
 
-use ballot_mvcc::{command_codec, Applied, Command, Event, RangeRequest, RangeResponse, Store};
+use ballot_mvcc::{command_codec, Applied, Command, Event, MemberChange, RangeRequest, RangeResponse, Store};
 use ballot_raft::{
-    ConfState, Config, Entry, EntryKind, Index, Message, MessageBody, RawNode, Ready, RestartState, Snapshot, SoftState,
+    ConfChange, ConfChangeStep, ConfState, Config, Entry, EntryKind, Index, Message, MessageBody, RawNode, Ready,
+    RestartState, Snapshot, SoftState,
 };
 use ballot_storage::{Batch, Disk, PendingSync, SyncTask, Wal, WalOptions};
 
@@ -80,6 +81,9 @@ pub struct Finished {
     pub events: Vec<Event>,
     /// A snapshot from the leader replaced the state.
     pub installed_snapshot: Option<Index>,
+    /// The member table or the configuration changed (a membership entry or member update
+    /// applied, or a snapshot installed): a driver reloads the table from the store.
+    pub members_changed: bool,
     /// Leases granted or checkpointed (with their remaining TTL in seconds) or revoked (`None`),
     /// in log order, so a driver can keep its expiry timers in step with the state machine.
     pub leases: Vec<(i64, Option<i64>)>,
@@ -117,6 +121,28 @@ pub fn encode_proposal(request_id: RequestId, command: &Command) -> Vec<u8> {
     out
 }
 
+/// The member-table changes a membership entry makes: those in its context (an encoded
+/// [`Command::Members`]), and the removal of every member it removes (so a removed id is
+/// remembered even when the context says nothing of it).
+fn member_changes(entry: &Entry) -> Option<Command> {
+    // Our own log, as for commands: a change that does not decode is corruption.
+    let change = ConfChange::decode(&entry.data)
+        .unwrap_or_else(|error| panic!("membership entry {} is corrupt: {error}", entry.index));
+    let mut changes = match command_codec::decode(&change.context) {
+        Ok(Command::Members(changes)) => changes,
+        _ if change.context.is_empty() => Vec::new(),
+        _ => panic!("membership entry {} carries a context that is not a member change", entry.index),
+    };
+    for step in &change.steps {
+        if let ConfChangeStep::Remove(id) = step {
+            if !changes.contains(&MemberChange::Remove(*id)) {
+                changes.push(MemberChange::Remove(*id));
+            }
+        }
+    }
+    (!changes.is_empty()).then_some(Command::Members(changes))
+}
+
 /// Splits entry data back into request id and command.
 pub fn decode_proposal(data: &[u8]) -> Option<(RequestId, Command)> {
     let request_id = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
@@ -133,8 +159,22 @@ impl<D: Disk> Replica<D> {
         store: Store,
         compact_every: u64,
     ) -> Result<Self, NodeError> {
+        Self::new_with_context(config, initial, Vec::new(), disk, options, store, compact_every)
+    }
+
+    /// [`Replica::new`] for a founding member whose first membership entry carries `context`:
+    /// an encoded [`Command::Members`] that fills the member table (identical on every founder).
+    pub fn new_with_context(
+        config: Config,
+        initial: ConfState,
+        context: Vec<u8>,
+        disk: D,
+        options: WalOptions,
+        store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
         let (wal, _) = Wal::open(disk, options)?;
-        let raft = RawNode::new(config, initial)?;
+        let raft = RawNode::new_with_context(config, initial, context)?;
         Ok(Self::assemble(raft, wal, store, 0, compact_every))
     }
 
@@ -327,21 +367,33 @@ impl<D: Disk> Replica<D> {
             self.raft.forget_snapshot_data();
             self.applied = snapshot.meta.index;
             finished.installed_snapshot = Some(snapshot.meta.index);
+            finished.members_changed = true;
         }
         let mut batch = Vec::new();
         let mut ids = Vec::new();
         for entry in &ready.committed_entries {
             assert_eq!(entry.index, self.applied + 1, "entries are applied in order");
             self.applied = entry.index;
-            if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+            if entry.kind == EntryKind::ConfChange {
+                // Even a change without a table change (leaving a joint configuration) changes
+                // who is still in Raft's configuration.
+                finished.members_changed = true;
+                if let Some(command) = member_changes(entry) {
+                    batch.push((entry.index, command));
+                    ids.push(None);
+                }
+                continue;
+            }
+            if entry.data.is_empty() {
                 continue;
             }
             // Entries come from our own log, written by a leader that encoded them: a command
             // that does not decode is a bug or corruption, not input to tolerate.
             let (request_id, command) =
                 decode_proposal(&entry.data).unwrap_or_else(|| panic!("entry {} does not hold a command", entry.index));
+            finished.members_changed |= matches!(command, Command::Members(_));
             batch.push((entry.index, command));
-            ids.push(request_id);
+            ids.push(Some(request_id));
         }
         let results = self.store.apply_batch(&batch).map_err(NodeError::Store)?;
         for ((_, command), applied) in batch.iter().zip(&results) {
@@ -356,7 +408,7 @@ impl<D: Disk> Replica<D> {
             }
         }
         for (request_id, applied) in ids.into_iter().zip(results) {
-            if let Some(applied) = applied {
+            if let (Some(request_id), Some(applied)) = (request_id, applied) {
                 if self.proposed.remove(&request_id).is_some() {
                     finished.writes.push((request_id, applied));
                 }
@@ -554,5 +606,44 @@ mod tests {
             replica.read(2, RangeRequest::default()),
             Err(ballot_raft::Error::NotLeader { leader: None })
         ));
+    }
+
+    #[test]
+    fn membership_entries_fill_the_member_table() {
+        let record = |id: u64| ballot_mvcc::MemberRecord {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://127.0.0.1:{id}")],
+            ..Default::default()
+        };
+        let founding = command_codec::encode(&Command::Members(vec![MemberChange::Upsert(record(1))]));
+        let mut replica = Replica::new_with_context(
+            Config::new(1),
+            ConfState::with_voters([1]),
+            founding,
+            SimDisk::new(),
+            options(),
+            Store::in_memory().unwrap(),
+            100,
+        )
+        .unwrap();
+        elect(&mut replica);
+        assert_eq!(replica.store().members().unwrap().0, [record(1)]);
+        let add = Command::Members(vec![MemberChange::Upsert(record(2))]);
+        let change = ConfChange { steps: vec![ConfChangeStep::AddLearner(2)], context: command_codec::encode(&add) };
+        // The learner never answers: its messages are dropped.
+        let run = |replica: &mut Replica<SimDisk>| {
+            while replica.next_ready().unwrap().is_some() {
+                replica.finish().unwrap();
+            }
+        };
+        replica.raft_mut().propose_conf_change(change).unwrap();
+        run(&mut replica);
+        assert_eq!(replica.store().members().unwrap().0, [record(1), record(2)]);
+        // A removal without a context still removes the member from the table, for good.
+        let remove = ConfChange { steps: vec![ConfChangeStep::Remove(2)], context: Vec::new() };
+        replica.raft_mut().propose_conf_change(remove).unwrap();
+        run(&mut replica);
+        assert_eq!(replica.store().members().unwrap(), (vec![record(1)], vec![2]));
     }
 }

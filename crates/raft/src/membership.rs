@@ -140,7 +140,7 @@ mod tests {
     }
 
     fn change(steps: &[ConfChangeStep]) -> ConfChange {
-        ConfChange { steps: steps.to_vec() }
+        ConfChange { steps: steps.to_vec(), ..Default::default() }
     }
 
     #[test]
@@ -191,5 +191,20 @@ mod tests {
         assert_eq!(history.at(4), &conf(&[1, 2, 3]));
         history.truncate_from(5);
         assert_eq!(history.current(), &conf(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn a_change_round_trips_with_and_without_a_context() {
+        let plain = change(&[AddVoter(4), Remove(2)]);
+        assert_eq!(ConfChange::decode(&plain.encode()).unwrap(), plain);
+        let with_context = ConfChange { context: b"member 4".to_vec(), ..plain };
+        assert_eq!(ConfChange::decode(&with_context.encode()).unwrap(), with_context);
+        let leave = ConfChange::default();
+        assert_eq!(ConfChange::decode(&leave.encode()).unwrap(), leave);
+        let mut bytes = with_context.encode();
+        bytes.pop();
+        assert!(ConfChange::decode(&bytes).is_err(), "a truncated context");
+        assert!(ConfChange::decode(&[1, 0, 0]).is_err(), "a truncated id");
+        assert!(ConfChange::decode(&[9, 0, 0, 0, 0, 0, 0, 0, 1]).is_err(), "an unknown tag");
     }
 }

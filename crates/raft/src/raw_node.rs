@@ -74,6 +74,12 @@ impl RawNode {
     /// founder, so nodes that join later learn the membership from the log itself. A node that
     /// will join an existing cluster passes an empty `ConfState` and waits for a leader.
     pub fn new(config: Config, initial: ConfState) -> Result<RawNode, Error> {
+        Self::new_with_context(config, initial, Vec::new())
+    }
+
+    /// [`RawNode::new`], with a context recorded in the founding membership entry (identical
+    /// on every founder, like the membership itself).
+    pub fn new_with_context(config: Config, initial: ConfState, context: Vec<u8>) -> Result<RawNode, Error> {
         if initial.is_joint() || !initial.learners_next.is_empty() {
             return Err(Error::InvalidConfChange("the initial membership cannot be joint".into()));
         }
@@ -86,7 +92,7 @@ impl RawNode {
                 .chain(initial.learners.iter().map(|id| ConfChangeStep::AddLearner(*id)))
                 .collect();
             let bootstrap =
-                Entry { term: 1, index: 1, kind: EntryKind::ConfChange, data: ConfChange { steps }.encode() };
+                Entry { term: 1, index: 1, kind: EntryKind::ConfChange, data: ConfChange { steps, context }.encode() };
             state.entries = vec![bootstrap];
             state.hard_state = HardState { term: 1, vote: NO_NODE, commit: 1 };
         } else if !initial.learners.is_empty() {

@@ -692,7 +692,7 @@ fn lease_reads_answer_without_a_round_while_the_lease_holds() {
 // ------------------------------------------------------------------- membership
 
 fn change(steps: &[ConfChangeStep]) -> ConfChange {
-    ConfChange { steps: steps.to_vec() }
+    ConfChange { steps: steps.to_vec(), ..Default::default() }
 }
 
 #[test]

@@ -110,12 +110,16 @@ pub enum ConfChangeStep {
 pub struct ConfChange {
     /// The steps, all applied at once.
     pub steps: Vec<ConfChangeStep>,
+    /// Opaque to Raft: what the application records with the change (e.g. the new member's
+    /// address), handed back with the committed entry.
+    pub context: Vec<u8>,
 }
 
 impl ConfChange {
-    /// Encodes the change as entry data: one tag byte and a big-endian id per step.
+    /// Encodes the change as entry data: one tag byte and a big-endian id per step, then, if
+    /// there is a context, tag 4, its big-endian length (8 bytes) and the context.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.steps.len() * 9);
+        let mut out = Vec::with_capacity(self.steps.len() * 9 + self.context.len() + 9);
         for step in &self.steps {
             let (tag, id) = match *step {
                 ConfChangeStep::AddVoter(id) => (1u8, id),
@@ -125,30 +129,41 @@ impl ConfChange {
             out.push(tag);
             out.extend_from_slice(&id.to_be_bytes());
         }
+        if !self.context.is_empty() {
+            out.push(4);
+            out.extend_from_slice(&(self.context.len() as u64).to_be_bytes());
+            out.extend_from_slice(&self.context);
+        }
         out
     }
 
     /// Decodes entry data written by [`ConfChange::encode`].
-    pub fn decode(data: &[u8]) -> Result<ConfChange, crate::Error> {
-        if !data.len().is_multiple_of(9) {
-            return Err(crate::Error::MalformedConfChange);
-        }
-        let mut steps = Vec::with_capacity(data.len() / 9);
-        for chunk in data.chunks_exact(9) {
-            let mut id_bytes = [0u8; 8];
-            id_bytes.copy_from_slice(&chunk[1..]);
-            let id = u64::from_be_bytes(id_bytes);
-            if id == NO_NODE {
+    pub fn decode(mut data: &[u8]) -> Result<ConfChange, crate::Error> {
+        let mut change = ConfChange::default();
+        while let Some((&tag, rest)) = data.split_first() {
+            let word: [u8; 8] =
+                rest.get(..8).and_then(|w| w.try_into().ok()).ok_or(crate::Error::MalformedConfChange)?;
+            let value = u64::from_be_bytes(word);
+            data = &rest[8..];
+            if tag == 4 {
+                let len = usize::try_from(value).map_err(|_| crate::Error::MalformedConfChange)?;
+                if len == 0 || len != data.len() {
+                    return Err(crate::Error::MalformedConfChange);
+                }
+                change.context = data.to_vec();
+                break;
+            }
+            if value == NO_NODE {
                 return Err(crate::Error::MalformedConfChange);
             }
-            steps.push(match chunk[0] {
-                1 => ConfChangeStep::AddVoter(id),
-                2 => ConfChangeStep::AddLearner(id),
-                3 => ConfChangeStep::Remove(id),
+            change.steps.push(match tag {
+                1 => ConfChangeStep::AddVoter(value),
+                2 => ConfChangeStep::AddLearner(value),
+                3 => ConfChangeStep::Remove(value),
                 _ => return Err(crate::Error::MalformedConfChange),
             });
         }
-        Ok(ConfChange { steps })
+        Ok(change)
     }
 }
 

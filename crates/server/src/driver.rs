@@ -27,6 +27,8 @@ use ballot_storage::{FsDisk, SyncTask};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::compactor::{AutoCompaction, Compactor};
+use crate::members::Members;
+use crate::membership::{self, LastHeard};
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 use std::sync::Arc;
@@ -124,6 +126,8 @@ pub enum Input {
     StepDown(Duration, oneshot::Sender<()>),
     /// Stop the loop (after the last fsync), making the store durable.
     Shutdown(oneshot::Sender<()>),
+    /// A peer says this member was removed from the cluster.
+    Removed,
 }
 
 /// What the loop needs besides the replica.
@@ -138,6 +142,19 @@ pub struct Settings {
     pub term: Arc<AtomicU64>,
     /// Automatic compaction of the history.
     pub auto_compaction: AutoCompaction,
+    /// The election timeout (members heard from within it count as started).
+    pub election: Duration,
+    /// This member's name and client URLs, published through the log when they differ from
+    /// the member table's.
+    pub name: String,
+    /// See `name`.
+    pub client_urls: Vec<String>,
+    /// Promote learners as soon as they have caught up (`--auto-promote-learners`).
+    pub auto_promote_learners: bool,
+    /// The member table (this member's copy of the replicated one).
+    pub members: Members,
+    /// Set once this member learns it was removed from the cluster: the server stops.
+    pub removed: tokio::sync::watch::Sender<bool>,
 }
 
 /// A stop request taken from the inbox.
@@ -174,6 +191,10 @@ pub struct Core {
     compactor: Compactor,
     /// When the pages in use were last counted for the quota.
     quota_walked_at: Option<Instant>,
+    /// When each peer was last heard from.
+    last_heard: LastHeard,
+    /// When this member last published its name and client URLs.
+    published_at: Option<Instant>,
 }
 
 impl Core {
@@ -185,6 +206,81 @@ impl Core {
     /// The known leader (0 if none).
     pub fn leader(&self) -> NodeId {
         self.leader
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.settings.id
+    }
+
+    /// The view of the cluster membership checks take (see [`membership::View`]).
+    pub fn membership_view(&self) -> membership::View<'_> {
+        membership::View {
+            raft: self.replica.raft().raft(),
+            members: &self.settings.members,
+            active: self.last_heard.active(self.settings.id, Instant::now(), self.settings.election * 2),
+        }
+    }
+
+    /// Reloads the member table from the store after a change was applied. A removed member
+    /// stays addressable while Raft's configuration still has it (it may have to vote in the
+    /// joint configuration); this member stops once it is removed and out of its own
+    /// configuration.
+    fn reload_members(&mut self) {
+        let (records, removed) = match self.replica.store().members() {
+            Ok(table) => table,
+            Err(error) => panic!("member table: {error}"),
+        };
+        if records.is_empty() {
+            // A store from before the member table: the flags' table stands.
+            return;
+        }
+        let conf = self.replica.raft().raft().conf_state();
+        let in_conf = |id: &NodeId| conf.is_voter(*id) || conf.learners.contains(id) || conf.learners_next.contains(id);
+        let departing: Vec<NodeId> = removed.iter().copied().filter(in_conf).collect();
+        let gone: Vec<NodeId> = removed.iter().copied().filter(|id| !in_conf(id)).collect();
+        self.settings.members.replace(records, gone.clone(), &departing);
+        if gone.contains(&self.settings.id) {
+            self.on_removed();
+        }
+    }
+
+    fn on_removed(&mut self) {
+        if !*self.settings.removed.borrow() {
+            tracing::error!(
+                member = format!("{:x}", self.settings.id),
+                "this member was removed from the cluster; stopping for good"
+            );
+            let _ = self.settings.removed.send(true);
+        }
+    }
+
+    /// Every 10 ticks: the leader promotes a learner that caught up if it was added as a voter
+    /// (or any, with `--auto-promote-learners`); every member publishes its name and client
+    /// URLs if the table has others.
+    fn tend_membership(&mut self, now: Instant) {
+        if self.replica.raft().raft().soft_state().role == Role::Leader {
+            let view = self.membership_view();
+            if let Some(record) = view.next_promotion(self.settings.auto_promote_learners) {
+                let id = record.id;
+                if self.replica.raft_mut().propose_conf_change(membership::promote(record)).is_ok() {
+                    tracing::info!(member = format!("{id:x}"), "promoting a learner that caught up");
+                }
+            }
+        }
+        let Some(me) = self.settings.members.get(self.settings.id) else { return };
+        let stale = me.name != self.settings.name || me.client_urls != self.settings.client_urls;
+        let recently = self.published_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(3));
+        if stale && !recently && self.leader != 0 {
+            self.published_at = Some(now);
+            let publish = Command::Members(vec![ballot_mvcc::MemberChange::Publish {
+                id: self.settings.id,
+                name: self.settings.name.clone(),
+                client_urls: self.settings.client_urls.clone(),
+            }]);
+            let id = self.request_id();
+            let _ = self.replica.propose(id, &publish);
+        }
     }
 
     fn answer<T>(&self, value: T) -> Answer<T> {
@@ -209,6 +305,7 @@ impl Core {
     fn handle(&mut self, input: Input) -> Option<Stop> {
         match input {
             Input::Peer(message) => {
+                self.last_heard.heard(message.from, Instant::now());
                 // A message Raft refuses (misaddressed, stale) is dropped: peers are not trusted
                 // to be right, only to be authenticated members.
                 if let Err(error) = self.replica.raft_mut().step(message) {
@@ -266,6 +363,7 @@ impl Core {
             }
             Input::StepDown(timeout, done) => return Some(Stop::StepDown(timeout, done)),
             Input::Shutdown(done) => return Some(Stop::Now(done)),
+            Input::Removed => self.on_removed(),
         }
         None
     }
@@ -340,6 +438,9 @@ impl Core {
             tracing::info!(index = finished.installed_snapshot, "snapshot installed");
             self.hub.restored();
             self.reload_leases(now);
+        }
+        if finished.members_changed {
+            self.reload_members();
         }
         for (lease, remaining) in finished.leases {
             match remaining {
@@ -461,6 +562,7 @@ impl Core {
         }
         if ticks.is_multiple_of(10) {
             self.check_quota();
+            self.tend_membership(now);
             let abandoned: Vec<RequestId> = self
                 .waiting
                 .iter()
@@ -576,11 +678,14 @@ pub fn start(
         leader: 0,
         compactor: Compactor::new(auto_compaction),
         quota_walked_at: None,
+        last_heard: LastHeard::default(),
+        published_at: None,
     };
     std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
             core.reload_leases(Instant::now());
+            core.reload_members();
             // A panic here means the member cannot go on (a failed fsync, a broken store): the
             // process exits, so that a supervisor restarts it from its disk, rather than serving
             // on without a loop behind it.

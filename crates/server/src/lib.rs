@@ -13,6 +13,7 @@ pub mod compactor;
 pub mod driver;
 pub mod http;
 pub mod members;
+pub mod membership;
 pub mod metrics;
 pub mod server;
 pub mod transport;

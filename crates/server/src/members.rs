@@ -3,11 +3,17 @@
 //! Ids are derived as etcd derives them, from what identifies a member (its name, peer URLs and
 //! the cluster token), so every founding member computes the same table from the same
 //! `--initial-cluster` flag; the cluster id is derived from the sorted member ids and the
-//! token. Client URLs are not in that flag: each member learns its peers' from their hello.
+//! token. Client URLs are not in that flag: each member publishes its own through the log
+//! when it starts, and peers also learn them from its hello.
+//!
+//! The replicated member table lives in the state machine (it changes with membership changes,
+//! `MemberUpdate` and publications, all through the log); [`Members`] is this member's copy,
+//! reloaded whenever an applied entry changed it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use ballot_mvcc::MemberRecord;
 use ballot_raft::NodeId;
 
 /// One member.
@@ -21,12 +27,46 @@ pub struct Member {
     pub peer_urls: Vec<String>,
     /// Where clients reach it (empty until it has been heard from).
     pub client_urls: Vec<String>,
+    /// Added as a learner and not promoted since.
+    pub is_learner: bool,
+}
+
+impl Member {
+    /// The member as the replicated table holds it.
+    pub fn record(&self) -> MemberRecord {
+        MemberRecord {
+            id: self.id,
+            name: self.name.clone(),
+            peer_urls: self.peer_urls.clone(),
+            client_urls: self.client_urls.clone(),
+            is_learner: self.is_learner,
+        }
+    }
+
+    /// A member from the replicated table.
+    pub fn from_record(record: MemberRecord) -> Member {
+        Member {
+            id: record.id,
+            name: record.name,
+            peer_urls: record.peer_urls,
+            client_urls: record.client_urls,
+            is_learner: record.is_learner,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    members: BTreeMap<NodeId, Member>,
+    removed: BTreeSet<NodeId>,
+    /// Removed members Raft may still send to (see `replace`).
+    departing: BTreeMap<NodeId, Member>,
 }
 
 /// The member table, shared by the transport, the API and the driver.
 #[derive(Debug, Clone, Default)]
 pub struct Members {
-    inner: Arc<Mutex<BTreeMap<NodeId, Member>>>,
+    inner: Arc<Mutex<Table>>,
 }
 
 /// A 64-bit FNV-1a hash, finished with a SplitMix64 round so that close inputs spread.
@@ -92,46 +132,87 @@ pub fn url_address(url: &str) -> Result<String, String> {
 impl Members {
     /// A table of the given members.
     pub fn new(members: impl IntoIterator<Item = Member>) -> Members {
-        let table = members.into_iter().map(|member| (member.id, member)).collect();
-        Members { inner: Arc::new(Mutex::new(table)) }
+        let members = members.into_iter().map(|member| (member.id, member)).collect();
+        Members { inner: Arc::new(Mutex::new(Table { members, ..Table::default() })) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Member>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the table with the replicated one. Client URLs a member announced in its hello
+    /// stay until it has published its own. `departing` members were removed from the table
+    /// but are still in Raft's configuration: they keep their address (not their membership)
+    /// until they are out of it.
+    pub fn replace(&self, records: Vec<MemberRecord>, removed: Vec<NodeId>, departing: &[NodeId]) {
+        let mut table = self.lock();
+        let mut kept = BTreeMap::new();
+        for id in departing {
+            if let Some(member) = table.members.get(id).or_else(|| table.departing.get(id)) {
+                kept.insert(*id, member.clone());
+            }
+        }
+        table.departing = kept;
+        let members = records
+            .into_iter()
+            .map(|record| {
+                let mut member = Member::from_record(record);
+                if member.client_urls.is_empty() {
+                    if let Some(known) = table.members.get(&member.id) {
+                        member.client_urls = known.client_urls.clone();
+                    }
+                }
+                (member.id, member)
+            })
+            .collect();
+        table.members = members;
+        table.removed = removed.into_iter().collect();
     }
 
     /// Every member, by id.
     pub fn list(&self) -> Vec<Member> {
-        self.lock().values().cloned().collect()
+        self.lock().members.values().cloned().collect()
     }
 
     /// One member.
     pub fn get(&self, id: NodeId) -> Option<Member> {
-        self.lock().get(&id).cloned()
+        self.lock().members.get(&id).cloned()
     }
 
     /// True if `id` is a member.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.lock().contains_key(&id)
+        self.lock().members.contains_key(&id)
     }
 
-    /// Each member's first peer address.
-    pub fn peer_addresses(&self) -> Vec<(NodeId, String)> {
-        self.lock()
-            .values()
-            .filter_map(|member| Some((member.id, url_address(member.peer_urls.first()?).ok()?)))
-            .collect()
+    /// True if `id` was a member and was removed.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.lock().removed.contains(&id)
+    }
+
+    /// The ids of removed members.
+    pub fn removed(&self) -> Vec<NodeId> {
+        self.lock().removed.iter().copied().collect()
+    }
+
+    /// The member whose peer URLs are `peer_urls` (in any order).
+    pub fn find_by_peer_urls(&self, peer_urls: &[String]) -> Option<Member> {
+        let wanted: BTreeSet<&String> = peer_urls.iter().collect();
+        self.lock().members.values().find(|member| member.peer_urls.iter().collect::<BTreeSet<_>>() == wanted).cloned()
     }
 
     /// The peer address of one member.
     pub fn peer_address(&self, id: NodeId) -> Option<String> {
-        url_address(self.lock().get(&id)?.peer_urls.first()?).ok()
+        let table = self.lock();
+        let member = table.members.get(&id).or_else(|| table.departing.get(&id))?;
+        url_address(member.peer_urls.first()?).ok()
     }
 
-    /// Records the client URLs a member announced (comma-separated).
+    /// Records the client URLs a member announced (comma-separated), unless it published some.
     pub fn set_client_urls(&self, id: NodeId, urls: &str) {
-        if let Some(member) = self.lock().get_mut(&id) {
-            member.client_urls = urls.split(',').filter(|url| !url.is_empty()).map(str::to_string).collect();
+        if let Some(member) = self.lock().members.get_mut(&id) {
+            if member.client_urls.is_empty() {
+                member.client_urls = urls.split(',').filter(|url| !url.is_empty()).map(str::to_string).collect();
+            }
         }
     }
 }

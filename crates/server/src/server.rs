@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ballot_mvcc::Store;
+use ballot_mvcc::{command_codec, Command, MemberChange, Store};
 use ballot_node::Replica;
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::{v3electionpb, v3lockpb};
-use ballot_raft::{ConfState, Config};
+use ballot_raft::{ConfState, Config, NodeId};
 use ballot_storage::{FsDisk, WalOptions};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub auto_compaction_mode: String,
     /// How much history to keep: a duration (or hours) or a revision count; 0 turns it off.
     pub auto_compaction_retention: String,
+    /// Promote a learner as soon as it has caught up with the leader.
+    pub auto_promote_learners: bool,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             backend_cache_bytes: 16 << 20,
             auto_compaction_mode: "periodic".into(),
             auto_compaction_retention: "0".into(),
+            auto_promote_learners: false,
         }
     }
 }
@@ -96,6 +99,27 @@ struct Identity {
     name: String,
     member_id: String,
     cluster_id: String,
+    /// Set when the member learns it was removed: it never starts again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
+}
+
+impl Identity {
+    fn ids(&self) -> anyhow::Result<(NodeId, u64)> {
+        let parse = |hex: &str| u64::from_str_radix(hex, 16).with_context(|| format!("{IDENTITY_FILE}: bad id {hex}"));
+        Ok((parse(&self.member_id)?, parse(&self.cluster_id)?))
+    }
+
+    fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 const IDENTITY_FILE: &str = "member.json";
@@ -120,11 +144,16 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             name: name.clone(),
             peer_urls: urls.clone(),
             client_urls: Vec::new(),
+            is_learner: false,
         })
         .collect();
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
-    let id = members::member_id(&config.name, &peer_urls, token);
-    if !table.iter().any(|member| member.id == id) {
+    let joining = config.initial_cluster_state == "existing";
+    if !joining && config.initial_cluster_state != "new" {
+        bail!("--initial-cluster-state must be new or existing, not {}", config.initial_cluster_state);
+    }
+    let founding_id = members::member_id(&config.name, &peer_urls, token);
+    if !table.iter().any(|member| member.id == founding_id) {
         bail!(
             "--name {} with --initial-advertise-peer-urls {} is not in --initial-cluster {}",
             config.name,
@@ -132,32 +161,65 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             config.initial_cluster
         );
     }
-    let cluster_id = members::cluster_id(table.iter().map(|member| member.id), token);
-    let members = Members::new(table);
     let client_urls = config.advertise_client_urls.clone();
-    members.set_client_urls(id, &client_urls);
 
-    let identity =
-        Identity { name: config.name.clone(), member_id: format!("{id:x}"), cluster_id: format!("{cluster_id:x}") };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let identity_path = config.data_dir.join(IDENTITY_FILE);
     let restarting = identity_path.exists();
-    if restarting {
+    let store = Store::open_with_cache(&config.data_dir.join("db"), config.backend_cache_bytes)
+        .map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
+    let founding_cluster = members::cluster_id(table.iter().map(|member| member.id), token);
+    let (identity, members) = if restarting {
         let found: Identity = serde_json::from_slice(&std::fs::read(&identity_path)?)
             .with_context(|| format!("reading {}", identity_path.display()))?;
-        if found != identity {
+        if found.removed {
+            bail!(
+                "member {} ({}) was removed from cluster {}; it cannot rejoin with this data dir: \
+                 add it again with `member add` and start it with an empty --data-dir",
+                found.name,
+                found.member_id,
+                found.cluster_id
+            );
+        }
+        // A founding member's flags must describe the member the data dir belongs to; a member
+        // that joined has an id MemberAdd chose, which no flag describes: its name must match.
+        let expected = Identity {
+            name: config.name.clone(),
+            member_id: format!("{founding_id:x}"),
+            cluster_id: format!("{founding_cluster:x}"),
+            removed: false,
+        };
+        if (!joining && found != expected) || found.name != config.name {
             bail!(
                 "data dir {} belongs to member {} ({}) of cluster {}, but the flags describe member {} ({}) of cluster {}; refusing to start",
                 config.data_dir.display(),
                 found.name,
                 found.member_id,
                 found.cluster_id,
-                identity.name,
-                identity.member_id,
-                identity.cluster_id
+                expected.name,
+                expected.member_id,
+                expected.cluster_id
             );
         }
+        (found, Members::new(table))
+    } else if joining {
+        join(&config, &table, &peer_urls).await?
+    } else {
+        let identity = Identity {
+            name: config.name.clone(),
+            member_id: format!("{founding_id:x}"),
+            cluster_id: format!("{founding_cluster:x}"),
+            removed: false,
+        };
+        (identity, Members::new(table))
+    };
+    let (id, cluster_id) = identity.ids()?;
+    // The replicated table, once there is one, replaces what the flags said.
+    let (records, removed) = store.members().map_err(|error| anyhow::anyhow!("reading the member table: {error}"))?;
+    if !records.is_empty() {
+        members.replace(records, removed, &[]);
     }
+    members.set_client_urls(id, &client_urls);
 
     let heartbeat = Duration::from_millis(config.heartbeat_interval);
     let election_ticks = (config.election_timeout / config.heartbeat_interval) as u32;
@@ -166,21 +228,19 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     raft_config.seed = id ^ cluster_id;
     let disk = FsDisk::open(&config.data_dir.join("wal"), true)?;
     let options = WalOptions::default();
-    let store = Store::open_with_cache(&config.data_dir.join("db"), config.backend_cache_bytes)
-        .map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
     let replica = if restarting {
         Replica::restart(raft_config, disk, options, store, config.snapshot_count)?
     } else {
-        let initial = if config.initial_cluster_state == "existing" {
-            ConfState::default()
+        let replica = if joining {
+            Replica::new(raft_config, ConfState::default(), disk, options, store, config.snapshot_count)?
         } else {
-            ConfState::with_voters(members.list().iter().map(|member| member.id))
+            let founders: Vec<MemberChange> =
+                members.list().iter().map(|member| MemberChange::Upsert(member.record())).collect();
+            let context = command_codec::encode(&Command::Members(founders));
+            let initial = ConfState::with_voters(members.list().iter().map(|member| member.id));
+            Replica::new_with_context(raft_config, initial, context, disk, options, store, config.snapshot_count)?
         };
-        let replica = Replica::new(raft_config, initial, disk, options, store, config.snapshot_count)?;
-        let tmp = identity_path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&identity)?)?;
-        std::fs::rename(&tmp, &identity_path)?;
-        std::fs::File::open(&config.data_dir)?.sync_all()?;
+        identity.write(&identity_path)?;
         replica
     };
 
@@ -196,8 +256,20 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
     let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
     let reader = replica.store().reader();
-    let settings =
-        Settings { id, tick: heartbeat, quota_bytes: config.quota_backend_bytes, term: term.clone(), auto_compaction };
+    let (removed_tx, mut removed_rx) = tokio::sync::watch::channel(false);
+    let settings = Settings {
+        id,
+        tick: heartbeat,
+        quota_bytes: config.quota_backend_bytes,
+        term: term.clone(),
+        auto_compaction,
+        election: Duration::from_millis(config.election_timeout),
+        name: config.name.clone(),
+        client_urls: split_urls(&client_urls),
+        auto_promote_learners: config.auto_promote_learners,
+        members: members.clone(),
+        removed: removed_tx,
+    };
     let transport_members = members.clone();
     let raft_thread = driver::start(
         replica,
@@ -268,8 +340,16 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     // stop the loop.
     let step_down_timeout = Duration::from_millis(config.election_timeout * 2);
     let step_down_inbox = inbox.clone();
+    let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let removed_flag = removed.clone();
     let signal = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            _ = removed_rx.wait_for(|removed| *removed) => {
+                removed_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+        }
         tracing::info!("stopping");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         if step_down_inbox.send(Input::StepDown(step_down_timeout, done_tx)).is_ok() {
@@ -287,6 +367,53 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
     }
     drop(raft_thread);
+    if removed.load(std::sync::atomic::Ordering::SeqCst) {
+        Identity { removed: true, ..identity }.write(&identity_path)?;
+        bail!("member {} ({id:x}) was removed from the cluster; it stopped and will not start again", config.name);
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A member joining an existing cluster (`--initial-cluster-state existing`) asks the other
+/// members in `--initial-cluster` for the member table, and finds itself in it by its peer
+/// URLs (`MemberAdd` gave them an id).
+async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> anyhow::Result<(Identity, Members)> {
+    let mut failures = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for member in table.iter().filter(|member| member.name != config.name) {
+            let Some(address) = member.peer_urls.first().and_then(|url| members::url_address(url).ok()) else {
+                continue;
+            };
+            match transport::query_members(&address).await {
+                Ok((cluster_id, records, removed)) => {
+                    let known = Members::new(records.into_iter().map(Member::from_record));
+                    known.replace(known.list().iter().map(Member::record).collect(), removed, &[]);
+                    let Some(me) = known.find_by_peer_urls(peer_urls) else {
+                        bail!(
+                            "the cluster (asked at {address}) has no member with peer URLs {}: \
+                             add this member first (`etcdctl member add {} --peer-urls={}`)",
+                            peer_urls.join(","),
+                            config.name,
+                            peer_urls.join(",")
+                        );
+                    };
+                    tracing::info!(member = format!("{:x}", me.id), cluster = format!("{cluster_id:x}"), "joining");
+                    let identity = Identity {
+                        name: config.name.clone(),
+                        member_id: format!("{:x}", me.id),
+                        cluster_id: format!("{cluster_id:x}"),
+                        removed: false,
+                    };
+                    return Ok((identity, known));
+                }
+                Err(error) => failures.push(format!("{address}: {error}")),
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("cannot join: no member of --initial-cluster answered ({})", failures.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -7,9 +7,18 @@
 //! snapshots on a connection of their own, in chunks, so heartbeats never queue behind them.
 //! Sending never blocks the Raft loop: messages go into a bounded queue per peer, and a full
 //! queue drops the message (Raft retries) and reports the peer unreachable.
+//!
+//! The acceptor answers every hello with one byte: accepted, refused, or removed (the caller
+//! was removed from the cluster: it stops for good). Peers come and go with membership
+//! changes: a peer's senders start with the first message to it and end once it has left
+//! the member table.
+//!
+//! A member that joins an existing cluster first asks a peer for the member table with a
+//! query hello ([`query_members`]): it learns the cluster id and its own id (the one
+//! `MemberAdd` gave the peer URLs it was started with).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ballot_raft::{Message, MessageBody, NodeId};
@@ -22,7 +31,7 @@ use crate::driver::{Inbox, Input};
 use crate::members::Members;
 
 /// The protocol version in every frame; a peer speaking another is refused.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest frame accepted (a batch of appends is bounded far below this by Raft's own limits).
 const FRAME_BYTES_MAX: usize = 64 << 20;
 /// Snapshot chunk size on the wire.
@@ -32,6 +41,12 @@ const QUEUE_MAX: usize = 4096;
 
 const STREAM_MESSAGES: u8 = 0;
 const STREAM_SNAPSHOT: u8 = 1;
+const STREAM_QUERY: u8 = 2;
+
+/// The acceptor's answers to a hello.
+const HELLO_ACCEPTED: u8 = 0;
+const HELLO_REFUSED: u8 = 1;
+const HELLO_REMOVED: u8 = 2;
 
 /// Who is connecting, checked by the acceptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +107,9 @@ async fn read_frame<R: AsyncReadExt + Unpin>(input: &mut R) -> std::io::Result<V
 /// Queues to the peers; cheap to clone into the Raft loop.
 #[derive(Clone)]
 pub struct Transport {
-    peers: Arc<HashMap<NodeId, PeerQueues>>,
+    peers: Arc<Mutex<HashMap<NodeId, PeerQueues>>>,
+    local: Local,
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Clone)]
@@ -112,32 +129,71 @@ struct Local {
 }
 
 impl Transport {
-    /// Starts a sender task pair for every peer in `members` (other than `id`).
+    /// A transport for member `id`; call from inside the Tokio runtime its senders run on.
     pub fn start(cluster_id: u64, id: NodeId, client_urls: String, members: Members, inbox: Inbox) -> Transport {
-        let local = Local { cluster_id, id, client_urls, inbox, members: members.clone() };
-        let mut peers = HashMap::new();
-        for (peer, _) in members.peer_addresses() {
-            if peer == id {
-                continue;
-            }
-            let (messages, rx) = mpsc::channel(QUEUE_MAX);
-            tokio::spawn(send_loop(local.clone(), peer, STREAM_MESSAGES, rx));
-            let (snapshots, rx) = mpsc::channel(4);
-            tokio::spawn(send_loop(local.clone(), peer, STREAM_SNAPSHOT, rx));
-            peers.insert(peer, PeerQueues { messages, snapshots });
-        }
-        Transport { peers: Arc::new(peers) }
+        let local = Local { cluster_id, id, client_urls, inbox, members };
+        Transport { peers: Arc::default(), local, runtime: tokio::runtime::Handle::current() }
+    }
+
+    fn start_peer(&self, peer: NodeId) -> PeerQueues {
+        let (messages, rx) = mpsc::channel(QUEUE_MAX);
+        self.runtime.spawn(send_loop(self.local.clone(), peer, STREAM_MESSAGES, rx));
+        let (snapshots, rx) = mpsc::channel(4);
+        self.runtime.spawn(send_loop(self.local.clone(), peer, STREAM_SNAPSHOT, rx));
+        PeerQueues { messages, snapshots }
     }
 
     /// Queues a message; false if it was dropped (unknown peer or full queue).
     pub fn send(&self, message: Message) -> bool {
-        let Some(queues) = self.peers.get(&message.to) else { return false };
+        let to = message.to;
+        if to == self.local.id || self.local.members.peer_address(to).is_none() {
+            return false;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let queues = peers.entry(to).or_insert_with(|| self.start_peer(to));
+        if queues.messages.is_closed() {
+            // Its senders ended (it had left the table); it is back with an address: start over.
+            *queues = self.start_peer(to);
+        }
         let queue = match message.body {
             MessageBody::InstallSnapshot { .. } => &queues.snapshots,
             _ => &queues.messages,
         };
         queue.try_send(message).is_ok()
     }
+}
+
+/// Asks the member at `address` for the cluster id and the member table (a joining member's
+/// first step). Returns the cluster id, the members and the removed ids.
+pub async fn query_members(address: &str) -> anyhow::Result<(u64, Vec<ballot_mvcc::MemberRecord>, Vec<NodeId>)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(address)).await??;
+    let hello = Hello { stream: STREAM_QUERY, cluster_id: 0, from: 0, to: 0, client_urls: String::new() };
+    write_frame(&mut stream, &hello.encode()).await?;
+    let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await??;
+    let (cluster_id, rest) = frame.split_at_checked(8).ok_or_else(|| anyhow::anyhow!("short member table"))?;
+    let cluster_id = u64::from_be_bytes(cluster_id.try_into().expect("8 bytes"));
+    let ballot_mvcc::Command::Members(changes) = ballot_mvcc::command_codec::decode(rest)? else {
+        anyhow::bail!("the peer answered with something other than a member table");
+    };
+    let (mut members, mut removed) = (Vec::new(), Vec::new());
+    for change in changes {
+        match change {
+            ballot_mvcc::MemberChange::Upsert(record) => members.push(record),
+            ballot_mvcc::MemberChange::Remove(id) => removed.push(id),
+            _ => anyhow::bail!("unexpected entry in the member table"),
+        }
+    }
+    Ok((cluster_id, members, removed))
+}
+
+/// The member table as [`query_members`] receives it.
+fn encode_member_table(cluster_id: u64, members: &Members) -> Vec<u8> {
+    let mut changes: Vec<ballot_mvcc::MemberChange> =
+        members.list().iter().map(|member| ballot_mvcc::MemberChange::Upsert(member.record())).collect();
+    changes.extend(members.removed().into_iter().map(ballot_mvcc::MemberChange::Remove));
+    let mut out = cluster_id.to_be_bytes().to_vec();
+    out.extend(ballot_mvcc::command_codec::encode(&ballot_mvcc::Command::Members(changes)));
+    out
 }
 
 /// Accepts peer connections and hands their messages to the Raft loop.
@@ -162,21 +218,33 @@ async fn receive(
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
     let hello = Hello::decode(&read_frame(&mut stream).await?)?;
-    if hello.cluster_id != cluster_id {
+    if hello.stream == STREAM_QUERY {
+        write_frame(&mut stream, &encode_member_table(cluster_id, &members)).await?;
+        return Ok(());
+    }
+    let answer = if hello.cluster_id != cluster_id {
         tracing::error!(
             peer = hello.from,
             their_cluster = format!("{:x}", hello.cluster_id),
             our_cluster = format!("{:x}", cluster_id),
             "refusing a peer from another cluster (its cluster id is not ours)"
         );
-        return Ok(());
-    }
-    if hello.to != id || !members.contains(hello.from) {
+        HELLO_REFUSED
+    } else if members.is_removed(hello.from) {
+        tracing::warn!(peer = format!("{:x}", hello.from), "refusing a removed member; telling it so");
+        HELLO_REMOVED
+    } else if hello.to != id || !members.contains(hello.from) {
         tracing::error!(
             peer = hello.from,
             to = hello.to,
             "refusing a peer connection meant for another member or from a non-member"
         );
+        HELLO_REFUSED
+    } else {
+        HELLO_ACCEPTED
+    };
+    write_frame(&mut stream, &[answer]).await?;
+    if answer != HELLO_ACCEPTED {
         return Ok(());
     }
     members.set_client_urls(hello.from, &hello.client_urls);
@@ -193,6 +261,10 @@ async fn receive(
         } else {
             codec::decode(&frame)?
         };
+        if members.is_removed(hello.from) {
+            // Removed while connected: close, so its next hello hears that it was removed.
+            anyhow::bail!("peer {:x} was removed from the cluster", hello.from);
+        }
         if message.from != hello.from || message.to != id {
             anyhow::bail!("message from {} to {} on the connection of {}", message.from, message.to, hello.from);
         }
@@ -237,7 +309,22 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
         };
         let mut out = BufWriter::new(&mut stream);
         if write_frame(&mut out, &hello.encode()).await.is_err() || out.flush().await.is_err() {
+            tokio::time::sleep(backoff).await;
             continue;
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(out.get_mut())).await;
+        match answer {
+            Ok(Ok(answer)) if answer == [HELLO_ACCEPTED] => {}
+            Ok(Ok(answer)) if answer == [HELLO_REMOVED] => {
+                tracing::error!(peer = format!("{peer:x}"), "the peer says this member was removed from the cluster");
+                let _ = local.inbox.send(Input::Removed);
+                return;
+            }
+            _ => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
         }
         if stream_kind == STREAM_MESSAGES {
             tracing::info!(peer = format!("{peer:x}"), %address, "peer connected");

@@ -1,10 +1,20 @@
-//! The Cluster service. The membership is fixed by `--initial-cluster` for now: MemberList
-//! works; changes answer `Unimplemented` and say so.
+//! The Cluster service: the member list, and membership changes through Raft's joint
+//! consensus (see [`crate::membership`]). Changes are decided by the leader, which checks them
+//! against its view of the cluster: a follower forwards them there. A change answers once it
+//! is applied and the joint configuration is left, so the next change may follow at once.
 
+use std::time::{Duration, Instant};
+
+use ballot_mvcc::{Command, MemberChange, MemberRecord};
 use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::cluster_client::ClusterClient;
+use ballot_raft::{ConfChange, NodeId, Role};
 use tonic::{Request, Response, Status};
 
-use super::Handle;
+use super::{forwarded, status, Handle};
+use crate::driver::{ApiError, Core};
+use crate::members::Member;
+use crate::membership::{self, errors};
 
 /// The Cluster service.
 pub struct Cluster {
@@ -12,30 +22,135 @@ pub struct Cluster {
     pub handle: Handle,
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "ballot: {what} is not implemented yet; the membership is fixed by --initial-cluster until membership changes land"
-    ))
+fn to_pb(member: Member) -> pb::Member {
+    pb::Member {
+        id: member.id,
+        name: member.name,
+        peer_ur_ls: member.peer_urls,
+        client_ur_ls: member.client_urls,
+        is_learner: member.is_learner,
+    }
+}
+
+/// Where a request is decided.
+enum Route {
+    Here,
+    Leader(NodeId),
 }
 
 impl Cluster {
-    async fn members(&self) -> Result<(Vec<pb::Member>, u64), Status> {
-        let (learners, term) =
-            self.handle.query(|core| (core.replica.raft().raft().conf_state().learners.clone(), core.term())).await?;
-        let members = self
+    fn members(&self) -> Vec<pb::Member> {
+        self.handle.members.list().into_iter().map(to_pb).collect()
+    }
+
+    /// Here if this member leads, else the leader (waiting up to the request timeout for one).
+    async fn route(&self) -> Result<Route, Status> {
+        let deadline = Instant::now() + self.handle.limits.request_timeout;
+        loop {
+            let (role, leader) =
+                self.handle.query(|core| (core.replica.raft().raft().soft_state().role, core.leader())).await?;
+            if role == Role::Leader {
+                return Ok(Route::Here);
+            }
+            if leader != 0 {
+                return Ok(Route::Leader(leader));
+            }
+            if Instant::now() >= deadline {
+                return Err(status(ApiError::NoLeader));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn client<T>(
+        &self,
+        request: &Request<T>,
+        leader: NodeId,
+    ) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
+        Ok(ClusterClient::new(self.handle.leader_channel(request, leader)?))
+    }
+
+    /// Proposes `change` on the leader after `check` passed there, then waits until `done`
+    /// holds for the applied state and the configuration is no longer joint.
+    async fn change(
+        &self,
+        check: impl FnOnce(&membership::View) -> Result<ConfChange, Status> + Send + 'static,
+        done: impl Fn(&Core) -> bool + Send + Sync + Clone + 'static,
+    ) -> Result<u64, Status> {
+        let proposed = self
             .handle
-            .members
-            .list()
-            .into_iter()
-            .map(|member| pb::Member {
-                id: member.id,
-                name: member.name,
-                peer_ur_ls: member.peer_urls,
-                client_ur_ls: member.client_urls,
-                is_learner: learners.contains(&member.id),
+            .query(move |core| {
+                let change = {
+                    let view = core.membership_view();
+                    if !view.leads() {
+                        return Err(Status::unavailable("etcdserver: leader changed"));
+                    }
+                    view.check_idle()?;
+                    check(&view)?
+                };
+                core.replica.raft_mut().propose_conf_change(change).map_err(|error| match error {
+                    ballot_raft::Error::ConfChangePending => errors::change_in_progress(),
+                    ballot_raft::Error::InvalidConfChange(why) => Status::failed_precondition(format!("ballot: {why}")),
+                    other => status(ApiError::from(other)),
+                })
             })
-            .collect();
-        Ok((members, term))
+            .await??;
+        tracing::info!(index = proposed, "membership change proposed");
+        let deadline = Instant::now() + self.handle.limits.request_timeout;
+        loop {
+            let done = done.clone();
+            let (finished, term) = self
+                .handle
+                .query(move |core| {
+                    let raft = core.replica.raft().raft();
+                    let settled = core.replica.applied() >= proposed && !raft.conf_state().is_joint();
+                    (settled && done(core), core.term())
+                })
+                .await?;
+            if finished {
+                return Ok(term);
+            }
+            if Instant::now() >= deadline {
+                return Err(status(ApiError::Timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Hands leadership to the most up-to-date other voter and waits until it leads.
+    async fn hand_over(&self) -> Result<NodeId, Status> {
+        let me = self.handle.member_id;
+        let target = self
+            .handle
+            .query(move |core| {
+                let raft = core.replica.raft().raft();
+                let target = raft
+                    .conf_state()
+                    .voters
+                    .iter()
+                    .filter(|voter| **voter != me)
+                    .filter_map(|voter| Some((raft.progress_of(*voter)?.match_index, *voter)))
+                    .max()
+                    .map(|(_, voter)| voter);
+                let target = target.ok_or_else(|| {
+                    Status::failed_precondition("ballot: the leader is the only voter; it cannot be removed")
+                })?;
+                core.replica.raft_mut().transfer_leader(target).map_err(|error| status(ApiError::from(error)))?;
+                Ok::<_, Status>(target)
+            })
+            .await??;
+        tracing::info!(target = format!("{target:x}"), "removing the leader: handing leadership over first");
+        let deadline = Instant::now() + self.handle.limits.request_timeout;
+        loop {
+            let leader = self.handle.query(|core| core.leader()).await?;
+            if leader != 0 && leader != me {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(status(ApiError::Timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -43,37 +158,123 @@ impl Cluster {
 impl pb::cluster_server::Cluster for Cluster {
     async fn member_add(
         &self,
-        _request: Request<pb::MemberAddRequest>,
+        request: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(not_yet("MemberAdd"))
+        if let Route::Leader(leader) = self.route().await? {
+            return self.client(&request, leader)?.member_add(forwarded(request)).await;
+        }
+        let pb::MemberAddRequest { peer_ur_ls: peer_urls, is_learner } = request.into_inner();
+        let record = MemberRecord {
+            id: membership::new_member_id(&peer_urls, self.handle.cluster_id),
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+            is_learner,
+        };
+        let id = record.id;
+        let added = record.clone();
+        let term = self
+            .change(
+                move |view| {
+                    view.check_urls(&added.peer_urls, None)?;
+                    view.check_add(added.is_learner)?;
+                    Ok(membership::add(added))
+                },
+                move |core| core.membership_view().members.contains(id),
+            )
+            .await?;
+        tracing::info!(member = format!("{id:x}"), urls = ?record.peer_urls, is_learner, "member added");
+        let member = self.handle.members.get(id).map(to_pb);
+        Ok(Response::new(pb::MemberAddResponse {
+            header: self.handle.header(0, term),
+            member,
+            members: self.members(),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _request: Request<pb::MemberRemoveRequest>,
+        request: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        Err(not_yet("MemberRemove"))
+        let id = request.get_ref().id;
+        if self.handle.members.get(id).is_none() {
+            return Err(errors::not_found());
+        }
+        let leader = match self.route().await? {
+            Route::Here if id == self.handle.member_id => Some(self.hand_over().await?),
+            Route::Here => None,
+            Route::Leader(leader) => Some(leader),
+        };
+        if let Some(leader) = leader {
+            return self.client(&request, leader)?.member_remove(forwarded(request)).await;
+        }
+        let term = self
+            .change(
+                move |view| {
+                    if view.members.get(id).is_none() {
+                        return Err(errors::not_found());
+                    }
+                    view.check_remove(id)?;
+                    Ok(membership::remove(id))
+                },
+                move |core| {
+                    let conf = core.replica.raft().raft().conf_state();
+                    !conf.is_voter(id) && !conf.learners.contains(&id)
+                },
+            )
+            .await?;
+        tracing::info!(member = format!("{id:x}"), "member removed");
+        Ok(Response::new(pb::MemberRemoveResponse { header: self.handle.header(0, term), members: self.members() }))
     }
 
     async fn member_update(
         &self,
-        _request: Request<pb::MemberUpdateRequest>,
+        request: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(not_yet("MemberUpdate"))
+        let pb::MemberUpdateRequest { id, peer_ur_ls: peer_urls } = request.into_inner();
+        let checked = peer_urls.clone();
+        self.handle
+            .query(move |core| {
+                let view = core.membership_view();
+                if view.members.get(id).is_none() {
+                    return Err(errors::not_found());
+                }
+                view.check_urls(&checked, Some(id))
+            })
+            .await??;
+        let update = Command::Members(vec![MemberChange::SetPeerUrls { id, peer_urls }]);
+        let (_, _, term) = self.handle.apply(update).await?;
+        tracing::info!(member = format!("{id:x}"), "member peer URLs updated");
+        Ok(Response::new(pb::MemberUpdateResponse { header: self.handle.header(0, term), members: self.members() }))
     }
 
     async fn member_list(
         &self,
         _request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let (members, term) = self.members().await?;
-        Ok(Response::new(pb::MemberListResponse { header: self.handle.header(0, term), members }))
+        let term = self.handle.query(|core| core.term()).await?;
+        Ok(Response::new(pb::MemberListResponse { header: self.handle.header(0, term), members: self.members() }))
     }
 
     async fn member_promote(
         &self,
-        _request: Request<pb::MemberPromoteRequest>,
+        request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        Err(not_yet("MemberPromote"))
+        if let Route::Leader(leader) = self.route().await? {
+            return self.client(&request, leader)?.member_promote(forwarded(request)).await;
+        }
+        let id = request.get_ref().id;
+        let term = self
+            .change(
+                move |view| {
+                    view.check_promote(id)?;
+                    let record = view.members.get(id).ok_or_else(errors::not_found)?.record();
+                    Ok(membership::promote(record))
+                },
+                move |core| core.replica.raft().raft().conf_state().voters.contains(&id),
+            )
+            .await?;
+        tracing::info!(member = format!("{id:x}"), "learner promoted");
+        Ok(Response::new(pb::MemberPromoteResponse { header: self.handle.header(0, term), members: self.members() }))
     }
 }

@@ -185,7 +185,7 @@ impl World {
             _ => vec![ConfChangeStep::AddLearner(*self.rng.pick(&voters).expect("non-empty"))],
         };
         let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
-        let outcome = raft.propose_conf_change(ConfChange { steps: steps.clone() });
+        let outcome = raft.propose_conf_change(ConfChange { steps: steps.clone(), ..Default::default() });
         self.trace.record(self.now, format_args!("nemesis: {choice} {steps:?} via {leader}: {outcome:?}"));
         self.drive(leader);
     }
