@@ -24,6 +24,8 @@ pub struct Member {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
+    /// `--initial-cluster` of a member that joins an existing cluster.
+    pub joining: Option<String>,
 }
 
 /// A cluster whose processes are killed when it is dropped.
@@ -53,6 +55,7 @@ impl Cluster {
                 data_dir: dir.join(format!("m{i}")),
                 log: dir.join(format!("m{i}.log")),
                 child: None,
+                joining: None,
             })
             .collect();
         let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer)).collect::<Vec<_>>().join(",");
@@ -75,7 +78,8 @@ impl Cluster {
             .arg(&member.data_dir)
             .args(["--listen-client-urls", &member.client, "--advertise-client-urls", &member.client])
             .args(["--listen-peer-urls", &member.peer, "--initial-advertise-peer-urls", &member.peer])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", member.joining.as_deref().unwrap_or(&self.initial_cluster)])
+            .args(["--initial-cluster-state", if member.joining.is_some() { "existing" } else { "new" }])
             .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string(), "--election-timeout", &ELECTION_MS.to_string()])
             .args(&self.extra)
             .env("RUST_LOG", "info")
@@ -85,6 +89,44 @@ impl Cluster {
             .spawn()
             .expect("ballot starts");
         self.members[i].child = Some(child);
+    }
+
+    /// A new member's ports and data dir (not started, not added): returns its index.
+    pub fn new_member(&mut self) -> usize {
+        let i = self.members.len() + 1;
+        self.members.push(Member {
+            name: format!("m{i}"),
+            client: format!("http://127.0.0.1:{}", free_port()),
+            peer: format!("http://127.0.0.1:{}", free_port()),
+            data_dir: self.dir.join(format!("m{i}")),
+            log: self.dir.join(format!("m{i}.log")),
+            child: None,
+            joining: None,
+        });
+        i - 1
+    }
+
+    /// Starts member `i` to join the cluster that `member add` told about its peer URL, given
+    /// the running members `with` (as `--initial-cluster`).
+    pub fn spawn_joining(&mut self, i: usize, with: &[usize]) {
+        let mut cluster: Vec<String> =
+            with.iter().map(|j| format!("{}={}", self.members[*j].name, self.members[*j].peer)).collect();
+        cluster.push(format!("{}={}", self.members[i].name, self.members[i].peer));
+        self.members[i].joining = Some(cluster.join(","));
+        self.spawn(i);
+    }
+
+    /// Waits (bounded) for member `i` to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.members[i].child.as_mut()?.try_wait().unwrap() {
+                self.members[i].child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// kill -9 of member `i`.
