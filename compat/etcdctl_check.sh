@@ -82,4 +82,44 @@ for _ in $(seq 50); do
 done
 expect "move-leader: the named member leads" "$target" "$leader"
 
+# Membership: add a learner, start it (it joins), promote it once it caught up, remove it
+# (it stops by itself).
+ballot=${BALLOT_BIN:-target/debug/ballot}
+member_dir=$(mktemp -d)
+added=$(e member add m4 --learner --peer-urls=http://127.0.0.1:42380)
+expect "member add --learner" "added to cluster" "$(printf '%s' "$added" | head -n 1 | grep -o 'added to cluster')"
+expect "member add prints the state to start with" 'ETCD_INITIAL_CLUSTER_STATE="existing"' "$(printf '%s' "$added" | tail -n 1)"
+new_id=$(printf '%s' "$added" | head -n 1 | awk '{print $2}')
+expect "member list shows the unstarted learner" "unstarted true" "$(e member list | grep "$new_id" | awk -F', ' '{print $2, $6}')"
+"$ballot" serve --name m4 --data-dir "$member_dir/m4" \
+  --listen-client-urls http://127.0.0.1:42379 --advertise-client-urls http://127.0.0.1:42379 \
+  --listen-peer-urls http://127.0.0.1:42380 --initial-advertise-peer-urls http://127.0.0.1:42380 \
+  --initial-cluster "existing=http://127.0.0.1:2380,m4=http://127.0.0.1:42380" --initial-cluster-state existing \
+  > "$member_dir/m4.log" 2>&1 &
+m4=$!
+trap 'kill "$m4" 2>/dev/null || true' EXIT
+promoted=""
+for _ in $(seq 100); do
+  # etcdctl prints ids with %16x: a shorter id is padded with spaces.
+  promoted=$(e member promote "$new_id" 2>&1 | tr -s ' ' || true)
+  printf '%s' "$promoted" | grep -q promoted && break
+  sleep 0.2
+done
+expect "member promote" "Member $new_id promoted in cluster" "$(printf '%s' "$promoted" | grep -o "Member $new_id promoted in cluster")"
+for _ in $(seq 50); do # the new member publishes its name once it has joined
+  listed=$(e member list | grep "$new_id" | awk -F', ' '{print $2, $3, $6}')
+  [ "$listed" = "started m4 false" ] && break
+  sleep 0.1
+done
+expect "member list after promotion" "started m4 false" "$listed"
+expect "member remove" "Member $new_id removed from cluster" "$(e member remove "$new_id" | tr -s ' ' | grep -o "Member $new_id removed from cluster")"
+for _ in $(seq 100); do
+  kill -0 "$m4" 2>/dev/null || break
+  sleep 0.1
+done
+expect "the removed member stopped" "stopped" "$(kill -0 "$m4" 2>/dev/null && echo running || echo stopped)"
+expect "member list after removal" "3" "$(e member list | wc -l)"
+kill "$m4" 2>/dev/null || true
+rm -rf "$member_dir"
+
 echo "etcdctl: $checks checks passed"

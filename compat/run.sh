@@ -29,6 +29,6 @@ done
 grep -q '^leader:' "$work/dev.out" || { cat "$work/dev.out"; echo "the dev cluster elected no leader"; exit 1; }
 
 echo "== etcdctl $(etcdctl version | head -1)"
-compat/etcdctl_check.sh "$endpoints"
+BALLOT_BIN="$ballot" compat/etcdctl_check.sh "$endpoints"
 echo "== python etcd3 0.12.0"
 "$venv/bin/python" compat/etcd3_check.py 127.0.0.1 22379

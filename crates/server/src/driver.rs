@@ -255,19 +255,23 @@ impl Core {
         }
     }
 
-    /// Every 10 ticks: the leader promotes a learner that caught up if it was added as a voter
-    /// (or any, with `--auto-promote-learners`); every member publishes its name and client
-    /// URLs if the table has others.
-    fn tend_membership(&mut self, now: Instant) {
-        if self.replica.raft().raft().soft_state().role == Role::Leader {
-            let view = self.membership_view();
-            if let Some(record) = view.next_promotion(self.settings.auto_promote_learners) {
-                let id = record.id;
-                if self.replica.raft_mut().propose_conf_change(membership::promote(record)).is_ok() {
-                    tracing::info!(member = format!("{id:x}"), "promoting a learner that caught up");
-                }
+    /// The leader promotes a learner that caught up if it was added as a voter (or any, with
+    /// `--auto-promote-learners`).
+    fn promote_caught_up(&mut self) {
+        if self.replica.raft().raft().soft_state().role != Role::Leader {
+            return;
+        }
+        let view = self.membership_view();
+        if let Some(record) = view.next_promotion(self.settings.auto_promote_learners) {
+            let id = record.id;
+            if self.replica.raft_mut().propose_conf_change(membership::promote(record)).is_ok() {
+                tracing::info!(member = format!("{id:x}"), "promoting a learner that caught up");
             }
         }
+    }
+
+    /// A member publishes its name and client URLs (through the log) while the table has others.
+    fn publish_self(&mut self, now: Instant) {
         let Some(me) = self.settings.members.get(self.settings.id) else { return };
         let stale = me.name != self.settings.name || me.client_urls != self.settings.client_urls;
         let recently = self.published_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(3));
@@ -560,9 +564,10 @@ impl Core {
         } else {
             self.compactor.pause();
         }
+        self.publish_self(now);
         if ticks.is_multiple_of(10) {
             self.check_quota();
-            self.tend_membership(now);
+            self.promote_caught_up();
             let abandoned: Vec<RequestId> = self
                 .waiting
                 .iter()
