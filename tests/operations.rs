@@ -63,7 +63,7 @@ fn pb_at(revision: i64) -> ballot_proto::etcdserverpb::RangeRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshot_save_streams_a_checked_image_while_writes_go_on() {
+async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_the_same_content() {
     let cluster = Cluster::start("snapsave", 3, &[]);
     let leader = cluster.leader(Duration::from_secs(20)).await;
     let mut kv = cluster.kv(leader).await;
@@ -89,7 +89,57 @@ async fn snapshot_save_streams_a_checked_image_while_writes_go_on() {
     assert_eq!(content.len() % 512, 0, "padded as etcd pads");
     assert_eq!(Sha256::digest(content).as_slice(), trailer);
     assert!(!file.with_extension("db.part").exists(), "the partial file is gone");
+
+    // Disaster recovery: a new 3-member cluster from the file, with the source's content at
+    // the snapshot's revision.
+    let mut restored = Cluster::prepare("restored", 3, &[]);
+    let mut revision = 0;
+    for i in 0..3 {
+        let member = &restored.members[i];
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+            .args(["snapshot", "restore", file.to_str().unwrap(), "--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--initial-cluster", restored.initial_cluster(), "--initial-advertise-peer-urls", &member.peer])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let said = String::from_utf8_lossy(&output.stdout).to_string();
+        revision = said.split("revision ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    }
+    for i in 0..3 {
+        restored.spawn(i);
+    }
+    let new_leader = restored.leader(Duration::from_secs(20)).await;
+    let everything = |revision| pb::RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() };
+    let source = cluster.kv(leader).await.range(everything(revision)).await.unwrap().into_inner();
+    let mut on_restored = restored.kv(new_leader).await;
+    let copy = on_restored.range(everything(0)).await.unwrap().into_inner();
+    assert_eq!(copy.header.unwrap().revision, revision);
+    assert!(source.kvs.len() >= 200);
+    assert_eq!(copy.kvs, source.kvs, "the restored cluster holds the source's content at the snapshot's revision");
+    let members = ClusterClient::new(restored.channel(new_leader).await)
+        .member_list(pb::MemberListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let names: Vec<&str> = members.iter().map(|member| member.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "the new cluster's members replace the source's: {names:?}");
+    on_restored.put(put("after-restore", "1")).await.expect("the restored cluster takes writes");
     std::fs::remove_file(&file).unwrap();
+
+    // A damaged file is refused with a clear error.
+    let damaged = std::env::temp_dir().join(format!("ballot-damaged-{}.db", std::process::id()));
+    std::fs::write(&damaged, b"not a snapshot at all, but long enough to have a trailer").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["snapshot", "restore", damaged.to_str().unwrap(), "--data-dir"])
+        .arg(restored.dir.join("never"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SHA-256"), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::remove_file(&damaged).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,28 @@ pub enum SnapshotCommand {
         /// Where to write it.
         file: std::path::PathBuf,
     },
+    /// Builds a new member's data dir from a saved snapshot (disaster recovery): run it for
+    /// every member of the new cluster, with the same --initial-cluster, then start them with
+    /// `ballot serve` and the same flags.
+    Restore {
+        /// The snapshot file (`ballot snapshot save` or `etcdctl snapshot save` against ballot).
+        file: std::path::PathBuf,
+        /// This member's name.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// The data dir to create (must not exist or be empty); default NAME.ballot.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// `name=peer-url,…` of every member of the new cluster.
+        #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+        initial_cluster: String,
+        /// The new cluster's token.
+        #[arg(long, default_value = "ballot-cluster")]
+        initial_cluster_token: String,
+        /// This member's peer URLs.
+        #[arg(long, default_value = "http://127.0.0.1:2380")]
+        initial_advertise_peer_urls: String,
+    },
 }
 
 /// Lease commands.
@@ -201,6 +223,35 @@ pub fn run(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<std::
 }
 
 async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<()> {
+    if let ClientCommand::Snapshot(SnapshotCommand::Restore {
+        file,
+        name,
+        data_dir,
+        initial_cluster,
+        initial_cluster_token,
+        initial_advertise_peer_urls,
+    }) = command
+    {
+        let config = ballot_server::ServerConfig {
+            data_dir: data_dir.unwrap_or_else(|| format!("{name}.ballot").into()),
+            name,
+            initial_cluster,
+            initial_cluster_token,
+            initial_advertise_peer_urls,
+            ..Default::default()
+        };
+        let restored = ballot_server::restore::restore(&file, &config)?;
+        println!(
+            "Restored {} into {} (member {:x} of cluster {:x}, revision {}, log from index {})",
+            file.display(),
+            config.data_dir.display(),
+            restored.member_id,
+            restored.cluster_id,
+            restored.revision,
+            restored.index
+        );
+        return Ok(());
+    }
     let channel = connect(&endpoints).await?;
     match command {
         ClientCommand::Put { key, value, lease } => {
@@ -328,6 +379,7 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
             let (size, revision) = super::ops::snapshot_save(channel, &file).await?;
             println!("Snapshot saved at {} ({size} bytes, revision {revision})", file.display());
         }
+        ClientCommand::Snapshot(SnapshotCommand::Restore { .. }) => unreachable!("handled above, without a connection"),
         ClientCommand::Lease(LeaseCommand::Grant { ttl }) => {
             let response =
                 LeaseClient::new(channel).lease_grant(pb::LeaseGrantRequest { ttl, id: 0 }).await?.into_inner();

@@ -44,6 +44,20 @@ pub fn free_port() -> u16 {
 impl Cluster {
     /// Starts `n` members with extra `ballot serve` flags.
     pub fn start(test: &str, n: usize, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::prepare(test, n, extra);
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    /// `--initial-cluster` of the founding members.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
+    /// Ports and data dirs of `n` members, none started.
+    pub fn prepare(test: &str, n: usize, extra: &[&str]) -> Cluster {
         let dir = std::env::temp_dir().join(format!("ballot-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -59,12 +73,7 @@ impl Cluster {
             })
             .collect();
         let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer)).collect::<Vec<_>>().join(",");
-        let mut cluster =
-            Cluster { members, dir, initial_cluster, extra: extra.iter().map(|s| s.to_string()).collect() };
-        for i in 0..n {
-            cluster.spawn(i);
-        }
-        cluster
+        Cluster { members, dir, initial_cluster, extra: extra.iter().map(|s| s.to_string()).collect() }
     }
 
     /// Starts (or restarts, with the same data dir) member `i`.

@@ -188,6 +188,12 @@ impl Store {
                 let mut at = 0;
                 while let Some((kind, payload, size)) = next_item(&stream[at..]) {
                     if ended {
+                        // A saved snapshot file pads the image with zeros (see the Maintenance
+                        // API's stream); anything else after the end is damage.
+                        if stream[at..].iter().all(|byte| *byte == 0) {
+                            at = stream.len();
+                            break;
+                        }
                         return Err(bad("data after the end"));
                     }
                     if kind == ITEM_END {
@@ -226,7 +232,7 @@ impl Store {
                 crc = crc32c::crc32c_append(crc, &stream[..at]);
                 stream.drain(..at);
             }
-            if !ended || !stream.is_empty() {
+            if !ended || !stream.iter().all(|byte| *byte == 0) {
                 return Err(bad("truncated"));
             }
             let [applied, revision, compact, cursor] = header.ok_or_else(|| bad("no header"))?;

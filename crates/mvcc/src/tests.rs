@@ -753,8 +753,16 @@ fn a_damaged_or_truncated_image_changes_nothing() {
     truncated.pop();
     assert!(target.store.install_snapshot(truncated).is_err());
     assert!(target.store.install_snapshot(vec![b"garbage".to_vec()]).is_err());
+    let mut trailing = chunks.clone();
+    trailing.push(vec![0, 0, 0, 0, 0, 1]);
+    assert!(target.store.install_snapshot(trailing).is_err(), "data after the end");
     assert_eq!(target.store.hash_kv(0).unwrap(), before);
     assert_eq!(target.get("mine").unwrap().value, b"kept");
+    // Zero padding after the end (as a saved snapshot file has) is not damage.
+    let mut padded = chunks;
+    padded.push(vec![0; 300]);
+    target.store.install_snapshot(padded).unwrap();
+    assert_eq!(target.store.hash_kv(0).unwrap(), source.store.hash_kv(0).unwrap());
 }
 
 // ----------------------------------------------------------------------------- watch

@@ -15,6 +15,7 @@ pub mod http;
 pub mod members;
 pub mod membership;
 pub mod metrics;
+pub mod restore;
 pub mod server;
 pub mod transport;
 

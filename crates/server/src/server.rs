@@ -95,7 +95,7 @@ impl Default for ServerConfig {
 
 /// Who a data directory belongs to, written when it is first used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Identity {
+pub(crate) struct Identity {
     name: String,
     member_id: String,
     cluster_id: String,
@@ -105,12 +105,21 @@ struct Identity {
 }
 
 impl Identity {
+    pub(crate) fn new(name: &str, member_id: NodeId, cluster_id: u64) -> Identity {
+        Identity {
+            name: name.to_string(),
+            member_id: format!("{member_id:x}"),
+            cluster_id: format!("{cluster_id:x}"),
+            removed: false,
+        }
+    }
+
     fn ids(&self) -> anyhow::Result<(NodeId, u64)> {
         let parse = |hex: &str| u64::from_str_radix(hex, 16).with_context(|| format!("{IDENTITY_FILE}: bad id {hex}"));
         Ok((parse(&self.member_id)?, parse(&self.cluster_id)?))
     }
 
-    fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
         std::fs::File::open(&tmp)?.sync_all()?;
@@ -122,7 +131,24 @@ impl Identity {
     }
 }
 
-const IDENTITY_FILE: &str = "member.json";
+pub(crate) const IDENTITY_FILE: &str = "member.json";
+
+/// The founding members `--initial-cluster` names, with the ids their names, peer URLs and the
+/// cluster token give them.
+pub(crate) fn founders(config: &ServerConfig) -> anyhow::Result<Vec<Member>> {
+    let founders = members::parse_initial_cluster(&config.initial_cluster).map_err(anyhow::Error::msg)?;
+    let token = config.initial_cluster_token.as_str();
+    Ok(founders
+        .iter()
+        .map(|(name, urls)| Member {
+            id: members::member_id(name, urls, token),
+            name: name.clone(),
+            peer_urls: urls.clone(),
+            client_urls: Vec::new(),
+            is_learner: false,
+        })
+        .collect())
+}
 
 fn split_urls(urls: &str) -> Vec<String> {
     urls.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
@@ -135,18 +161,8 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     }
     let auto_compaction = AutoCompaction::parse(&config.auto_compaction_mode, &config.auto_compaction_retention)
         .map_err(|error| anyhow::anyhow!(error))?;
-    let founders = members::parse_initial_cluster(&config.initial_cluster).map_err(anyhow::Error::msg)?;
+    let table = founders(&config)?;
     let token = config.initial_cluster_token.as_str();
-    let table: Vec<Member> = founders
-        .iter()
-        .map(|(name, urls)| Member {
-            id: members::member_id(name, urls, token),
-            name: name.clone(),
-            peer_urls: urls.clone(),
-            client_urls: Vec::new(),
-            is_learner: false,
-        })
-        .collect();
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
     let joining = config.initial_cluster_state == "existing";
     if !joining && config.initial_cluster_state != "new" {
@@ -205,13 +221,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     } else if joining {
         join(&config, &table, &peer_urls).await?
     } else {
-        let identity = Identity {
-            name: config.name.clone(),
-            member_id: format!("{founding_id:x}"),
-            cluster_id: format!("{founding_cluster:x}"),
-            removed: false,
-        };
-        (identity, Members::new(table))
+        (Identity::new(&config.name, founding_id, founding_cluster), Members::new(table))
     };
     let (id, cluster_id) = identity.ids()?;
     // The replicated table, once there is one, replaces what the flags said.
@@ -400,13 +410,7 @@ async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> 
                         );
                     };
                     tracing::info!(member = format!("{:x}", me.id), cluster = format!("{cluster_id:x}"), "joining");
-                    let identity = Identity {
-                        name: config.name.clone(),
-                        member_id: format!("{:x}", me.id),
-                        cluster_id: format!("{cluster_id:x}"),
-                        removed: false,
-                    };
-                    return Ok((identity, known));
+                    return Ok((Identity::new(&config.name, me.id, cluster_id), known));
                 }
                 Err(error) => failures.push(format!("{address}: {error}")),
             }
