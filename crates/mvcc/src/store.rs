@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -29,8 +29,10 @@ pub const COMPACTION_BATCH_REVISIONS: usize = 1024;
 
 /// The replicated key-value state machine of one member.
 pub struct Store {
-    /// Shared with [`Reader`]s; only the store writes.
+    /// Only the store writes.
     db: Arc<Database>,
+    /// The database [`Reader`]s read: `db`, swapped for a new one by a defragmentation.
+    readers: Arc<RwLock<Arc<Database>>>,
     /// The database file, if on a file (for its size).
     path: Option<std::path::PathBuf>,
     revision: i64,
@@ -63,6 +65,8 @@ impl Store {
     /// resident memory is about this much, whatever the data size (the OS page cache holds the
     /// rest of the file, shared and reclaimable).
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, Error> {
+        // A copy a defragmentation left behind when the member stopped before the swap.
+        let _ = std::fs::remove_file(defrag_path(path));
         let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(storage_error)?;
         Self::from_database(db, Some(path.to_path_buf()))
     }
@@ -91,8 +95,10 @@ impl Store {
             }
         }
         txn.commit().map_err(storage_error)?;
+        let db = Arc::new(db);
         let mut store = Store {
-            db: Arc::new(db),
+            readers: Arc::new(RwLock::new(db.clone())),
+            db,
             path,
             revision: 1,
             compact_revision: 0,
@@ -345,7 +351,35 @@ impl Store {
 
     /// A handle for reads from other threads, alongside the thread that applies.
     pub fn reader(&self) -> Reader {
-        Reader { db: Arc::clone(&self.db) }
+        Reader { readers: Arc::clone(&self.readers) }
+    }
+
+    /// The file a defragmentation copies this store into (`None` off a file).
+    pub fn defrag_path(&self) -> Option<std::path::PathBuf> {
+        self.path.as_deref().map(defrag_path)
+    }
+
+    /// Takes the place of this store with `copy`, a compacted copy made by
+    /// [`Reader::compacted_copy`] and brought up to date since: the copy is made durable and
+    /// renamed over this store's file (then the directory synced), and readers turn to it. A
+    /// crash before the rename leaves this store's file in place (the copy is removed at the
+    /// next open); after it, the copy is the store.
+    pub fn replace_with(&mut self, mut copy: Store) -> Result<(), Error> {
+        let (Some(path), Some(from)) = (self.path.clone(), copy.path.clone()) else {
+            return Err(Error::Storage("only a store on a file is defragmented".into()));
+        };
+        let io = |error: std::io::Error| Error::Storage(format!("defragment: {error}"));
+        copy.make_durable()?;
+        std::fs::rename(&from, &path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
+        }
+        copy.path = Some(path);
+        copy.events = std::mem::take(&mut self.events);
+        *self.readers.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = copy.db.clone();
+        copy.readers = Arc::clone(&self.readers);
+        *self = copy;
+        Ok(())
     }
 
     /// etcd's Range, at the current revision or a past one.
@@ -529,7 +563,7 @@ fn compact_step(writer: &mut Writer, compact_revision: i64, cursor: i64) -> Resu
 /// serves its reads with one so they need not queue behind the thread that applies.
 #[derive(Clone)]
 pub struct Reader {
-    db: Arc<Database>,
+    readers: Arc<RwLock<Arc<Database>>>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -542,16 +576,52 @@ impl Reader {
     /// A consistent image of the store, in chunks, from any thread (see
     /// [`Store::snapshot_chunks`]); the read transaction lives as long as the iterator.
     pub fn snapshot_chunks(&self, chunk_bytes: usize) -> Result<crate::SnapshotChunks, Error> {
-        crate::SnapshotChunks::of(&self.db, chunk_bytes)
+        crate::SnapshotChunks::of(&self.db(), chunk_bytes)
+    }
+
+    fn db(&self) -> Arc<Database> {
+        self.readers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// A compacted copy of the store in a new file at `path` (replaced if it exists), with a
+    /// page cache of `cache_bytes`: what a defragmentation swaps in. Copied from one read
+    /// transaction, so it holds the store as of one applied index; the live store goes on
+    /// meanwhile, and the copy must be brought up to date before the swap.
+    pub fn compacted_copy(&self, path: &Path, cache_bytes: usize) -> Result<Store, Error> {
+        let io = |error: std::io::Error| Error::Storage(format!("defragment: {error}"));
+        if path.exists() {
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(storage_error)?;
+        let mut copy = Store::from_database(db, Some(path.to_path_buf()))?;
+        let mut failed = None;
+        let chunks = self.snapshot_chunks(4 << 20)?.map_while(|chunk| match chunk {
+            Ok(chunk) => Some(chunk),
+            Err(error) => {
+                failed = Some(error);
+                None
+            }
+        });
+        let installed = copy.install_snapshot(chunks);
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        installed?;
+        Ok(copy)
     }
 
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
-        let read = self.db.begin_read().map_err(storage_error)?;
+        let read = self.db().begin_read().map_err(storage_error)?;
         let meta = Meta::read(&read)?;
         Ok((range_in(&read, request, meta.revision, meta.compact_revision)?, meta.revision))
     }
+}
+
+/// Where a defragmentation copies the store at `path`.
+fn defrag_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("defrag")
 }
 
 /// The store's metadata as one read transaction sees it.

@@ -112,6 +112,11 @@ pub struct Replica<D: Disk> {
     reads: BTreeMap<RequestId, Option<RangeRequest>>,
     reads_waiting: Vec<(Index, RequestId)>,
     compact_every: u64,
+    /// While a defragmentation runs, the log is not compacted past this index: the copy is
+    /// brought up to date from the log.
+    compaction_pin: Option<Index>,
+    /// The compacted copy being brought up to date, and the last entry replayed into it.
+    defrag: Option<(Store, Index)>,
 }
 
 /// Entry data of a proposal: the request id, then the command.
@@ -119,6 +124,22 @@ pub fn encode_proposal(request_id: RequestId, command: &Command) -> Vec<u8> {
     let mut out = request_id.to_be_bytes().to_vec();
     out.extend(command_codec::encode(command));
     out
+}
+
+/// The command an applied entry carries, with the request id of a client's proposal; `None`
+/// for an entry that changes nothing in the store (a new leader's empty entry).
+fn command_of(entry: &Entry) -> Option<(Option<RequestId>, Command)> {
+    if entry.kind == EntryKind::ConfChange {
+        return member_changes(entry).map(|command| (None, command));
+    }
+    if entry.data.is_empty() {
+        return None;
+    }
+    // Entries come from our own log, written by a leader that encoded them: a command that does
+    // not decode is a bug or corruption, not input to tolerate.
+    let (request_id, command) =
+        decode_proposal(&entry.data).unwrap_or_else(|| panic!("entry {} does not hold a command", entry.index));
+    Some((Some(request_id), command))
 }
 
 /// The member-table changes a membership entry makes: those in its context (an encoded
@@ -216,6 +237,8 @@ impl<D: Disk> Replica<D> {
             reads: BTreeMap::new(),
             reads_waiting: Vec::new(),
             compact_every: compact_every.max(1),
+            compaction_pin: None,
+            defrag: None,
         }
     }
 
@@ -365,6 +388,8 @@ impl<D: Disk> Replica<D> {
             // if this member ever sends a snapshot).
             self.store.install_snapshot([snapshot.data]).map_err(NodeError::Store)?;
             self.raft.forget_snapshot_data();
+            // A copy of the old state is of no use any more.
+            self.abandon_defrag();
             self.applied = snapshot.meta.index;
             finished.installed_snapshot = Some(snapshot.meta.index);
             finished.members_changed = true;
@@ -374,26 +399,14 @@ impl<D: Disk> Replica<D> {
         for entry in &ready.committed_entries {
             assert_eq!(entry.index, self.applied + 1, "entries are applied in order");
             self.applied = entry.index;
-            if entry.kind == EntryKind::ConfChange {
-                // Even a change without a table change (leaving a joint configuration) changes
-                // who is still in Raft's configuration.
-                finished.members_changed = true;
-                if let Some(command) = member_changes(entry) {
-                    batch.push((entry.index, command));
-                    ids.push(None);
-                }
-                continue;
+            // Even a change without a table change (leaving a joint configuration) changes who
+            // is still in Raft's configuration.
+            finished.members_changed |= entry.kind == EntryKind::ConfChange;
+            if let Some((request_id, command)) = command_of(entry) {
+                finished.members_changed |= matches!(command, Command::Members(_));
+                batch.push((entry.index, command));
+                ids.push(request_id);
             }
-            if entry.data.is_empty() {
-                continue;
-            }
-            // Entries come from our own log, written by a leader that encoded them: a command
-            // that does not decode is a bug or corruption, not input to tolerate.
-            let (request_id, command) =
-                decode_proposal(&entry.data).unwrap_or_else(|| panic!("entry {} does not hold a command", entry.index));
-            finished.members_changed |= matches!(command, Command::Members(_));
-            batch.push((entry.index, command));
-            ids.push(Some(request_id));
         }
         let results = self.store.apply_batch(&batch).map_err(NodeError::Store)?;
         for ((_, command), applied) in batch.iter().zip(&results) {
@@ -445,7 +458,7 @@ impl<D: Disk> Replica<D> {
         // The store's applied index counts commands only: entries after its last one (a new
         // leader's empty entry, a membership change) stay in the log for a restart to replay.
         // It can also run ahead of Raft's after installing a leader's image.
-        let index = self.store.applied_index().min(self.applied);
+        let index = self.store.applied_index().min(self.applied).min(self.compaction_pin.unwrap_or(Index::MAX));
         if index < snapshot_index + self.compact_every || self.raft.raft().log().persisted() < index {
             return Ok(());
         }
@@ -456,6 +469,83 @@ impl<D: Disk> Replica<D> {
             self.wal.compact(snapshot.meta.index, snapshot.meta.term)?;
         }
         Ok(())
+    }
+
+    /// Begins a defragmentation: the log is not compacted past the store's applied index until
+    /// it ends, so a copy of the store taken from now on can be brought up to date from the log.
+    /// Returns a reader to copy the store from (on another thread, with
+    /// [`ballot_mvcc::Reader::compacted_copy`]) and the file to copy it into; `None` if one is
+    /// under way already or the store is not on a file.
+    pub fn begin_defrag(&mut self) -> Option<(ballot_mvcc::Reader, std::path::PathBuf)> {
+        if self.compaction_pin.is_some() {
+            return None;
+        }
+        let path = self.store.defrag_path()?;
+        self.compaction_pin = Some(self.store.applied_index().min(self.applied));
+        Some((self.store.reader(), path))
+    }
+
+    /// True while a defragmentation is under way.
+    pub fn defragmenting(&self) -> bool {
+        self.compaction_pin.is_some()
+    }
+
+    /// The compacted copy is made: [`Replica::defrag_step`] brings it up to date. False if the
+    /// defragmentation was abandoned meanwhile (the copy is dropped).
+    pub fn defrag_copied(&mut self, copy: Store) -> bool {
+        let replayed = copy.applied_index();
+        let pin = self.compaction_pin.unwrap_or(Index::MAX);
+        if replayed < pin || replayed > self.applied {
+            // Abandoned (and maybe begun again), or a copy of another state: not ours to use.
+            if let Some(path) = copy.defrag_path() {
+                drop(copy);
+                let _ = std::fs::remove_file(path);
+            }
+            return false;
+        }
+        self.defrag = Some((copy, replayed));
+        true
+    }
+
+    /// Abandons a defragmentation under way (its copy is deleted).
+    pub fn abandon_defrag(&mut self) {
+        self.compaction_pin = None;
+        if let Some((copy, _)) = self.defrag.take() {
+            if let Some(path) = copy.defrag_path() {
+                drop(copy);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Replays up to `entries_max` applied entries into the copy (one write transaction), and
+    /// once it has everything the store has, swaps it in. Bounded so that applying and serving
+    /// stall for one step at a time, however long the copy took. True when swapped.
+    pub fn defrag_step(&mut self, entries_max: u64) -> Result<bool, NodeError> {
+        let Some((copy, replayed)) = self.defrag.as_mut() else { return Ok(false) };
+        if *replayed < self.applied {
+            let to = (*replayed + entries_max).min(self.applied) + 1;
+            let entries = self.raft.raft().log().slice(*replayed + 1, to, u64::MAX);
+            let Some(last) = entries.last().map(|entry| entry.index) else {
+                // The log no longer has what the copy needs (it cannot happen while pinned).
+                self.abandon_defrag();
+                return Ok(false);
+            };
+            let batch: Vec<(Index, Command)> = entries
+                .iter()
+                .filter_map(|entry| command_of(entry).map(|(_, command)| (entry.index, command)))
+                .collect();
+            copy.apply_batch(&batch).map_err(NodeError::Store)?;
+            copy.take_events();
+            *replayed = last;
+            if *replayed < self.applied {
+                return Ok(false);
+            }
+        }
+        let (copy, _) = self.defrag.take().expect("checked above");
+        self.compaction_pin = None;
+        self.store.replace_with(copy).map_err(NodeError::Store)?;
+        Ok(true)
     }
 
     /// Stops the replica, giving its disk back (for a restart, or a simulated crash).
@@ -645,5 +735,68 @@ mod tests {
         replica.raft_mut().propose_conf_change(remove).unwrap();
         run(&mut replica);
         assert_eq!(replica.store().members().unwrap(), (vec![record(1)], vec![2]));
+    }
+
+    #[test]
+    fn a_defragmentation_swaps_in_a_smaller_copy_brought_up_to_date_from_the_log() {
+        let dir = std::env::temp_dir().join(format!("ballot-node-defrag-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db")).unwrap();
+        let mut replica =
+            Replica::new(Config::new(1), ConfState::with_voters([1]), SimDisk::new(), options(), store, 10_000)
+                .unwrap();
+        elect(&mut replica);
+        let big = "x".repeat(4000);
+        for i in 0..400u64 {
+            replica.propose(i, &put(&format!("k{i:03}"), &big)).unwrap();
+            settle(&mut replica);
+        }
+        let delete = Command::DeleteRange(ballot_mvcc::DeleteRangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            prev_kv: false,
+        });
+        replica.propose(1000, &delete).unwrap();
+        settle(&mut replica);
+        replica.propose(1001, &Command::Compact { revision: replica.store().revision() }).unwrap();
+        settle(&mut replica);
+        for i in 0..10u64 {
+            replica.propose(2000 + i, &put("tick", "t")).unwrap(); // compaction proceeds in steps
+            settle(&mut replica);
+        }
+        replica.make_store_durable().unwrap();
+        let reader = replica.store().reader();
+        let before = replica.store().size_bytes().unwrap();
+
+        let (from, path) = replica.begin_defrag().unwrap();
+        assert!(replica.begin_defrag().is_none(), "one at a time");
+        let copy = from.compacted_copy(&path, 1 << 20).unwrap();
+        // The live store goes on while the copy is made.
+        for i in 0..30u64 {
+            replica.propose(3000 + i, &put(&format!("after{i}"), "v")).unwrap();
+            settle(&mut replica);
+        }
+        assert!(replica.defrag_copied(copy));
+        let mut steps = 0;
+        while !replica.defrag_step(8).unwrap() {
+            steps += 1;
+            assert!(steps < 100);
+        }
+        assert!(steps >= 3, "brought up to date in bounded steps ({steps})");
+        assert!(!replica.defragmenting());
+        assert!(!path.exists(), "the copy took the store's place");
+        let after = replica.store().size_bytes().unwrap();
+        assert!(after * 4 < before, "the file shrank: {before} -> {after} bytes");
+        let (response, _) =
+            reader.range(&RangeRequest { key: b"after29".to_vec(), ..Default::default() }).unwrap();
+        assert_eq!(response.kvs.len(), 1, "a reader taken before the swap reads the new file");
+        replica.propose(9999, &put("later", "v")).unwrap();
+        assert_eq!(settle(&mut replica).writes.len(), 1);
+        let hash = replica.store().hash_kv(0).unwrap();
+        drop((replica, reader, from));
+        let reopened = Store::open(&dir.join("db")).unwrap();
+        assert_eq!(reopened.hash_kv(0).unwrap(), hash, "the swapped-in file is the store after a restart");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
