@@ -66,6 +66,10 @@ for _ in $(seq 50); do
 done
 expect "hashkv agrees across members" "1" "$hashes"
 
+first=${endpoints%%,*}
+expect "defrag" "Finished defragmenting etcd member[$first]" "$(ETCDCTL_API=3 etcdctl --endpoints="$first" --command-timeout=60s defrag 2>&1 | tail -n 1)"
+expect "serves after defrag" "$(printf '/compat/c\n1')" "$(e get /compat/c)"
+
 snapshot_dir=$(mktemp -d)
 expect "snapshot save (checksum verified by etcdctl)" "Snapshot saved at $snapshot_dir/snap.db" "$(ETCDCTL_API=3 etcdctl --endpoints="${endpoints%%,*}" snapshot save "$snapshot_dir/snap.db" 2>&1 | tail -n 1)"
 rm -rf "$snapshot_dir"

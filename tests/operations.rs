@@ -163,3 +163,70 @@ async fn member_move_leader_hands_leadership_to_the_named_member() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("abc is not a member"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defragment_shrinks_the_file_while_writes_go_on() {
+    use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    let cluster = Cluster::start("defrag", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let mut kv = cluster.kv(leader).await;
+    let big = "x".repeat(8000);
+    for i in 0..1000 {
+        kv.put(put(&format!("big-{i:04}"), &big)).await.unwrap();
+    }
+    let all = pb::DeleteRangeRequest { key: b"big-".to_vec(), range_end: b"big.".to_vec(), prev_kv: false };
+    let revision = kv.delete_range(all).await.unwrap().into_inner().header.unwrap().revision;
+    kv.compact(pb::CompactionRequest { revision, physical: true }).await.unwrap();
+    // The history is removed in bounded steps as entries apply.
+    for i in 0..20 {
+        kv.put(put(&format!("tick-{i}"), "t")).await.unwrap();
+    }
+    let before = cluster.status(leader).await.unwrap().db_size;
+    assert!(before > 8_000_000, "{before} bytes");
+
+    // Writes go on through the defragmentation (bounded in count), each one timed.
+    let mut writer = cluster.kv(leader).await;
+    let load = tokio::spawn(async move {
+        let mut slowest = Duration::ZERO;
+        for i in 0..400 {
+            let started = Instant::now();
+            writer.put(put(&format!("during-{i:03}"), "v")).await.unwrap();
+            slowest = slowest.max(started.elapsed());
+        }
+        slowest
+    });
+    let mut maintenance = MaintenanceClient::new(cluster.channel(leader).await);
+    maintenance.defragment(pb::DefragmentRequest {}).await.expect("defragment");
+    let slowest = load.await.unwrap();
+    let after = cluster.status(leader).await.unwrap().db_size;
+    eprintln!("defragment: {before} -> {after} bytes; slowest write meanwhile {slowest:?}");
+    assert!(after * 4 < before, "the file shrank: {before} -> {after}");
+    assert!(cluster.log(leader).contains("defragmented"), "{}", cluster.log(leader));
+    let during = pb::RangeRequest { key: b"during-".to_vec(), range_end: b"during.".to_vec(), ..Default::default() };
+    assert_eq!(kv.range(during).await.unwrap().into_inner().kvs.len(), 400, "every write meanwhile is there");
+    // The member still serves and takes writes on the new file, and the others agree with it.
+    kv.put(put("after-defrag", "1")).await.unwrap();
+    let follower = (leader + 1) % 3;
+    let mut on_follower = MaintenanceClient::new(cluster.channel(follower).await);
+    on_follower.defragment(pb::DefragmentRequest {}).await.expect("a follower defragments too");
+    let revision = kv.put(put("last", "1")).await.unwrap().into_inner().header.unwrap().revision;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hash = |i| {
+            let channel = cluster.channel(i);
+            async move {
+                MaintenanceClient::new(channel.await)
+                    .hash_kv(pb::HashKvRequest { revision })
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner().hash)
+            }
+        };
+        let (a, b) = (hash(leader).await, hash(follower).await);
+        if a.is_some() && a == b {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hash_kv differs after defragmenting: {a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -788,8 +788,7 @@ mod tests {
         assert!(!path.exists(), "the copy took the store's place");
         let after = replica.store().size_bytes().unwrap();
         assert!(after * 4 < before, "the file shrank: {before} -> {after} bytes");
-        let (response, _) =
-            reader.range(&RangeRequest { key: b"after29".to_vec(), ..Default::default() }).unwrap();
+        let (response, _) = reader.range(&RangeRequest { key: b"after29".to_vec(), ..Default::default() }).unwrap();
         assert_eq!(response.kvs.len(), 1, "a reader taken before the swap reads the new file");
         replica.propose(9999, &put("later", "v")).unwrap();
         assert_eq!(settle(&mut replica).writes.len(), 1);

@@ -128,7 +128,41 @@ pub enum Input {
     Shutdown(oneshot::Sender<()>),
     /// A peer says this member was removed from the cluster.
     Removed,
+    /// Defragment the store online; answered when the compacted copy has taken its place.
+    Defragment(oneshot::Sender<Result<DefragReport, String>>),
+    /// The compacted copy of a defragmentation is made (on its own thread).
+    DefragCopied(Result<ballot_mvcc::Store, ballot_mvcc::Error>),
 }
+
+/// What a defragmentation did.
+#[derive(Debug, Clone)]
+pub struct DefragReport {
+    /// The store file's length before, bytes.
+    pub bytes_before: u64,
+    /// And after.
+    pub bytes_after: u64,
+    /// From the request to the swap.
+    pub took: Duration,
+    /// The longest the loop spent in one step of bringing the copy up to date (or the swap):
+    /// the longest stall of applying and serving the defragmentation caused.
+    pub longest_step: Duration,
+}
+
+/// A defragmentation under way.
+struct Defrag {
+    waiters: Vec<oneshot::Sender<Result<DefragReport, String>>>,
+    started: Instant,
+    bytes_before: u64,
+    longest_step: Duration,
+    /// The copy is being made on its own thread.
+    copying: bool,
+}
+
+/// Why a defragmentation did not finish when the state changed under it.
+const ABANDONED: &str = "ballot: defragment abandoned: a snapshot from the leader replaced the store; retry";
+
+/// Entries replayed into a defragmentation's copy per loop turn.
+const DEFRAG_STEP_ENTRIES: u64 = 2048;
 
 /// What the loop needs besides the replica.
 pub struct Settings {
@@ -155,6 +189,8 @@ pub struct Settings {
     pub members: Members,
     /// Set once this member learns it was removed from the cluster: the server stops.
     pub removed: tokio::sync::watch::Sender<bool>,
+    /// The page cache of a defragmentation's copy (`--backend-cache-bytes`).
+    pub backend_cache_bytes: usize,
 }
 
 /// A stop request taken from the inbox.
@@ -195,6 +231,10 @@ pub struct Core {
     last_heard: LastHeard,
     /// When this member last published its name and client URLs.
     published_at: Option<Instant>,
+    /// A defragmentation under way.
+    defrag: Option<Defrag>,
+    /// The loop's own inbox (for work it hands to other threads).
+    inbox: Inbox,
 }
 
 impl Core {
@@ -368,8 +408,94 @@ impl Core {
             Input::StepDown(timeout, done) => return Some(Stop::StepDown(timeout, done)),
             Input::Shutdown(done) => return Some(Stop::Now(done)),
             Input::Removed => self.on_removed(),
+            Input::Defragment(reply) => self.defragment(reply),
+            Input::DefragCopied(copy) => self.defrag_copied(copy),
         }
         None
+    }
+
+    /// Starts a defragmentation (or joins the one under way): the copy is made on a thread of
+    /// its own; [`Core::defrag_step`] then brings it up to date a bounded step per loop turn.
+    fn defragment(&mut self, reply: oneshot::Sender<Result<DefragReport, String>>) {
+        if let Some(defrag) = self.defrag.as_mut() {
+            return defrag.waiters.push(reply);
+        }
+        let Some((reader, path)) = self.replica.begin_defrag() else {
+            return drop(reply.send(Err("ballot: this member's store is not on a file".into())));
+        };
+        let bytes_before = self.replica.store().size_bytes().unwrap_or(0);
+        tracing::info!(bytes = bytes_before, "defragmenting: copying the store");
+        self.defrag = Some(Defrag {
+            waiters: vec![reply],
+            started: Instant::now(),
+            bytes_before,
+            longest_step: Duration::ZERO,
+            copying: true,
+        });
+        let (inbox, cache) = (self.inbox.clone(), self.settings.backend_cache_bytes);
+        let spawned = std::thread::Builder::new().name("defrag".into()).spawn(move || {
+            let copy = reader.compacted_copy(&path, cache);
+            drop(reader);
+            let _ = inbox.send(Input::DefragCopied(copy));
+        });
+        if let Err(error) = spawned {
+            self.defrag_failed(format!("ballot: defragment: {error}"));
+        }
+    }
+
+    fn defrag_copied(&mut self, copy: Result<ballot_mvcc::Store, ballot_mvcc::Error>) {
+        let Some(defrag) = self.defrag.as_mut() else { return };
+        defrag.copying = false;
+        match copy.map(|copy| self.replica.defrag_copied(copy)) {
+            Ok(true) => {}
+            Ok(false) => self.defrag_failed(ABANDONED.into()),
+            Err(error) => self.defrag_failed(format!("ballot: defragment: {error}")),
+        }
+    }
+
+    fn defrag_failed(&mut self, why: String) {
+        self.replica.abandon_defrag();
+        tracing::warn!(why, "defragmentation failed");
+        for waiter in self.defrag.take().map(|defrag| defrag.waiters).unwrap_or_default() {
+            let _ = waiter.send(Err(why.clone()));
+        }
+    }
+
+    /// One bounded step of bringing the copy up to date, and the swap once it is.
+    fn defrag_step(&mut self) {
+        let Some(defrag) = self.defrag.as_ref() else { return };
+        if defrag.copying {
+            return;
+        }
+        if !self.replica.defragmenting() {
+            return self.defrag_failed(ABANDONED.into());
+        }
+        let started = Instant::now();
+        let swapped = match self.replica.defrag_step(DEFRAG_STEP_ENTRIES) {
+            Ok(swapped) => swapped,
+            Err(error) => panic!("the replica cannot go on: {error}"),
+        };
+        let defrag = self.defrag.as_mut().expect("checked above");
+        defrag.longest_step = defrag.longest_step.max(started.elapsed());
+        if swapped {
+            let defrag = self.defrag.take().expect("checked above");
+            let report = DefragReport {
+                bytes_before: defrag.bytes_before,
+                bytes_after: self.replica.store().size_bytes().unwrap_or(0),
+                took: defrag.started.elapsed(),
+                longest_step: defrag.longest_step,
+            };
+            tracing::info!(
+                bytes_before = report.bytes_before,
+                bytes_after = report.bytes_after,
+                took_ms = report.took.as_millis() as u64,
+                longest_step_ms = report.longest_step.as_secs_f64() * 1000.0,
+                "defragmented"
+            );
+            for waiter in defrag.waiters {
+                let _ = waiter.send(Ok(report.clone()));
+            }
+        }
     }
 
     fn keep_alive(&mut self, lease: i64, reply: Reply<i64>) {
@@ -685,6 +811,8 @@ pub fn start(
         quota_walked_at: None,
         last_heard: LastHeard::default(),
         published_at: None,
+        defrag: None,
+        inbox: inbox_tx.clone(),
     };
     std::thread::Builder::new()
         .name("raft".into())
@@ -745,6 +873,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         if let Err(error) = core.drive() {
             panic!("the replica cannot go on: {error}");
         }
+        core.defrag_step();
         core.settings.term.store(core.term(), Ordering::Relaxed);
         if let Some((deadline, _)) = &stepping_down {
             // Done once another member leads: proposals forwarded here meanwhile were held and

@@ -279,6 +279,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         auto_promote_learners: config.auto_promote_learners,
         members: members.clone(),
         removed: removed_tx,
+        backend_cache_bytes: config.backend_cache_bytes,
     };
     let transport_members = members.clone();
     let raft_thread = driver::start(

@@ -101,10 +101,14 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        // The backend (redb) reuses freed pages itself; there is no offline compaction pass to
-        // run, and so nothing that would stop the world as etcd's defragment does.
-        tracing::info!("defragment requested: nothing to do (the backend reuses freed pages online)");
-        Ok(Response::new(pb::DefragmentResponse { header: self.handle.header(0, 0) }))
+        // Online, unlike etcd's: the store is copied off the loop and the copy brought up to
+        // date in bounded steps, so reads and writes go on (see `Core::defragment`).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle.send(crate::driver::Input::Defragment(tx))?;
+        let report = rx.await.map_err(|_| status(ApiError::Stopped))?.map_err(Status::unavailable)?;
+        tracing::info!(?report, "defragment done");
+        let term = self.handle.query(|core| core.term()).await?;
+        Ok(Response::new(pb::DefragmentResponse { header: self.handle.header(0, term) }))
     }
 
     async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
