@@ -145,8 +145,8 @@ fn a_data_dir_from_another_cluster_is_refused_with_a_clear_message() {
     let dir = std::env::temp_dir().join(format!("ballot-foreign-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let serve = |token: &str| {
-        let port = common::free_port();
-        let peer = format!("http://127.0.0.1:{}", common::free_port());
+        let ports = common::free_ports(2);
+        let (port, peer) = (ports[0], format!("http://127.0.0.1:{}", ports[1]));
         std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
             .arg("serve")
             .arg("--data-dir")

@@ -189,16 +189,18 @@ fn a_peer_from_another_cluster_is_refused_with_a_clear_log_line() {
     let dir = std::env::temp_dir().join(format!("ballot-other-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ours = format!("http://127.0.0.1:{}", common::free_port());
-    let theirs = format!("http://127.0.0.1:{}", common::free_port());
+    let ports = common::free_ports(4);
+    let ours = format!("http://127.0.0.1:{}", ports[0]);
+    let theirs = format!("http://127.0.0.1:{}", ports[1]);
     let serve = |name: &str, peer: &str, cluster: &str, token: &str| {
+        let client = if name == "a" { ports[2] } else { ports[3] };
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
             .arg("serve")
             .args(["--name", name])
             .arg("--data-dir")
             .arg(dir.join(name))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", common::free_port())])
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
             .args(["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
             .args(["--initial-cluster", cluster, "--initial-cluster-token", token])
             .stderr(log)

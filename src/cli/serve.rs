@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// are always promoted so).
     #[arg(long, env = "BALLOT_AUTO_PROMOTE_LEARNERS")]
     pub auto_promote_learners: bool,
+    /// How often the leader compares the members' `hash_kv` and raises the CORRUPT alarm on a
+    /// mismatch: a duration such as `5m` or `30s`; 0 (the default) turns the check off.
+    #[arg(long, env = "BALLOT_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
+    pub experimental_corrupt_check_time: Option<String>,
 }
 
 impl ServeArgs {
@@ -111,7 +115,8 @@ impl ServeArgs {
             snapshot_count,
             backend_cache_bytes,
             auto_compaction_mode,
-            auto_compaction_retention
+            auto_compaction_retention,
+            experimental_corrupt_check_time
         );
         if self.auto_promote_learners {
             config.auto_promote_learners = true;

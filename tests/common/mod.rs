@@ -38,7 +38,15 @@ pub struct Cluster {
 
 /// A free loopback port (bound and released: good enough on a test machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free loopback ports: all bound at once, then released (one at a time, the OS
+/// may hand the same port out twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
 impl Cluster {
@@ -61,11 +69,12 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("ballot-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let ports = free_ports(2 * n);
         let members: Vec<Member> = (1..=n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client: format!("http://127.0.0.1:{}", free_port()),
-                peer: format!("http://127.0.0.1:{}", free_port()),
+                client: format!("http://127.0.0.1:{}", ports[2 * i - 2]),
+                peer: format!("http://127.0.0.1:{}", ports[2 * i - 1]),
                 data_dir: dir.join(format!("m{i}")),
                 log: dir.join(format!("m{i}.log")),
                 child: None,
@@ -103,10 +112,11 @@ impl Cluster {
     /// A new member's ports and data dir (not started, not added): returns its index.
     pub fn new_member(&mut self) -> usize {
         let i = self.members.len() + 1;
+        let ports = free_ports(2);
         self.members.push(Member {
             name: format!("m{i}"),
-            client: format!("http://127.0.0.1:{}", free_port()),
-            peer: format!("http://127.0.0.1:{}", free_port()),
+            client: format!("http://127.0.0.1:{}", ports[0]),
+            peer: format!("http://127.0.0.1:{}", ports[1]),
             data_dir: self.dir.join(format!("m{i}")),
             log: self.dir.join(format!("m{i}.log")),
             child: None,

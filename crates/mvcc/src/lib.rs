@@ -63,6 +63,9 @@ pub enum Error {
     /// A write while the NOSPACE alarm is raised.
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// A write while the CORRUPT alarm is raised (members disagree on the content).
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// A txn branch puts a key twice, or puts a key it also deletes.
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,

@@ -176,15 +176,21 @@ impl Store {
             let mut applied_index = self.applied_index;
             // Alarms change only through Alarm commands: look once per batch, again after one.
             let mut no_space = tables::no_space(&others.alarms)?;
+            let mut corrupt = tables::corrupt(&others.alarms)?;
             for (index, command) in batch {
                 if *index <= applied_index {
                     results.push(None);
                     continue;
                 }
                 applied_index = *index;
-                let result = self.execute(&mut writer, &mut others, no_space, command);
+                let result = if corrupt && refused_when_corrupt(command) {
+                    Err(Error::Corrupt)
+                } else {
+                    self.execute(&mut writer, &mut others, no_space, command)
+                };
                 if matches!(command, Command::Alarm { .. }) {
                     no_space = tables::no_space(&others.alarms)?;
+                    corrupt = tables::corrupt(&others.alarms)?;
                 }
                 let result = match result {
                     Err(Error::Storage(message)) => return Err(Error::Storage(message)),
@@ -364,7 +370,10 @@ impl Store {
     /// renamed over this store's file (then the directory synced), and readers turn to it. A
     /// crash before the rename leaves this store's file in place (the copy is removed at the
     /// next open); after it, the copy is the store.
-    pub fn replace_with(&mut self, mut copy: Store) -> Result<(), Error> {
+    ///
+    /// Returns the old store: dropping it closes its database, which writes and syncs what it
+    /// had not made durable, so a caller on a latency-sensitive thread drops it elsewhere.
+    pub fn replace_with(&mut self, mut copy: Store) -> Result<Store, Error> {
         let (Some(path), Some(from)) = (self.path.clone(), copy.path.clone()) else {
             return Err(Error::Storage("only a store on a file is defragmented".into()));
         };
@@ -378,8 +387,7 @@ impl Store {
         copy.events = std::mem::take(&mut self.events);
         *self.readers.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = copy.db.clone();
         copy.readers = Arc::clone(&self.readers);
-        *self = copy;
-        Ok(())
+        Ok(std::mem::replace(self, copy))
     }
 
     /// etcd's Range, at the current revision or a past one.
@@ -416,23 +424,37 @@ impl Store {
     /// Like etcd's HashKV: a checksum of all history up to `revision` (0: current), with the
     /// compact revision it covers. Replicas at the same applied index agree.
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64), Error> {
-        let revision = if revision <= 0 { self.revision } else { revision };
-        if revision > self.revision {
-            return Err(Error::FutureRevision);
-        }
-        if revision < self.compact_revision {
-            return Err(Error::Compacted);
-        }
-        let read = self.db.begin_read().map_err(storage_error)?;
-        let revs = read.open_table(REVS).map_err(storage_error)?;
-        let mut hash = 0u32;
-        for item in revs.range(..revision_key(revision + 1, 0)).map_err(storage_error)? {
-            let (key, value) = item.map_err(storage_error)?;
-            hash = crc32c::crc32c_append(hash, &key.value().to_be_bytes());
-            hash = crc32c::crc32c_append(hash, value.value());
-        }
-        Ok((hash, self.compact_revision))
+        let (hash, compact_revision, _) = hash_in(&self.db.begin_read().map_err(storage_error)?, revision)?;
+        Ok((hash, compact_revision))
     }
+}
+
+/// The hash of the history up to `revision` (0: the current one) as one read transaction sees
+/// it: (hash, compact revision, current revision).
+fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64), Error> {
+    let meta = Meta::read(read)?;
+    let revision = if revision <= 0 { meta.revision } else { revision };
+    if revision > meta.revision {
+        return Err(Error::FutureRevision);
+    }
+    if revision < meta.compact_revision {
+        return Err(Error::Compacted);
+    }
+    let revs = read.open_table(REVS).map_err(storage_error)?;
+    let mut hash = 0u32;
+    for item in revs.range(..revision_key(revision + 1, 0)).map_err(storage_error)? {
+        let (key, value) = item.map_err(storage_error)?;
+        hash = crc32c::crc32c_append(hash, &key.value().to_be_bytes());
+        hash = crc32c::crc32c_append(hash, value.value());
+    }
+    Ok((hash, meta.compact_revision, meta.revision))
+}
+
+/// What etcd refuses under the CORRUPT alarm: everything that reads or changes the key space
+/// or leases' lives; alarms, lease checkpoints and member changes (to replace the member at
+/// fault) go on.
+fn refused_when_corrupt(command: &Command) -> bool {
+    !matches!(command, Command::Alarm { .. } | Command::LeaseCheckpoint { .. } | Command::Members(_))
 }
 
 /// The tables besides the history's that commands change.
@@ -577,6 +599,12 @@ impl Reader {
     /// [`Store::snapshot_chunks`]); the read transaction lives as long as the iterator.
     pub fn snapshot_chunks(&self, chunk_bytes: usize) -> Result<crate::SnapshotChunks, Error> {
         crate::SnapshotChunks::of(&self.db(), chunk_bytes)
+    }
+
+    /// [`Store::hash_kv`] from any thread, with the store's revision it was computed at:
+    /// (hash, compact revision, current revision).
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), Error> {
+        hash_in(&self.db().begin_read().map_err(storage_error)?, revision)
     }
 
     fn db(&self) -> Arc<Database> {

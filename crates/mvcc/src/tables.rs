@@ -118,6 +118,11 @@ pub fn no_space(alarms: &impl ReadableTable<(u8, u64), ()>) -> Result<bool, Erro
     Ok(alarms.range((NO_SPACE_CODE, 0)..=(NO_SPACE_CODE, u64::MAX)).map_err(storage_error)?.next().is_some())
 }
 
+/// True if a CORRUPT alarm is raised for any member.
+pub fn corrupt(alarms: &impl ReadableTable<(u8, u64), ()>) -> Result<bool, Error> {
+    Ok(alarms.range((CORRUPT_CODE, 0)..=(CORRUPT_CODE, u64::MAX)).map_err(storage_error)?.next().is_some())
+}
+
 /// The `alarms` table's code for NOSPACE.
 pub const NO_SPACE_CODE: u8 = 1;
 /// The `alarms` table's code for CORRUPT.

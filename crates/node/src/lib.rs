@@ -520,16 +520,18 @@ impl<D: Disk> Replica<D> {
 
     /// Replays up to `entries_max` applied entries into the copy (one write transaction), and
     /// once it has everything the store has, swaps it in. Bounded so that applying and serving
-    /// stall for one step at a time, however long the copy took. True when swapped.
-    pub fn defrag_step(&mut self, entries_max: u64) -> Result<bool, NodeError> {
-        let Some((copy, replayed)) = self.defrag.as_mut() else { return Ok(false) };
+    /// stall for one step at a time, however long the copy took. Once swapped, returns the old
+    /// store, for the caller to drop (closing it syncs its file: see
+    /// [`Store::replace_with`]).
+    pub fn defrag_step(&mut self, entries_max: u64) -> Result<Option<Store>, NodeError> {
+        let Some((copy, replayed)) = self.defrag.as_mut() else { return Ok(None) };
         if *replayed < self.applied {
             let to = (*replayed + entries_max).min(self.applied) + 1;
             let entries = self.raft.raft().log().slice(*replayed + 1, to, u64::MAX);
             let Some(last) = entries.last().map(|entry| entry.index) else {
                 // The log no longer has what the copy needs (it cannot happen while pinned).
                 self.abandon_defrag();
-                return Ok(false);
+                return Ok(None);
             };
             let batch: Vec<(Index, Command)> = entries
                 .iter()
@@ -539,13 +541,12 @@ impl<D: Disk> Replica<D> {
             copy.take_events();
             *replayed = last;
             if *replayed < self.applied {
-                return Ok(false);
+                return Ok(None);
             }
         }
         let (copy, _) = self.defrag.take().expect("checked above");
         self.compaction_pin = None;
-        self.store.replace_with(copy).map_err(NodeError::Store)?;
-        Ok(true)
+        self.store.replace_with(copy).map(Some).map_err(NodeError::Store)
     }
 
     /// Stops the replica, giving its disk back (for a restart, or a simulated crash).
@@ -779,7 +780,7 @@ mod tests {
         }
         assert!(replica.defrag_copied(copy));
         let mut steps = 0;
-        while !replica.defrag_step(8).unwrap() {
+        while replica.defrag_step(8).unwrap().is_none() {
             steps += 1;
             assert!(steps < 100);
         }

@@ -50,7 +50,7 @@ impl AutoCompaction {
 
 /// A bare number is hours (etcd's original meaning); otherwise segments like `1h30m`, `10s`,
 /// `500ms`.
-fn parse_period(text: &str) -> Option<Duration> {
+pub(crate) fn parse_period(text: &str) -> Option<Duration> {
     if let Ok(hours) = text.parse::<u64>() {
         return hours.checked_mul(3600).map(Duration::from_secs);
     }

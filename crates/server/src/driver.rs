@@ -471,12 +471,19 @@ impl Core {
             return self.defrag_failed(ABANDONED.into());
         }
         let started = Instant::now();
-        let swapped = match self.replica.defrag_step(DEFRAG_STEP_ENTRIES) {
-            Ok(swapped) => swapped,
+        let old = match self.replica.defrag_step(DEFRAG_STEP_ENTRIES) {
+            Ok(old) => old,
             Err(error) => panic!("the replica cannot go on: {error}"),
         };
+        let swapped = old.is_some();
+        if let Some(old) = old {
+            // Closing the old database syncs its file: not on the loop.
+            let _ = std::thread::Builder::new().name("defrag-close".into()).spawn(move || drop(old));
+        }
         let defrag = self.defrag.as_mut().expect("checked above");
-        defrag.longest_step = defrag.longest_step.max(started.elapsed());
+        let took = started.elapsed();
+        tracing::debug!(took_ms = took.as_secs_f64() * 1000.0, swapped, "defragment step");
+        defrag.longest_step = defrag.longest_step.max(took);
         if swapped {
             let defrag = self.defrag.take().expect("checked above");
             let report = DefragReport {

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod codec;
 pub mod compactor;
+pub mod corrupt;
 pub mod driver;
 pub mod http;
 pub mod members;

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub auto_compaction_retention: String,
     /// Promote a learner as soon as it has caught up with the leader.
     pub auto_promote_learners: bool,
+    /// How often the leader compares members' `hash_kv` (a duration such as `5m`; 0 turns the
+    /// check off), etcd's `--experimental-corrupt-check-time`.
+    pub experimental_corrupt_check_time: String,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +92,7 @@ impl Default for ServerConfig {
             auto_compaction_mode: "periodic".into(),
             auto_compaction_retention: "0".into(),
             auto_promote_learners: false,
+            experimental_corrupt_check_time: "0".into(),
         }
     }
 }
@@ -161,6 +165,12 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     }
     let auto_compaction = AutoCompaction::parse(&config.auto_compaction_mode, &config.auto_compaction_retention)
         .map_err(|error| anyhow::anyhow!(error))?;
+    let corrupt_check = crate::compactor::parse_period(&config.experimental_corrupt_check_time).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--experimental-corrupt-check-time {:?} is not a duration such as 5m or 30s",
+            config.experimental_corrupt_check_time
+        )
+    })?;
     let table = founders(&config)?;
     let token = config.initial_cluster_token.as_str();
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
@@ -307,6 +317,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         metrics.clone(),
         api::Local { reader, term },
     );
+    if !corrupt_check.is_zero() {
+        tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));
+    }
     let message_bytes_max = config.max_request_bytes + 512 * 1024;
     let routes = tonic::service::Routes::new(
         pb::kv_server::KvServer::new(api::kv::Kv { handle: handle.clone() })

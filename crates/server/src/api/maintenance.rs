@@ -120,12 +120,14 @@ impl pb::maintenance_server::Maintenance for Maintenance {
     }
 
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        // Off the loop: a hash reads the whole history.
         let revision = request.get_ref().revision;
-        let (result, current, term) = self
-            .handle
-            .query(move |core| (core.replica.store().hash_kv(revision), core.replica.store().revision(), core.term()))
-            .await?;
-        let (hash, compact_revision) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let reader = self.handle.reader().clone();
+        let result = tokio::task::spawn_blocking(move || reader.hash_kv(revision))
+            .await
+            .map_err(|_| status(ApiError::Stopped))?;
+        let (hash, compact_revision, current) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
+        let term = self.handle.term();
         Ok(Response::new(pb::HashKvResponse {
             header: self.handle.header(current, term),
             hash,

@@ -96,6 +96,7 @@ pub fn status(error: ApiError) -> Status {
             E::LeaseExists => Code::FailedPrecondition,
             E::InvalidLeaseId | E::KeyNotFound | E::DuplicateKey => Code::InvalidArgument,
             E::NoSpace => Code::ResourceExhausted,
+            E::Corrupt => Code::DataLoss,
             E::Storage(_) => Code::Internal,
         },
     };
@@ -180,6 +181,11 @@ impl Handle {
         let result = self.ask(|tx| Input::Propose(command.clone(), tx)).await;
         self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// The current term, as the loop last published it.
+    pub fn term(&self) -> u64 {
+        self.local.term.load(Ordering::Relaxed)
     }
 
     /// Reads the store without the loop.
