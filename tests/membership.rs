@@ -211,6 +211,21 @@ async fn a_learner_behind_a_compacted_log_catches_up_by_snapshot_and_is_promoted
         .await
         .expect_err("one learner at a time");
     assert_eq!(refused.message(), "etcdserver: too many learner members in cluster");
+    // MemberUpdate: new peer URLs in the table (here of a member not started yet); a URL
+    // another member has is refused.
+    let moved = "http://127.0.0.1:9".to_string();
+    let updated = client
+        .member_update(pb::MemberUpdateRequest { id, peer_ur_ls: vec![moved.clone()] })
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    assert_eq!(updated.iter().find(|member| member.id == id).unwrap().peer_ur_ls, [moved]);
+    let taken = cluster.members[0].peer.clone();
+    let refused = client.member_update(pb::MemberUpdateRequest { id, peer_ur_ls: vec![taken] }).await.unwrap_err();
+    assert_eq!(refused.message(), "etcdserver: Peer URLs already exists");
+    let back = vec![cluster.members[learner].peer.clone()];
+    client.member_update(pb::MemberUpdateRequest { id, peer_ur_ls: back }).await.unwrap();
     cluster.spawn_joining(learner, &[0, 1, 2]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -250,6 +265,12 @@ async fn a_killed_member_is_replaced_while_the_cluster_serves() {
     let mut client = cluster_client(&cluster, alive[0]).await;
     let missing = client.member_remove(pb::MemberRemoveRequest { id: 0x1234 }).await.expect_err("no such member");
     assert_eq!(missing.code(), tonic::Code::NotFound);
+    // With one voter down, removing a live one would leave one of two: refused (etcd's
+    // --strict-reconfig-check).
+    tokio::time::sleep(Duration::from_millis(2 * common::ELECTION_MS + 200)).await;
+    let live_id = member_id(&cluster, alive[1]).await;
+    let refused = client.member_remove(pb::MemberRemoveRequest { id: live_id }).await.expect_err("unsafe");
+    assert_eq!(refused.message(), "etcdserver: re-configuration failed due to not enough started members");
     client.member_remove(pb::MemberRemoveRequest { id: dead_id }).await.expect("remove the dead member");
     let fresh = cluster.new_member();
     add(&cluster, alive[0], fresh, false).await;
@@ -264,4 +285,20 @@ async fn a_killed_member_is_replaced_while_the_cluster_serves() {
     assert_eq!(members.len(), 3);
     assert!(!members.iter().any(|member| member.id == dead_id));
     check_converged(&cluster, &[alive[0], alive[1], fresh], &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_promote_learners_promotes_a_learner_once_it_caught_up() {
+    let mut cluster = Cluster::start("autopromote", 3, &["--auto-promote-learners"]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let learner = cluster.new_member();
+    let id = add(&cluster, leader, learner, true).await;
+    assert!(member_list(&cluster, leader).await.iter().any(|member| member.id == id && member.is_learner));
+    cluster.spawn_joining(learner, &[0, 1, 2]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while member_list(&cluster, leader).await.iter().any(|member| member.id == id && member.is_learner) {
+        assert!(Instant::now() < deadline, "the learner was never promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cluster.log(leader).contains("promoting a learner that caught up"));
 }

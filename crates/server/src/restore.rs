@@ -16,8 +16,7 @@ use ballot_raft::{ConfState, HardState, Snapshot, SnapshotMeta};
 use ballot_storage::{Batch, FsDisk, Wal, WalOptions};
 use sha2::{Digest, Sha256};
 
-use crate::members;
-use crate::server::{founders, Identity, ServerConfig, IDENTITY_FILE};
+use crate::server::{founding, Identity, ServerConfig, IDENTITY_FILE};
 
 /// Length of the SHA-256 trailer that ends a snapshot file.
 const TRAILER_BYTES: usize = 32;
@@ -52,20 +51,7 @@ pub fn verify(bytes: &[u8]) -> anyhow::Result<&[u8]> {
 pub fn restore(file: &Path, config: &ServerConfig) -> anyhow::Result<Restored> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let image = verify(&bytes)?;
-    let table = founders(config)?;
-    let token = &config.initial_cluster_token;
-    let peer_urls: Vec<String> =
-        config.initial_advertise_peer_urls.split(',').map(|url| url.trim().to_string()).collect();
-    let member_id = members::member_id(&config.name, &peer_urls, token);
-    if !table.iter().any(|member| member.id == member_id) {
-        bail!(
-            "--name {} with --initial-advertise-peer-urls {} is not in --initial-cluster {}",
-            config.name,
-            config.initial_advertise_peer_urls,
-            config.initial_cluster
-        );
-    }
-    let cluster_id = members::cluster_id(table.iter().map(|member| member.id), token);
+    let (table, member_id, cluster_id) = founding(config)?;
     let dir = &config.data_dir;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!("data dir {} is not empty; restore into a new one", dir.display());

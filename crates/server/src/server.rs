@@ -137,6 +137,24 @@ impl Identity {
 
 pub(crate) const IDENTITY_FILE: &str = "member.json";
 
+/// The founding members, this member's id among them (refused if the flags do not name it
+/// there), and the cluster id they make.
+pub(crate) fn founding(config: &ServerConfig) -> anyhow::Result<(Vec<Member>, NodeId, u64)> {
+    let table = founders(config)?;
+    let token = config.initial_cluster_token.as_str();
+    let id = members::member_id(&config.name, &split_urls(&config.initial_advertise_peer_urls), token);
+    if !table.iter().any(|member| member.id == id) {
+        bail!(
+            "--name {} with --initial-advertise-peer-urls {} is not in --initial-cluster {}",
+            config.name,
+            config.initial_advertise_peer_urls,
+            config.initial_cluster
+        );
+    }
+    let cluster_id = members::cluster_id(table.iter().map(|member| member.id), token);
+    Ok((table, id, cluster_id))
+}
+
 /// The founding members `--initial-cluster` names, with the ids their names, peer URLs and the
 /// cluster token give them.
 pub(crate) fn founders(config: &ServerConfig) -> anyhow::Result<Vec<Member>> {
@@ -171,21 +189,11 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             config.experimental_corrupt_check_time
         )
     })?;
-    let table = founders(&config)?;
-    let token = config.initial_cluster_token.as_str();
+    let (table, founding_id, founding_cluster) = founding(&config)?;
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
     let joining = config.initial_cluster_state == "existing";
     if !joining && config.initial_cluster_state != "new" {
         bail!("--initial-cluster-state must be new or existing, not {}", config.initial_cluster_state);
-    }
-    let founding_id = members::member_id(&config.name, &peer_urls, token);
-    if !table.iter().any(|member| member.id == founding_id) {
-        bail!(
-            "--name {} with --initial-advertise-peer-urls {} is not in --initial-cluster {}",
-            config.name,
-            config.initial_advertise_peer_urls,
-            config.initial_cluster
-        );
     }
     let client_urls = config.advertise_client_urls.clone();
 
@@ -194,7 +202,6 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let restarting = identity_path.exists();
     let store = Store::open_with_cache(&config.data_dir.join("db"), config.backend_cache_bytes)
         .map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
-    let founding_cluster = members::cluster_id(table.iter().map(|member| member.id), token);
     let (identity, members) = if restarting {
         let found: Identity = serde_json::from_slice(&std::fs::read(&identity_path)?)
             .with_context(|| format!("reading {}", identity_path.display()))?;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ballot_mvcc::{SimFile, Store, WatchHub, WatchId, WatchRequest};
+use ballot_mvcc::{MemberChange, MemberRecord, SimFile, Store, WatchHub, WatchId, WatchRequest};
 use ballot_node::Replica;
 use ballot_raft::{ConfState, Config, Index, NodeId, RawNode};
 use ballot_storage::{SimDisk, WalOptions};
@@ -72,6 +72,23 @@ fn start_watch(replica: &Replica<SimDisk>, start_revision: i64) -> Option<(Watch
     Some((hub, id))
 }
 
+/// The member-table record of simulated node `id` (names and URLs follow from the id, so the
+/// table a configuration implies is known).
+pub fn member_record(id: NodeId, is_learner: bool) -> MemberRecord {
+    MemberRecord {
+        id,
+        name: format!("n{id}"),
+        peer_urls: vec![format!("sim://{id}")],
+        client_urls: Vec::new(),
+        is_learner,
+    }
+}
+
+/// The context of a membership entry that makes `changes` to the member table.
+pub fn members_context(changes: Vec<MemberChange>) -> Vec<u8> {
+    ballot_mvcc::command_codec::encode(&ballot_mvcc::Command::Members(changes))
+}
+
 fn store(file: &SimFile) -> Result<Store, String> {
     Store::on_sim_file(file.clone()).map_err(|error| format!("store: {error}"))
 }
@@ -87,8 +104,19 @@ impl SimNode {
     ) -> SimNode {
         let store_file = SimFile::new();
         let store = store(&store_file).expect("a store opens on an empty file");
-        let replica = Replica::new(config.clone(), initial, SimDisk::new(), wal_options.clone(), store, compact_every)
-            .expect("a new replica on an empty disk");
+        // Founders carry the member table in their first entry, as the server's do.
+        let founders = initial.voters.iter().map(|id| MemberChange::Upsert(member_record(*id, false))).collect();
+        let context = if initial.voters.is_empty() { Vec::new() } else { members_context(founders) };
+        let replica = Replica::new_with_context(
+            config.clone(),
+            initial,
+            context,
+            SimDisk::new(),
+            wal_options.clone(),
+            store,
+            compact_every,
+        )
+        .expect("a new replica on an empty disk");
         SimNode {
             id: config.id,
             config,

@@ -3,7 +3,10 @@
 
 use ballot_check::model::RegisterModel;
 use ballot_check::{pair_operations, Limits, Verdict};
+use ballot_mvcc::{MemberChange, MemberRecord};
 use ballot_raft::{ConfChange, ConfChangeStep, ConfState, NodeId, Role};
+
+use crate::node::{member_record, members_context};
 
 use super::{Action, SimReport, World, HEAL_DEADLINE_NS, JOINERS_MAX, MS};
 use crate::network::NetworkProfile;
@@ -169,23 +172,39 @@ impl World {
             options.extend(["remove", "demote"]);
         }
         let Some(choice) = self.rng.pick(&options).copied() else { return };
-        let steps = match choice {
+        let (steps, table) = match choice {
             "add-learner" => {
                 self.joiners += 1;
                 let id = self.config.nodes as u64 + self.joiners;
                 self.add_node(id, ConfState::default());
-                vec![ConfChangeStep::AddLearner(id)]
+                (vec![ConfChangeStep::AddLearner(id)], vec![MemberChange::Upsert(member_record(id, true))])
             }
-            "promote" => vec![ConfChangeStep::AddVoter(*self.rng.pick(&learners).expect("non-empty"))],
-            "replace" => vec![
-                ConfChangeStep::Remove(*self.rng.pick(&voters).expect("non-empty")),
-                ConfChangeStep::AddVoter(*self.rng.pick(&learners).expect("non-empty")),
-            ],
-            "remove" => vec![ConfChangeStep::Remove(*self.rng.pick(&voters).expect("non-empty"))],
-            _ => vec![ConfChangeStep::AddLearner(*self.rng.pick(&voters).expect("non-empty"))],
+            "promote" => {
+                let id = *self.rng.pick(&learners).expect("non-empty");
+                (vec![ConfChangeStep::AddVoter(id)], vec![MemberChange::Upsert(member_record(id, false))])
+            }
+            "replace" => {
+                let (out, into) =
+                    (*self.rng.pick(&voters).expect("non-empty"), *self.rng.pick(&learners).expect("non-empty"));
+                (
+                    vec![ConfChangeStep::Remove(out), ConfChangeStep::AddVoter(into)],
+                    vec![MemberChange::Remove(out), MemberChange::Upsert(member_record(into, false))],
+                )
+            }
+            "remove" => {
+                let id = *self.rng.pick(&voters).expect("non-empty");
+                (vec![ConfChangeStep::Remove(id)], vec![MemberChange::Remove(id)])
+            }
+            _ => {
+                let id = *self.rng.pick(&voters).expect("non-empty");
+                (vec![ConfChangeStep::AddLearner(id)], vec![MemberChange::Upsert(member_record(id, true))])
+            }
         };
+        // The entry carries the member-table change, as the server's do: every member must
+        // end with the table its configuration implies (checked at recovery).
+        let change = ConfChange { steps: steps.clone(), context: members_context(table) };
         let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
-        let outcome = raft.propose_conf_change(ConfChange { steps: steps.clone(), ..Default::default() });
+        let outcome = raft.propose_conf_change(change);
         self.trace.record(self.now, format_args!("nemesis: {choice} {steps:?} via {leader}: {outcome:?}"));
         self.drive(leader);
     }
@@ -261,6 +280,26 @@ impl World {
             .collect();
         if !lagging.is_empty() {
             return Err(format!("members {lagging:?} have not applied index {committed}"));
+        }
+        // Every member's table is the one the configuration implies.
+        let conf = raft.conf_state();
+        if !conf.is_joint() {
+            let mut expected: Vec<MemberRecord> = conf.voters.iter().map(|id| member_record(*id, false)).collect();
+            expected.extend(conf.learners.iter().map(|id| member_record(*id, true)));
+            expected.sort_by_key(|record| record.id);
+            for id in conf.members() {
+                let Some(replica) =
+                    self.nodes.get(&id).filter(|n| n.corrupt.is_none()).and_then(|n| n.replica.as_ref())
+                else {
+                    continue;
+                };
+                let table = replica.store().members().map(|(records, _)| records);
+                if table.as_ref() != Ok(&expected) {
+                    return Err(format!(
+                        "member {id}'s member table {table:?} is not the configuration's {expected:?}"
+                    ));
+                }
+            }
         }
         Ok(())
     }
