@@ -277,4 +277,9 @@ async fn a_member_whose_history_differs_raises_the_corrupt_alarm() {
     let refused = kv.put(put("more", "v")).await.expect_err("writes are refused under CORRUPT");
     assert_eq!(refused.code(), tonic::Code::DataLoss);
     assert_eq!(refused.message(), "etcdserver: corrupt cluster");
+    tokio::time::sleep(Duration::from_millis(300)).await; // members see the alarm within a tick
+    for i in 0..3 {
+        let refused = cluster.kv(i).await.range(get("k1")).await.expect_err("reads are refused too");
+        assert_eq!(refused.message(), "etcdserver: corrupt cluster");
+    }
 }

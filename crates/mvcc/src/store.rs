@@ -623,8 +623,23 @@ impl Reader {
         let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(storage_error)?;
         let mut copy = Store::from_database(db, Some(path.to_path_buf()))?;
         let mut failed = None;
+        // The copy's pages are synced as it grows, a slice at a time: left to the end, gigabytes
+        // of dirty pages would be flushed at once, and the member's log fsyncs would wait
+        // behind them (ext4 orders its journal after dirty data).
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut unsynced = 0usize;
         let chunks = self.snapshot_chunks(4 << 20)?.map_while(|chunk| match chunk {
-            Ok(chunk) => Some(chunk),
+            Ok(chunk) => {
+                unsynced += chunk.len();
+                if unsynced >= COPY_SYNC_BYTES {
+                    unsynced = 0;
+                    if let Err(error) = file.sync_data() {
+                        failed = Some(Error::Storage(format!("defragment: {error}")));
+                        return None;
+                    }
+                }
+                Some(chunk)
+            }
             Err(error) => {
                 failed = Some(error);
                 None
@@ -646,6 +661,9 @@ impl Reader {
         Ok((range_in(&read, request, meta.revision, meta.compact_revision)?, meta.revision))
     }
 }
+
+/// How much of a defragmentation's copy is written between syncs of its file.
+const COPY_SYNC_BYTES: usize = 32 << 20;
 
 /// Where a defragmentation copies the store at `path`.
 fn defrag_path(path: &Path) -> std::path::PathBuf {

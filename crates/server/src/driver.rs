@@ -191,6 +191,8 @@ pub struct Settings {
     pub removed: tokio::sync::watch::Sender<bool>,
     /// The page cache of a defragmentation's copy (`--backend-cache-bytes`).
     pub backend_cache_bytes: usize,
+    /// Set while the CORRUPT alarm is raised, for reads served off the loop to refuse.
+    pub corrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A stop request taken from the inbox.
@@ -233,6 +235,8 @@ pub struct Core {
     published_at: Option<Instant>,
     /// A defragmentation under way.
     defrag: Option<Defrag>,
+    /// The store has a member table (see `seed_member_table`).
+    table_seeded: bool,
     /// The loop's own inbox (for work it hands to other threads).
     inbox: Inbox,
 }
@@ -301,12 +305,41 @@ impl Core {
         if self.replica.raft().raft().soft_state().role != Role::Leader {
             return;
         }
+        self.seed_member_table();
         let view = self.membership_view();
         if let Some(record) = view.next_promotion(self.settings.auto_promote_learners) {
             let id = record.id;
             if self.replica.raft_mut().propose_conf_change(membership::promote(record)).is_ok() {
                 tracing::info!(member = format!("{id:x}"), "promoting a learner that caught up");
             }
+        }
+    }
+
+    /// A cluster founded before the member table existed has none in its stores: its leader
+    /// writes the table the flags describe, once, through the log (so that later membership
+    /// changes start from the founders, not from nothing).
+    fn seed_member_table(&mut self) {
+        if self.table_seeded {
+            return;
+        }
+        match self.replica.store().members() {
+            Ok((records, _)) if !records.is_empty() => self.table_seeded = true,
+            Ok(_) => {
+                let founders: Vec<ballot_mvcc::MemberChange> = self
+                    .settings
+                    .members
+                    .list()
+                    .iter()
+                    .map(|member| ballot_mvcc::MemberChange::Upsert(member.record()))
+                    .collect();
+                if founders.is_empty() {
+                    return;
+                }
+                tracing::info!(members = founders.len(), "writing the member table the flags describe");
+                let id = self.request_id();
+                let _ = self.replica.propose(id, &Command::Members(founders));
+            }
+            Err(error) => panic!("member table: {error}"),
         }
     }
 
@@ -698,6 +731,12 @@ impl Core {
             self.compactor.pause();
         }
         self.publish_self(now);
+        let corrupt = self
+            .replica
+            .store()
+            .alarms()
+            .is_ok_and(|alarms| alarms.iter().any(|(kind, _)| *kind == AlarmKind::Corrupt));
+        self.settings.corrupt.store(corrupt, Ordering::Relaxed);
         if ticks.is_multiple_of(10) {
             self.check_quota();
             self.promote_caught_up();
@@ -819,6 +858,7 @@ pub fn start(
         last_heard: LastHeard::default(),
         published_at: None,
         defrag: None,
+        table_seeded: false,
         inbox: inbox_tx.clone(),
     };
     std::thread::Builder::new()

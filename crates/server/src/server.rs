@@ -284,6 +284,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
     let reader = replica.store().reader();
     let (removed_tx, mut removed_rx) = tokio::sync::watch::channel(false);
+    let corrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let settings = Settings {
         id,
         tick: heartbeat,
@@ -297,6 +298,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         members: members.clone(),
         removed: removed_tx,
         backend_cache_bytes: config.backend_cache_bytes,
+        corrupt: corrupt.clone(),
     };
     let transport_members = members.clone();
     let raft_thread = driver::start(
@@ -322,7 +324,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         members.clone(),
         limits,
         metrics.clone(),
-        api::Local { reader, term },
+        api::Local { reader, term, corrupt },
     );
     if !corrupt_check.is_zero() {
         tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));

@@ -81,6 +81,8 @@ pub struct Local {
     pub reader: Reader,
     /// The current term, as the loop last published it.
     pub term: Arc<AtomicU64>,
+    /// The CORRUPT alarm is raised (the loop checks each tick): reads are refused, as etcd does.
+    pub corrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// etcd's gRPC status for an error.
@@ -202,6 +204,9 @@ impl Handle {
     /// Serves a range from the store on this task, or on a blocking thread if it may be long
     /// (no limit, or a large one), so a big range does not hold up a runtime worker.
     async fn range(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
+        if self.local.corrupt.load(Ordering::Relaxed) {
+            return Err(ApiError::Mvcc(ballot_mvcc::Error::Corrupt));
+        }
         let short = request.range_end.is_empty() || (1..=RANGE_INLINE_LIMIT).contains(&request.limit);
         let reader = self.local.reader.clone();
         let read = move || reader.range(&request);
