@@ -441,13 +441,44 @@ fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64
         return Err(Error::Compacted);
     }
     let revs = read.open_table(REVS).map_err(storage_error)?;
+    let index = read.open_table(INDEX).map_err(storage_error)?;
+    let compact = meta.compact_revision;
     let mut hash = 0u32;
     for item in revs.range(..revision_key(revision + 1, 0)).map_err(storage_error)? {
         let (key, value) = item.map_err(storage_error)?;
+        // At or below the compact revision, only what compaction keeps counts: members remove
+        // the rest in steps that depend on how their entries were batched, so what is left of
+        // it differs from member to member while a compaction runs (as etcd's hash skips it).
+        let main = main_of(key.value());
+        if main <= compact && !kept_by_compaction(&index, main, compact, value.value())? {
+            continue;
+        }
         hash = crc32c::crc32c_append(hash, &key.value().to_be_bytes());
         hash = crc32c::crc32c_append(hash, value.value());
     }
-    Ok((hash, meta.compact_revision, meta.revision))
+    Ok((hash, compact, meta.revision))
+}
+
+/// True if the record at main revision `main` (at or below `compact`) survives compaction to
+/// `compact`: it is not a tombstone and no newer revision of its key is at or below `compact`
+/// (the rule [`compact_step`] applies).
+fn kept_by_compaction(
+    index: &impl ReadableTable<(&'static [u8], u64), u64>,
+    main: i64,
+    compact: i64,
+    value: &[u8],
+) -> Result<bool, Error> {
+    let record = Record::decode(value)?;
+    if record.tombstone {
+        return Ok(false);
+    }
+    let key = record.key.as_slice();
+    let newer = index
+        .range::<(&[u8], u64)>((key, main as u64 + 1)..=(key, compact as u64))
+        .map_err(storage_error)?
+        .next()
+        .is_some();
+    Ok(!newer)
 }
 
 /// What etcd refuses under the CORRUPT alarm: everything that reads or changes the key space

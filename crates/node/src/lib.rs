@@ -471,6 +471,17 @@ impl<D: Disk> Replica<D> {
         Ok(())
     }
 
+    /// Runs one bounded step of a compaction in progress without waiting for new entries (the
+    /// steps otherwise ride on applied batches, and an idle member has none). True while more
+    /// remains.
+    pub fn step_compaction(&mut self) -> Result<bool, NodeError> {
+        if !self.store.compacting() {
+            return Ok(false);
+        }
+        self.store.apply_batch(&[]).map_err(NodeError::Store)?;
+        Ok(self.store.compacting())
+    }
+
     /// Begins a defragmentation: the log is not compacted past the store's applied index until
     /// it ends, so a copy of the store taken from now on can be brought up to date from the log.
     /// Returns a reader to copy the store from (on another thread, with

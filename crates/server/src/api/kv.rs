@@ -140,9 +140,21 @@ impl pb::kv_server::Kv for Kv {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<GrpcResponse<pb::CompactionResponse>, Status> {
-        let revision = request.get_ref().revision;
+        let (revision, physical) = (request.get_ref().revision, request.get_ref().physical);
         match self.write(Command::Compact { revision }).await {
             Ok((_, revision, term)) => {
+                if physical {
+                    // etcd's `physical`: answer once the history is removed from this member
+                    // (a large history takes a while: the client's deadline decides, within
+                    // a bound).
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+                    while self.handle.query(|core| core.replica.store().compacting()).await? {
+                        if std::time::Instant::now() >= deadline {
+                            return Err(status(ApiError::Timeout));
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
                 Ok(GrpcResponse::new(pb::CompactionResponse { header: self.handle.header(revision, term) }))
             }
             Err(ApiError::NotLeader(leader)) => {
