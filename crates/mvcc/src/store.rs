@@ -360,6 +360,11 @@ impl Store {
         Reader { readers: Arc::clone(&self.readers) }
     }
 
+    /// The store's file (`None` off a file).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// The file a defragmentation copies this store into (`None` off a file).
     pub fn defrag_path(&self) -> Option<std::path::PathBuf> {
         self.path.as_deref().map(defrag_path)

@@ -126,6 +126,15 @@ pub fn encode_proposal(request_id: RequestId, command: &Command) -> Vec<u8> {
     out
 }
 
+/// Closes a defragmentation's copy and deletes its file.
+fn discard(copy: Store) {
+    let path = copy.path().map(std::path::Path::to_path_buf);
+    drop(copy);
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// The command an applied entry carries, with the request id of a client's proposal; `None`
 /// for an entry that changes nothing in the store (a new leader's empty entry).
 fn command_of(entry: &Entry) -> Option<(Option<RequestId>, Command)> {
@@ -508,10 +517,7 @@ impl<D: Disk> Replica<D> {
         let pin = self.compaction_pin.unwrap_or(Index::MAX);
         if replayed < pin || replayed > self.applied {
             // Abandoned (and maybe begun again), or a copy of another state: not ours to use.
-            if let Some(path) = copy.defrag_path() {
-                drop(copy);
-                let _ = std::fs::remove_file(path);
-            }
+            discard(copy);
             return false;
         }
         self.defrag = Some((copy, replayed));
@@ -522,10 +528,7 @@ impl<D: Disk> Replica<D> {
     pub fn abandon_defrag(&mut self) {
         self.compaction_pin = None;
         if let Some((copy, _)) = self.defrag.take() {
-            if let Some(path) = copy.defrag_path() {
-                drop(copy);
-                let _ = std::fs::remove_file(path);
-            }
+            discard(copy);
         }
     }
 

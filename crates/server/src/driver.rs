@@ -800,8 +800,9 @@ impl Core {
         }
     }
 
-    /// A leader hands leadership to the most up-to-date voter and waits (bounded) until it has.
-    fn transfer_before_stop(&self) -> Option<NodeId> {
+    /// The voter a leader hands leadership to (before stopping or leaving): the most up to
+    /// date other one; `None` if this member does not lead or is the only voter.
+    pub fn best_transferee(&self) -> Option<NodeId> {
         let raft = self.replica.raft().raft();
         if raft.soft_state().role != Role::Leader {
             return None;
@@ -903,7 +904,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
             match core.handle(input) {
                 Some(Stop::StepDown(timeout, done)) => {
                     let mut deadline = Instant::now();
-                    if let Some(target) = core.transfer_before_stop() {
+                    if let Some(target) = core.best_transferee() {
                         tracing::info!(target = format!("{target:x}"), "stopping: handing leadership over first");
                         if core.replica.raft_mut().transfer_leader(target).is_ok() {
                             deadline += timeout;

@@ -421,8 +421,8 @@ async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> 
             };
             match transport::query_members(&address).await {
                 Ok((cluster_id, records, removed)) => {
-                    let known = Members::new(records.into_iter().map(Member::from_record));
-                    known.replace(known.list().iter().map(Member::record).collect(), removed, &[]);
+                    let known = Members::default();
+                    known.replace(records, removed, &[]);
                     let Some(me) = known.find_by_peer_urls(peer_urls) else {
                         bail!(
                             "the cluster (asked at {address}) has no member with peer URLs {}: \

@@ -123,16 +123,7 @@ impl Cluster {
         let target = self
             .handle
             .query(move |core| {
-                let raft = core.replica.raft().raft();
-                let target = raft
-                    .conf_state()
-                    .voters
-                    .iter()
-                    .filter(|voter| **voter != me)
-                    .filter_map(|voter| Some((raft.progress_of(*voter)?.match_index, *voter)))
-                    .max()
-                    .map(|(_, voter)| voter);
-                let target = target.ok_or_else(|| {
+                let target = core.best_transferee().ok_or_else(|| {
                     Status::failed_precondition("ballot: the leader is the only voter; it cannot be removed")
                 })?;
                 core.replica.raft_mut().transfer_leader(target).map_err(|error| status(ApiError::from(error)))?;
