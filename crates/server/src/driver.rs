@@ -330,7 +330,7 @@ impl Core {
                     .members
                     .list()
                     .iter()
-                    .map(|member| ballot_mvcc::MemberChange::Upsert(member.record()))
+                    .map(|member| ballot_mvcc::MemberChange::Upsert(member.clone()))
                     .collect();
                 if founders.is_empty() {
                     return;

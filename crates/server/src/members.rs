@@ -13,47 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use ballot_mvcc::MemberRecord;
 use ballot_raft::NodeId;
 
-/// One member.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Raft id.
-    pub id: NodeId,
-    /// Human-readable name.
-    pub name: String,
-    /// Where peers reach it.
-    pub peer_urls: Vec<String>,
-    /// Where clients reach it (empty until it has been heard from).
-    pub client_urls: Vec<String>,
-    /// Added as a learner and not promoted since.
-    pub is_learner: bool,
-}
-
-impl Member {
-    /// The member as the replicated table holds it.
-    pub fn record(&self) -> MemberRecord {
-        MemberRecord {
-            id: self.id,
-            name: self.name.clone(),
-            peer_urls: self.peer_urls.clone(),
-            client_urls: self.client_urls.clone(),
-            is_learner: self.is_learner,
-        }
-    }
-
-    /// A member from the replicated table.
-    pub fn from_record(record: MemberRecord) -> Member {
-        Member {
-            id: record.id,
-            name: record.name,
-            peer_urls: record.peer_urls,
-            client_urls: record.client_urls,
-            is_learner: record.is_learner,
-        }
-    }
-}
+/// One member: the replicated table's record (client URLs may also come from its hello).
+pub use ballot_mvcc::MemberRecord as Member;
 
 #[derive(Debug, Default)]
 struct Table {
@@ -144,7 +107,7 @@ impl Members {
     /// stay until it has published its own. `departing` members were removed from the table
     /// but are still in Raft's configuration: they keep their address (not their membership)
     /// until they are out of it.
-    pub fn replace(&self, records: Vec<MemberRecord>, removed: Vec<NodeId>, departing: &[NodeId]) {
+    pub fn replace(&self, records: Vec<Member>, removed: Vec<NodeId>, departing: &[NodeId]) {
         let mut table = self.lock();
         let mut kept = BTreeMap::new();
         for id in departing {
@@ -156,7 +119,7 @@ impl Members {
         let members = records
             .into_iter()
             .map(|record| {
-                let mut member = Member::from_record(record);
+                let mut member = record;
                 if member.client_urls.is_empty() {
                     if let Some(known) = table.members.get(&member.id) {
                         member.client_urls = known.client_urls.clone();

@@ -186,7 +186,7 @@ impl View<'_> {
         }
         self.raft.conf_state().learners.iter().find_map(|id| {
             let member = self.members.get(*id)?;
-            ((!member.is_learner || promote_learners) && self.learner_ready(*id)).then(|| member.record())
+            ((!member.is_learner || promote_learners) && self.learner_ready(*id)).then_some(member)
         })
     }
 }

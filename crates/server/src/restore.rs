@@ -66,7 +66,7 @@ pub fn restore(file: &Path, config: &ServerConfig) -> anyhow::Result<Restored> {
     let index = store.applied_index() + 1;
     let (old, _) = store.members().map_err(|error| anyhow::anyhow!("reading the member table: {error}"))?;
     let mut changes: Vec<MemberChange> = old.iter().map(|member| MemberChange::Remove(member.id)).collect();
-    changes.extend(table.iter().map(|member| MemberChange::Upsert(member.record())));
+    changes.extend(table.iter().map(|member| MemberChange::Upsert(member.clone())));
     store.apply_batch(&[(index, Command::Members(changes))]).map_err(|error| anyhow::anyhow!("{error}"))?;
     store.make_durable().map_err(|error| anyhow::anyhow!("{error}"))?;
     let revision = store.revision();

@@ -262,7 +262,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             Replica::new(raft_config, ConfState::default(), disk, options, store, config.snapshot_count)?
         } else {
             let founders: Vec<MemberChange> =
-                members.list().iter().map(|member| MemberChange::Upsert(member.record())).collect();
+                members.list().iter().map(|member| MemberChange::Upsert(member.clone())).collect();
             let context = command_codec::encode(&Command::Members(founders));
             let initial = ConfState::with_voters(members.list().iter().map(|member| member.id));
             Replica::new_with_context(raft_config, initial, context, disk, options, store, config.snapshot_count)?

@@ -189,7 +189,7 @@ pub async fn query_members(address: &str) -> anyhow::Result<(u64, Vec<ballot_mvc
 /// The member table as [`query_members`] receives it.
 fn encode_member_table(cluster_id: u64, members: &Members) -> Vec<u8> {
     let mut changes: Vec<ballot_mvcc::MemberChange> =
-        members.list().iter().map(|member| ballot_mvcc::MemberChange::Upsert(member.record())).collect();
+        members.list().iter().map(|member| ballot_mvcc::MemberChange::Upsert(member.clone())).collect();
     changes.extend(members.removed().into_iter().map(ballot_mvcc::MemberChange::Remove));
     let mut out = cluster_id.to_be_bytes().to_vec();
     out.extend(ballot_mvcc::command_codec::encode(&ballot_mvcc::Command::Members(changes)));

@@ -259,7 +259,7 @@ impl pb::cluster_server::Cluster for Cluster {
             .change(
                 move |view| {
                     view.check_promote(id)?;
-                    let record = view.members.get(id).ok_or_else(errors::not_found)?.record();
+                    let record = view.members.get(id).ok_or_else(errors::not_found)?;
                     Ok(membership::promote(record))
                 },
                 move |core| core.replica.raft().raft().conf_state().voters.contains(&id),
