@@ -801,17 +801,20 @@ impl Core {
     }
 
     /// The voter a leader hands leadership to (before stopping or leaving): the most up to
-    /// date other one; `None` if this member does not lead or is the only voter.
+    /// date other one heard from lately; `None` if this member does not lead or has no such
+    /// voter.
     pub fn best_transferee(&self) -> Option<NodeId> {
         let raft = self.replica.raft().raft();
         if raft.soft_state().role != Role::Leader {
             return None;
         }
         let id = self.settings.id;
+        // Only a voter heard from lately: a dead one may still show the best progress.
+        let active = self.last_heard.active(id, Instant::now(), self.settings.election * 2);
         raft.conf_state()
             .voters
             .iter()
-            .filter(|voter| **voter != id)
+            .filter(|voter| **voter != id && active.contains(voter))
             .filter_map(|voter| Some((raft.progress_of(*voter)?.match_index, *voter)))
             .max()
             .map(|(_, voter)| voter)

@@ -192,7 +192,11 @@ impl pb::cluster_server::Cluster for Cluster {
             return Err(errors::not_found());
         }
         let leader = match self.route().await? {
-            Route::Here if id == self.handle.member_id => Some(self.hand_over().await?),
+            Route::Here if id == self.handle.member_id => {
+                // Checked here first: an unsafe removal must not move leadership for nothing.
+                self.handle.query(move |core| core.membership_view().check_remove(id)).await??;
+                Some(self.hand_over().await?)
+            }
             Route::Here => None,
             Route::Leader(leader) => Some(leader),
         };
