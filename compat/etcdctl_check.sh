@@ -72,6 +72,8 @@ expect "serves after defrag" "$(printf '/compat/c\n1')" "$(e get /compat/c)"
 
 snapshot_dir=$(mktemp -d)
 expect "snapshot save (checksum verified by etcdctl)" "Snapshot saved at $snapshot_dir/snap.db" "$(ETCDCTL_API=3 etcdctl --endpoints="${endpoints%%,*}" snapshot save "$snapshot_dir/snap.db" 2>&1 | tail -n 1)"
+expect "snapshot status (etcd's format: bbolt integrity check, revision)" "true" \
+  "$(ETCDCTL_API=3 etcdctl snapshot status "$snapshot_dir/snap.db" -w json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(str(d["revision"] > 0 and d["totalKey"] > 0).lower())')"
 rm -rf "$snapshot_dir"
 
 # move-leader: etcdctl finds the leader among the endpoints and asks it to hand over.

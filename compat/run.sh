@@ -32,3 +32,6 @@ echo "== etcdctl $(etcdctl version | head -1)"
 BALLOT_BIN="$ballot" compat/etcdctl_check.sh "$endpoints"
 echo "== python etcd3 0.12.0"
 "$venv/bin/python" compat/etcd3_check.py 127.0.0.1 22379
+echo "== moving between etcd and ballot by snapshot (etcd 3.4 server)"
+kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true
+BALLOT_BIN="$ballot" compat/etcd_migration.sh

@@ -145,13 +145,21 @@ pub enum SnapshotCommand {
     Save {
         /// Where to write it.
         file: std::path::PathBuf,
+        /// `etcd`: etcd's snapshot format (what `etcdctl snapshot save` gets; etcd's tools
+        /// read it); `ballot`: ballot's own store image (smaller, streamed as it is read).
+        #[arg(long, default_value = "etcd", value_parser = ["etcd", "ballot"])]
+        format: String,
     },
     /// Builds a new member's data dir from a saved snapshot (disaster recovery): run it for
     /// every member of the new cluster, with the same --initial-cluster, then start them with
     /// `ballot serve` and the same flags.
     Restore {
-        /// The snapshot file (`ballot snapshot save` or `etcdctl snapshot save` against ballot).
+        /// The snapshot file: etcd's (`etcdctl snapshot save` against etcd or ballot, or
+        /// `ballot snapshot save`) or ballot's own (`ballot snapshot save --format ballot`).
         file: std::path::PathBuf,
+        /// Accept an etcd database file without its SHA-256 (a copy of `member/snap/db`).
+        #[arg(long)]
+        skip_hash_check: bool,
         /// This member's name.
         #[arg(long, default_value = "default")]
         name: String,
@@ -225,6 +233,7 @@ pub fn run(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<std::
 async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<()> {
     if let ClientCommand::Snapshot(SnapshotCommand::Restore {
         file,
+        skip_hash_check,
         name,
         data_dir,
         initial_cluster,
@@ -240,10 +249,14 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
             initial_advertise_peer_urls,
             ..Default::default()
         };
-        let restored = ballot_server::restore::restore(&file, &config)?;
+        let restored = ballot_server::restore::restore(&file, &config, skip_hash_check)?;
+        for line in &restored.not_carried {
+            eprintln!("not carried over: {line}");
+        }
         println!(
-            "Restored {} into {} (member {:x} of cluster {:x}, revision {}, log from index {})",
+            "Restored {} ({} format) into {} (member {:x} of cluster {:x}, revision {}, log from index {})",
             file.display(),
+            restored.format,
             config.data_dir.display(),
             restored.member_id,
             restored.cluster_id,
@@ -375,8 +388,8 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
             super::ops::move_leader(channel, target).await?;
             println!("Leadership transferred to {target:x}");
         }
-        ClientCommand::Snapshot(SnapshotCommand::Save { file }) => {
-            let (size, revision) = super::ops::snapshot_save(channel, &file).await?;
+        ClientCommand::Snapshot(SnapshotCommand::Save { file, format }) => {
+            let (size, revision) = super::ops::snapshot_save(channel, &file, format == "ballot").await?;
             println!("Snapshot saved at {} ({size} bytes, revision {revision})", file.display());
         }
         ClientCommand::Snapshot(SnapshotCommand::Restore { .. }) => unreachable!("handled above, without a connection"),

@@ -15,13 +15,20 @@ const TRAILER_BYTES: usize = 32;
 /// Streams a snapshot from the member behind `channel` into `file`, checks its SHA-256 trailer,
 /// and makes it durable under its final name only when it is whole: written to `FILE.part`,
 /// fsynced, renamed, the directory fsynced. Returns its size and the revision it was taken at.
-pub async fn snapshot_save(channel: Channel, file: &Path) -> anyhow::Result<(u64, i64)> {
+/// `ballot_format` asks for ballot's own image instead of etcd's bbolt database.
+pub async fn snapshot_save(channel: Channel, file: &Path, ballot_format: bool) -> anyhow::Result<(u64, i64)> {
     let part = file.with_extension(match file.extension() {
         Some(extension) => format!("{}.part", extension.to_string_lossy()),
         None => "part".into(),
     });
     let mut out = std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
-    let mut stream = MaintenanceClient::new(channel).snapshot(pb::SnapshotRequest {}).await?.into_inner();
+    let mut request = tonic::Request::new(pb::SnapshotRequest {});
+    if ballot_format {
+        request
+            .metadata_mut()
+            .insert(ballot_server::api::maintenance::SNAPSHOT_FORMAT_HEADER, "ballot".parse().expect("ascii"));
+    }
+    let mut stream = MaintenanceClient::new(channel).snapshot(request).await?.into_inner();
     let (mut hasher, mut held, mut size, mut revision) = (Sha256::new(), Vec::<u8>::new(), 0u64, 0i64);
     while let Some(message) = stream.message().await? {
         revision = message.header.map_or(revision, |h| h.revision);

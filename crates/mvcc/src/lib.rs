@@ -21,6 +21,7 @@
 pub mod codec;
 pub mod command_codec;
 pub mod counts;
+pub mod etcd_format;
 pub mod read;
 mod sim_file;
 mod snapshot;
@@ -34,7 +35,7 @@ mod write;
 mod tests;
 
 pub use sim_file::SimFile;
-pub use snapshot::SnapshotChunks;
+pub use snapshot::{ImageItem, ImageParser, ImageWriter, SnapshotChunks};
 pub use store::{Reader, Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
 pub use watch::{Cancelled, Event, EventKind, WatchHub, WatchId, WatchRequest};

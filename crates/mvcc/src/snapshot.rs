@@ -174,73 +174,249 @@ impl Store {
     /// Replaces the whole state with an image, atomically: either all of it is installed or,
     /// on any error (a damaged or truncated image), nothing changes.
     pub fn install_snapshot(&mut self, chunks: impl IntoIterator<Item = Vec<u8>>) -> Result<(), Error> {
-        let bad = |why: &str| Error::Storage(format!("snapshot image: {why}"));
-        let mut stream: Vec<u8> = Vec::new();
-        let mut crc = 0u32;
-        let mut header: Option<[u64; 4]> = None;
-        let mut ended = false;
         let txn = self.database().begin_write().map_err(storage_error)?;
         {
             let mut t = tables::Open::write(&txn)?;
             t.clear()?;
+            let mut parser = ImageParser::default();
+            let mut header = None;
             for chunk in chunks {
-                stream.extend_from_slice(&chunk);
-                let mut at = 0;
-                while let Some((kind, payload, size)) = next_item(&stream[at..]) {
-                    if ended {
-                        // A saved snapshot file pads the image with zeros (see the Maintenance
-                        // API's stream); anything else after the end is damage.
-                        if stream[at..].iter().all(|byte| *byte == 0) {
-                            at = stream.len();
-                            break;
+                parser.feed(&chunk, &mut |item| {
+                    match item {
+                        ImageItem::Header { applied, revision, compact, cursor } => {
+                            header = Some([applied, revision, compact, cursor])
                         }
-                        return Err(bad("data after the end"));
-                    }
-                    if kind == ITEM_END {
-                        let expected = u32::from_be_bytes(payload.try_into().map_err(|_| bad("malformed end"))?);
-                        let covered = crc32c::crc32c_append(crc, &stream[..at]);
-                        if covered != expected {
-                            return Err(bad("checksum mismatch"));
+                        ImageItem::Lease { id, ttl, remaining } => {
+                            t.leases.insert(id, (ttl, remaining)).map_err(storage_error)?;
                         }
-                        ended = true;
-                        at += size;
-                        continue;
-                    }
-                    match kind {
-                        ITEM_HEADER => header = Some(decode_header(payload).ok_or_else(|| bad("malformed header"))?),
-                        ITEM_LEASE if header.is_some() => {
-                            t.install_lease(payload).ok_or_else(|| bad("malformed lease"))??
+                        ImageItem::Revision { main, sub, record } => t.install_revision(main, sub, &record)?,
+                        ImageItem::Alarm { code, member } => {
+                            t.alarms.insert((code, member), ()).map_err(storage_error)?;
                         }
-                        ITEM_REVISION if header.is_some() => t.install_revision(payload)?,
-                        ITEM_ALARM if header.is_some() && payload.len() == 9 => {
-                            let member = u64::from_be_bytes(payload[1..].try_into().expect("8 bytes"));
-                            t.alarms.insert((payload[0], member), ()).map_err(storage_error)?;
+                        ImageItem::Member(record) => {
+                            let encoded = crate::command_codec::encode_member(&record);
+                            t.members.insert(record.id, encoded.as_slice()).map_err(storage_error)?;
                         }
-                        ITEM_MEMBER if header.is_some() => {
-                            let record =
-                                crate::command_codec::decode_member(payload).map_err(|_| bad("malformed member"))?;
-                            t.members.insert(record.id, payload).map_err(storage_error)?;
-                        }
-                        ITEM_MEMBER_REMOVED if header.is_some() && payload.len() == 8 => {
-                            let id = u64::from_be_bytes(payload.try_into().expect("8 bytes"));
+                        ImageItem::MemberRemoved(id) => {
                             t.members_removed.insert(id, ()).map_err(storage_error)?;
                         }
-                        _ => return Err(bad("unexpected item")),
                     }
-                    at += size;
-                }
-                crc = crc32c::crc32c_append(crc, &stream[..at]);
-                stream.drain(..at);
+                    Ok(())
+                })?;
             }
-            if !ended || !stream.iter().all(|byte| *byte == 0) {
-                return Err(bad("truncated"));
-            }
-            let [applied, revision, compact, cursor] = header.ok_or_else(|| bad("no header"))?;
+            parser.finish()?;
+            let [applied, revision, compact, cursor] = header.ok_or_else(|| image_error("no header"))?;
             t.write_meta(applied, revision, compact, cursor)?;
             crate::counts::rebuild(&mut t.counts, &t.latest)?;
         }
         txn.commit().map_err(storage_error)?;
         self.reload()?;
+        Ok(())
+    }
+}
+
+fn image_error(why: &str) -> Error {
+    Error::Storage(format!("snapshot image: {why}"))
+}
+
+/// One item of a snapshot image. An image is a header, then alarms, members and removed
+/// members, then leases in id order, then the history in revision order, then a checksum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageItem {
+    /// The store's counters.
+    Header {
+        /// Last applied log index.
+        applied: u64,
+        /// Current revision.
+        revision: u64,
+        /// Compact revision.
+        compact: u64,
+        /// Where physical compaction is (equal to `compact` when it is done).
+        cursor: u64,
+    },
+    /// A raised alarm: its table code and the member it concerns.
+    Alarm {
+        /// [`tables::NO_SPACE_CODE`] or [`tables::CORRUPT_CODE`].
+        code: u8,
+        /// The member.
+        member: u64,
+    },
+    /// A member.
+    Member(crate::MemberRecord),
+    /// The id of a removed member.
+    MemberRemoved(u64),
+    /// A lease.
+    Lease {
+        /// Id.
+        id: i64,
+        /// Granted TTL in seconds.
+        ttl: i64,
+        /// Remaining TTL last checkpointed (0: none).
+        remaining: i64,
+    },
+    /// A key's state written at (main, sub).
+    Revision {
+        /// Main revision.
+        main: i64,
+        /// Sub revision.
+        sub: i64,
+        /// The state.
+        record: Record,
+    },
+}
+
+impl ImageItem {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            ImageItem::Header { applied, revision, compact, cursor } => {
+                let mut payload = MAGIC.to_vec();
+                payload.extend_from_slice(&VERSION.to_be_bytes());
+                for value in [applied, revision, compact, cursor] {
+                    payload.extend_from_slice(&value.to_be_bytes());
+                }
+                item(out, ITEM_HEADER, &payload);
+            }
+            ImageItem::Alarm { code, member } => {
+                let mut payload = vec![*code];
+                payload.extend_from_slice(&member.to_be_bytes());
+                item(out, ITEM_ALARM, &payload);
+            }
+            ImageItem::Member(record) => item(out, ITEM_MEMBER, &crate::command_codec::encode_member(record)),
+            ImageItem::MemberRemoved(id) => item(out, ITEM_MEMBER_REMOVED, &id.to_be_bytes()),
+            ImageItem::Lease { id, ttl, remaining } => {
+                let mut payload = id.to_be_bytes().to_vec();
+                payload.extend_from_slice(&ttl.to_be_bytes());
+                payload.extend_from_slice(&remaining.to_be_bytes());
+                item(out, ITEM_LEASE, &payload);
+            }
+            ImageItem::Revision { main, sub, record } => {
+                let mut payload = revision_key(*main, *sub).to_be_bytes().to_vec();
+                payload.extend_from_slice(&record.encode());
+                item(out, ITEM_REVISION, &payload);
+            }
+        }
+    }
+
+    fn decode(kind: u8, payload: &[u8]) -> Result<ImageItem, Error> {
+        let i64_at = |at: usize| i64::from_be_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
+        Ok(match kind {
+            ITEM_HEADER => {
+                let [applied, revision, compact, cursor] =
+                    decode_header(payload).ok_or_else(|| image_error("malformed header"))?;
+                ImageItem::Header { applied, revision, compact, cursor }
+            }
+            ITEM_ALARM if payload.len() == 9 => ImageItem::Alarm { code: payload[0], member: i64_at(1) as u64 },
+            ITEM_MEMBER => ImageItem::Member(
+                crate::command_codec::decode_member(payload).map_err(|_| image_error("malformed member"))?,
+            ),
+            ITEM_MEMBER_REMOVED if payload.len() == 8 => ImageItem::MemberRemoved(i64_at(0) as u64),
+            ITEM_LEASE if payload.len() == 24 => {
+                ImageItem::Lease { id: i64_at(0), ttl: i64_at(8), remaining: i64_at(16) }
+            }
+            ITEM_REVISION if payload.len() >= 16 => {
+                let key = u128::from_be_bytes(payload[..16].try_into().expect("16 bytes"));
+                let record = Record::decode(&payload[16..]).map_err(|_| image_error("malformed revision"))?;
+                ImageItem::Revision { main: main_of(key), sub: key as u64 as i64, record }
+            }
+            _ => return Err(image_error("unexpected item")),
+        })
+    }
+}
+
+/// Writes an image item by item (the image of a store built from elsewhere, e.g. an etcd
+/// snapshot), ending it with its checksum.
+pub struct ImageWriter<W: std::io::Write> {
+    out: W,
+    crc: u32,
+    buffer: Vec<u8>,
+}
+
+impl<W: std::io::Write> ImageWriter<W> {
+    /// An image written into `out`; the first item must be a [`ImageItem::Header`].
+    pub fn new(out: W) -> Self {
+        ImageWriter { out, crc: 0, buffer: Vec::with_capacity(1 << 16) }
+    }
+
+    /// Appends an item.
+    pub fn push(&mut self, item: &ImageItem) -> std::io::Result<()> {
+        item.encode_into(&mut self.buffer);
+        if self.buffer.len() >= 1 << 16 {
+            self.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buffer(&mut self) -> std::io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.buffer);
+        self.out.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Ends the image with its checksum and returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.flush_buffer()?;
+        let mut end = Vec::new();
+        item(&mut end, ITEM_END, &self.crc.to_be_bytes());
+        self.out.write_all(&end)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Reads an image's items from its chunks, checking its checksum at the end.
+#[derive(Default)]
+pub struct ImageParser {
+    stream: Vec<u8>,
+    crc: u32,
+    header: bool,
+    ended: bool,
+}
+
+impl ImageParser {
+    /// Takes the next chunk and calls `visit` with each item it completes.
+    pub fn feed(&mut self, chunk: &[u8], visit: &mut dyn FnMut(ImageItem) -> Result<(), Error>) -> Result<(), Error> {
+        self.stream.extend_from_slice(chunk);
+        let mut at = 0;
+        while let Some((kind, payload, size)) = next_item(&self.stream[at..]) {
+            if self.ended {
+                // A saved snapshot file pads the image with zeros (see the Maintenance API's
+                // stream); anything else after the end is damage.
+                if self.stream[at..].iter().all(|byte| *byte == 0) {
+                    at = self.stream.len();
+                    break;
+                }
+                return Err(image_error("data after the end"));
+            }
+            if kind == ITEM_END {
+                let expected = u32::from_be_bytes(payload.try_into().map_err(|_| image_error("malformed end"))?);
+                if crc32c::crc32c_append(self.crc, &self.stream[..at]) != expected {
+                    return Err(image_error("checksum mismatch"));
+                }
+                self.ended = true;
+                at += size;
+                continue;
+            }
+            let item = ImageItem::decode(kind, payload)?;
+            if matches!(item, ImageItem::Header { .. }) == self.header {
+                return Err(image_error(if self.header { "a second header" } else { "no header first" }));
+            }
+            self.header = true;
+            visit(item)?;
+            at += size;
+        }
+        if !self.ended {
+            self.crc = crc32c::crc32c_append(self.crc, &self.stream[..at]);
+        }
+        self.stream.drain(..at);
+        Ok(())
+    }
+
+    /// Checks that the image ended with its checksum (and only zeros after it).
+    pub fn finish(self) -> Result<(), Error> {
+        if !self.ended || !self.stream.iter().all(|byte| *byte == 0) {
+            return Err(image_error("truncated"));
+        }
         Ok(())
     }
 }
@@ -260,22 +436,10 @@ fn decode_header(payload: &[u8]) -> Option<[u64; 4]> {
 }
 
 impl tables::Open<'_> {
-    fn install_lease(&mut self, payload: &[u8]) -> Option<Result<(), Error>> {
-        if payload.len() != 24 {
-            return None;
-        }
-        let at = |slot: usize| i64::from_be_bytes(payload[slot * 8..slot * 8 + 8].try_into().expect("8 bytes"));
-        Some(self.leases.insert(at(0), (at(1), at(2))).map(|_| ()).map_err(storage_error))
-    }
-
     /// One history record; records arrive in revision order, so the last one seen for a key is
     /// its current state.
-    fn install_revision(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let bad = || Error::Storage("snapshot image: malformed revision".into());
-        let key = u128::from_be_bytes(payload.get(..16).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-        let record = Record::decode(&payload[16..])?;
-        let (main, sub) = (main_of(key), (key & u64::MAX as u128) as i64);
-        self.revs.insert(revision_key(main, sub), &payload[16..]).map_err(storage_error)?;
+    fn install_revision(&mut self, main: i64, sub: i64, record: &Record) -> Result<(), Error> {
+        self.revs.insert(revision_key(main, sub), record.encode().as_slice()).map_err(storage_error)?;
         self.index.insert((record.key.as_slice(), main as u64), sub as u64).map_err(storage_error)?;
         let previous =
             self.latest.get(record.key.as_slice()).map_err(storage_error)?.map(|v| Latest::decode(v.value()));

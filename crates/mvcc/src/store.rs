@@ -10,6 +10,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 
 use crate::codec::{main_of, revision_key, Record};
 use crate::counts;
+use crate::etcd_format;
 use crate::read::View;
 use crate::types::*;
 use crate::write::Writer;
@@ -426,8 +427,9 @@ impl Store {
             .collect()
     }
 
-    /// Like etcd's HashKV: a checksum of all history up to `revision` (0: current), with the
-    /// compact revision it covers. Replicas at the same applied index agree.
+    /// etcd's HashKV: a checksum of all history up to `revision` (0: current), with the
+    /// compact revision it covers. Replicas at the same applied index agree, and so does etcd
+    /// holding the same history (see [`hash_in`]).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64), Error> {
         let (hash, compact_revision, _) = hash_in(&self.db.begin_read().map_err(storage_error)?, revision)?;
         Ok((hash, compact_revision))
@@ -436,6 +438,16 @@ impl Store {
 
 /// The hash of the history up to `revision` (0: the current one) as one read transaction sees
 /// it: (hash, compact revision, current revision).
+///
+/// It is etcd's: CRC-32C of `key`, then of each revision's etcd bytes (the bbolt key and the
+/// `mvccpb.KeyValue`, see [`crate::etcd_format`]) in revision order. At or below the compact
+/// revision only what etcd's index keeps for `revision` counts: a key's newest state at or
+/// below `revision`, if not a tombstone. Compaction removes the rest in steps that depend on
+/// how each member's entries were batched, so what is left of it differs from member to member
+/// while a compaction runs. One departure: etcd counts everything left below the compact
+/// revision when no key at all is live at `revision`; that sum depends on compaction's
+/// progress, so here it is never counted (the hashes then differ from etcd's, never between
+/// members).
 fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64), Error> {
     let meta = Meta::read(read)?;
     let revision = if revision <= 0 { meta.revision } else { revision };
@@ -448,38 +460,34 @@ fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64
     let revs = read.open_table(REVS).map_err(storage_error)?;
     let index = read.open_table(INDEX).map_err(storage_error)?;
     let compact = meta.compact_revision;
-    let mut hash = 0u32;
+    let mut hash = crc32c::crc32c(b"key");
     for item in revs.range(..revision_key(revision + 1, 0)).map_err(storage_error)? {
         let (key, value) = item.map_err(storage_error)?;
-        // At or below the compact revision, only what compaction keeps counts: members remove
-        // the rest in steps that depend on how their entries were batched, so what is left of
-        // it differs from member to member while a compaction runs (as etcd's hash skips it).
-        let main = main_of(key.value());
-        if main <= compact && !kept_by_compaction(&index, main, compact, value.value())? {
+        let (main, sub) = (main_of(key.value()), key.value() as u64 as i64);
+        let record = Record::decode(value.value())?;
+        if main <= compact && !newest_live_at(&index, &record, main, revision)? {
             continue;
         }
-        hash = crc32c::crc32c_append(hash, &key.value().to_be_bytes());
-        hash = crc32c::crc32c_append(hash, value.value());
+        hash = crc32c::crc32c_append(hash, &etcd_format::revision_bytes(main, sub, record.tombstone));
+        hash = crc32c::crc32c_append(hash, &etcd_format::encode_key_value(&record, main));
     }
     Ok((hash, compact, meta.revision))
 }
 
-/// True if the record at main revision `main` (at or below `compact`) survives compaction to
-/// `compact`: it is not a tombstone and no newer revision of its key is at or below `compact`
-/// (the rule [`compact_step`] applies).
-fn kept_by_compaction(
+/// True if `record`, written at main revision `main`, is its key's newest state at or below
+/// `revision` and not a tombstone (what etcd's index keeps when compacting to `revision`).
+fn newest_live_at(
     index: &impl ReadableTable<(&'static [u8], u64), u64>,
+    record: &Record,
     main: i64,
-    compact: i64,
-    value: &[u8],
+    revision: i64,
 ) -> Result<bool, Error> {
-    let record = Record::decode(value)?;
     if record.tombstone {
         return Ok(false);
     }
     let key = record.key.as_slice();
     let newer = index
-        .range::<(&[u8], u64)>((key, main as u64 + 1)..=(key, compact as u64))
+        .range::<(&[u8], u64)>((key, main as u64 + 1)..=(key, revision as u64))
         .map_err(storage_error)?
         .next()
         .is_some();

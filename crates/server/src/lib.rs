@@ -12,6 +12,7 @@ pub mod codec;
 pub mod compactor;
 pub mod corrupt;
 pub mod driver;
+pub mod etcd_snapshot;
 pub mod http;
 pub mod members;
 pub mod membership;

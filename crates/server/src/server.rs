@@ -324,7 +324,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         members.clone(),
         limits,
         metrics.clone(),
-        api::Local { reader, term, corrupt },
+        api::Local { reader, term, corrupt, scratch_dir: scratch_dir(&config.data_dir)? },
     );
     if !corrupt_check.is_zero() {
         tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));
@@ -443,4 +443,15 @@ async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The data dir's `tmp`, emptied: what a request left there when the member stopped is of no
+/// use.
+fn scratch_dir(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.join("tmp");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }

@@ -13,6 +13,8 @@ use crate::driver::ApiError;
 
 /// The etcd API version ballot speaks (clients gate features on it).
 pub const API_VERSION: &str = "3.4.0";
+/// The request metadata that asks for a snapshot in ballot's own format.
+pub const SNAPSHOT_FORMAT_HEADER: &str = "x-ballot-snapshot-format";
 /// Snapshot stream chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -139,18 +141,22 @@ impl pb::maintenance_server::Maintenance for Maintenance {
     type SnapshotStream =
         std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        // The content is ballot's own snapshot image (not etcd's bbolt file). As etcd's stream
-        // does, it is padded to a multiple of 512 bytes and followed by the SHA-256 of what came
-        // before, which `etcdctl snapshot save` checks. It is read from one read transaction on a
-        // blocking thread and sent as it is read: neither the Raft loop nor memory holds it whole.
+    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        // etcd's format (a bbolt database, see `etcd_snapshot`) unless the client asks for
+        // ballot's own image with the `x-ballot-snapshot-format: ballot` metadata. Either way
+        // the content is followed by its SHA-256, which `etcdctl snapshot save` checks. The
+        // image is read from one read transaction on a blocking thread: the Raft loop never
+        // waits for it. etcd's format is built whole in the scratch dir first (its meta pages,
+        // at the start, name the tree's root, known at the end), then streamed and removed.
+        let ballot_format =
+            request.metadata().get(SNAPSHOT_FORMAT_HEADER).is_some_and(|value| value.as_bytes() == b"ballot");
         let (revision, term) = self.handle.query(|core| (core.replica.store().revision(), core.term())).await?;
         let header = self.handle.header(revision, term);
         let chunks =
             self.handle.reader().snapshot_chunks(SNAPSHOT_CHUNK_BYTES).map_err(|e| status(ApiError::Mvcc(e)))?;
+        let scratch = self.handle.scratch_dir().join(format!("snapshot-{:x}.db", scratch_serial()));
         let stream = async_stream(move |tx| async move {
-            // The size is not known before the end: `remaining_bytes` says 1 ("more to come")
-            // until the last message, which says 0.
+            // `remaining_bytes` says 1 ("more to come") until the last message, which says 0.
             let response = move |blob: Vec<u8>, last: bool| {
                 Ok(pb::SnapshotResponse {
                     header,
@@ -160,25 +166,52 @@ impl pb::maintenance_server::Maintenance for Maintenance {
                 })
             };
             let _ = tokio::task::spawn_blocking(move || {
-                let mut hasher = Sha256::new();
-                let mut length = 0usize;
-                for chunk in chunks {
-                    let blob = match chunk {
-                        Ok(blob) => blob,
-                        Err(error) => return drop(tx.blocking_send(Err(status(ApiError::Mvcc(error))))),
-                    };
-                    hasher.update(&blob);
-                    length += blob.len();
-                    if tx.blocking_send(response(blob, false)).is_err() {
+                if ballot_format {
+                    let mut hasher = Sha256::new();
+                    let mut length = 0usize;
+                    for chunk in chunks {
+                        let blob = match chunk {
+                            Ok(blob) => blob,
+                            Err(error) => return drop(tx.blocking_send(Err(status(ApiError::Mvcc(error))))),
+                        };
+                        hasher.update(&blob);
+                        length += blob.len();
+                        if tx.blocking_send(response(blob, false)).is_err() {
+                            return;
+                        }
+                    }
+                    // Padded to a multiple of 512 bytes, as etcdctl expects before the hash.
+                    let padding = vec![0; length.next_multiple_of(512) - length];
+                    hasher.update(&padding);
+                    if !padding.is_empty() && tx.blocking_send(response(padding, false)).is_err() {
                         return;
                     }
-                }
-                let padding = vec![0; length.next_multiple_of(512) - length];
-                hasher.update(&padding);
-                if !padding.is_empty() && tx.blocking_send(response(padding, false)).is_err() {
+                    let _ = tx.blocking_send(response(hasher.finalize().to_vec(), true));
                     return;
                 }
-                let _ = tx.blocking_send(response(hasher.finalize().to_vec(), true));
+                let sent = crate::etcd_snapshot::save_file(chunks, &scratch).and_then(|_| {
+                    let mut file = std::fs::File::open(&scratch)?;
+                    let mut blob = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                    let mut last = None;
+                    loop {
+                        let read = std::io::Read::read(&mut file, &mut blob)?;
+                        if read == 0 {
+                            break;
+                        }
+                        // Each blob goes out once the next is known, so the last says so.
+                        if let Some(previous) = last.replace(blob[..read].to_vec()) {
+                            if tx.blocking_send(response(previous, false)).is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    let _ = tx.blocking_send(response(last.unwrap_or_default(), true));
+                    Ok(())
+                });
+                let _ = std::fs::remove_file(&scratch);
+                if let Err(error) = sent {
+                    let _ = tx.blocking_send(Err(Status::internal(format!("building the snapshot: {error:#}"))));
+                }
             })
             .await;
         });
@@ -218,4 +251,10 @@ impl pb::maintenance_server::Maintenance for Maintenance {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A per-request suffix for scratch file names (unique among concurrent requests).
+fn scratch_serial() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

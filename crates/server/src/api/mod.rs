@@ -83,6 +83,8 @@ pub struct Local {
     pub term: Arc<AtomicU64>,
     /// The CORRUPT alarm is raised (the loop checks each tick): reads are refused, as etcd does.
     pub corrupt: Arc<std::sync::atomic::AtomicBool>,
+    /// Where files built for a request go (an etcd-format snapshot); emptied at start.
+    pub scratch_dir: std::path::PathBuf,
 }
 
 /// etcd's gRPC status for an error.
@@ -193,6 +195,11 @@ impl Handle {
     /// Reads the store without the loop.
     pub fn reader(&self) -> &Reader {
         &self.local.reader
+    }
+
+    /// Where files built for a request go.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self.local.scratch_dir
     }
 
     /// A linearizable read: a ReadIndex barrier through the loop, then the range read here.

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Moving between etcd and ballot with snapshots, both ways, against Debian's etcd 3.4:
+#   etcd (keys, deletes, a txn, leases, a compaction) -> etcdctl snapshot save
+#     -> ballot snapshot restore -> ballot serves the same answers and the same HashKV;
+#   ballot (more writes) -> etcdctl snapshot save -> etcdctl snapshot status
+#     -> etcdctl snapshot restore -> etcd serves the same answers and the same HashKV.
+# Loopback ports 12379-12380 (etcd), 42379-42380 (ballot), 52379-52380 (etcd again).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ballot=${BALLOT_BIN:-${CARGO_TARGET_DIR:-target}/debug/ballot}
+[ -x "$ballot" ] || cargo build --bin ballot
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
+export ETCDCTL_API=3
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+checks=0
+expect() { # name, expected, actual
+  if [ "$2" != "$3" ]; then
+    printf 'FAIL %s\n--- expected\n%s\n--- got\n%s\n' "$1" "$2" "$3"
+    exit 1
+  fi
+  checks=$((checks + 1))
+  echo "ok   $1"
+}
+at() { etcdctl --endpoints="127.0.0.1:$1" --command-timeout=10s "${@:2}"; }
+wait_up() { # port
+  for _ in $(seq 100); do at "$1" endpoint health >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "nothing answers on 127.0.0.1:$1"; exit 1
+}
+start_etcd() { # name, client port, peer port
+  etcd --name "$1" --data-dir "$work/$1" --listen-client-urls "http://127.0.0.1:$2" \
+    --advertise-client-urls "http://127.0.0.1:$2" --listen-peer-urls "http://127.0.0.1:$3" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$3" --initial-cluster "$1=http://127.0.0.1:$3" \
+    > "$work/$1.log" 2>&1 &
+  pids+=($!)
+  wait_up "$2"
+}
+# The key-values of the whole key space (or at a revision), without the header that names the
+# cluster and member.
+kvs() { at "$1" get "" --prefix -w json "${@:2}" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d.get("kvs", []), sort_keys=True))'; }
+hashkv() { at "$1" endpoint hashkv -w json | python3 -c 'import json,sys; h=json.load(sys.stdin)[0]["HashKV"]; print(h["hash"], h.get("compact_revision", 0))'; }
+
+echo "== etcd $(etcd --version | head -1 | awk '{print $3}') -> ballot"
+start_etcd e1 12379 12380
+for i in $(seq 1 40); do at 12379 put "/m/$i" "value-$i" >/dev/null; done
+for i in $(seq 1 10); do at 12379 put "/m/$i" "again-$i" >/dev/null; done
+at 12379 del /m/2 >/dev/null
+at 12379 del --prefix /m/3 >/dev/null
+lease=$(at 12379 lease grant 900 | awk '{print $2}')
+at 12379 put /leased/a x --lease="$lease" >/dev/null
+at 12379 put /leased/b y --lease="$lease" >/dev/null
+printf 'value("/m/1") = "again-1"\n\nput /t/1 one\nput /t/2 two\ndel /m/4\n\n\n' | at 12379 txn >/dev/null
+compact_at=$(at 12379 get /m/5 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"] - 5)')
+at 12379 compaction "$compact_at" >/dev/null
+at 12379 put /after/compaction z >/dev/null
+at 12379 snapshot save "$work/etcd.db" >/dev/null 2>&1
+expect "etcdctl snapshot save from etcd" "true" "$([ -s "$work/etcd.db" ] && echo true)"
+
+"$ballot" snapshot restore "$work/etcd.db" --name b1 --data-dir "$work/b1" \
+  --initial-cluster b1=http://127.0.0.1:42380 --initial-advertise-peer-urls http://127.0.0.1:42380 > "$work/restore.out" 2>&1
+expect "ballot snapshot restore of etcd's snapshot" "etcd format" "$(grep -o 'etcd format' "$work/restore.out")"
+"$ballot" serve --name b1 --data-dir "$work/b1" --initial-cluster b1=http://127.0.0.1:42380 \
+  --initial-advertise-peer-urls http://127.0.0.1:42380 --listen-peer-urls http://127.0.0.1:42380 \
+  --listen-client-urls http://127.0.0.1:42379 --advertise-client-urls http://127.0.0.1:42379 > "$work/b1.log" 2>&1 &
+pids+=($!)
+wait_up 42379
+expect "the same key-values (values, revisions, versions, leases)" "$(kvs 12379)" "$(kvs 42379)"
+expect "the same key-values at an older revision" "$(kvs 12379 --rev "$((compact_at + 2))")" "$(kvs 42379 --rev "$((compact_at + 2))")"
+expect "the same revision" "$(at 12379 get /x -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')" \
+  "$(at 42379 get /x -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')"
+expect "the same compaction" "$(at 12379 get /m/1 --rev 1 2>&1 | tail -1)" "$(at 42379 get /m/1 --rev 1 2>&1 | tail -1)"
+expect "the same HashKV" "$(hashkv 12379)" "$(hashkv 42379)"
+expect "the lease and its keys" "$(at 12379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')" \
+  "$(at 42379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')"
+
+echo "== ballot -> etcd"
+at 42379 put /from/ballot 1 >/dev/null
+at 42379 del /m/5 >/dev/null
+printf '\n\nput /t/3 three\nput /t/4 four\n\n\n' | at 42379 txn >/dev/null
+at 42379 snapshot save "$work/ballot.db" >/dev/null 2>&1
+status=$(etcdctl snapshot status "$work/ballot.db" -w json)
+expect "etcdctl snapshot status accepts ballot's snapshot" \
+  "$(at 42379 get /x -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')" \
+  "$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')"
+etcdctl snapshot restore "$work/ballot.db" --name e2 --data-dir "$work/e2" \
+  --initial-cluster e2=http://127.0.0.1:52380 --initial-advertise-peer-urls http://127.0.0.1:52380 > "$work/e2-restore.log" 2>&1
+start_etcd e2 52379 52380
+expect "etcd serves ballot's key-values" "$(kvs 42379)" "$(kvs 52379)"
+expect "etcd serves ballot's history" "$(kvs 42379 --rev "$((compact_at + 3))")" "$(kvs 52379 --rev "$((compact_at + 3))")"
+expect "the same HashKV" "$(hashkv 42379)" "$(hashkv 52379)"
+expect "the lease and its keys" "$(at 42379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')" \
+  "$(at 52379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')"
+expect "etcd takes writes after the restore" "OK" "$(at 52379 put /after/restore 1)"
+
+echo "migration: $checks checks passed"
