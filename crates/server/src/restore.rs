@@ -42,13 +42,20 @@ pub struct Restored {
     pub not_carried: Vec<String>,
 }
 
-/// Checks the SHA-256 trailer of a snapshot file's bytes and returns the image before it.
-pub fn verify(bytes: &[u8]) -> anyhow::Result<&[u8]> {
-    if bytes.len() < TRAILER_BYTES {
-        bail!("the file is {} bytes long: too short to be a snapshot", bytes.len());
+/// Checks the SHA-256 trailer of the ballot snapshot file at `file`, reading it as a stream,
+/// and returns the image's length (the file's, less the trailer).
+pub fn verify(file: &Path) -> anyhow::Result<u64> {
+    let mut input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let len = input.metadata()?.len();
+    if len < TRAILER_BYTES as u64 {
+        bail!("the file is {len} bytes long: too short to be a snapshot");
     }
-    let (image, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES);
-    if Sha256::digest(image).as_slice() != trailer {
+    let image = len - TRAILER_BYTES as u64;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::io::Read::take(&mut input, image), &mut hasher)?;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    std::io::Read::read_exact(&mut input, &mut trailer)?;
+    if hasher.finalize().as_slice() != trailer {
         bail!("the snapshot's SHA-256 does not match its trailer: the file is damaged or not a ballot snapshot");
     }
     Ok(image)
@@ -96,16 +103,14 @@ fn restore_into(file: &Path, config: &ServerConfig, skip_hash_check: bool) -> an
         let db_len = etcd_snapshot::verify_hash(file, skip_hash_check)?;
         let image = dir.join("import.image");
         let imported = etcd_snapshot::import(file, db_len, &image)?;
-        let chunks = FileChunks(std::fs::File::open(&image)?);
+        let chunks = FileChunks(std::io::Read::take(std::fs::File::open(&image)?, u64::MAX));
         store.install_snapshot(chunks).map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
         std::fs::remove_file(&image)?;
         ("etcd", imported.not_carried)
     } else {
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let image = verify(&bytes)?;
-        store
-            .install_snapshot(image.chunks(1 << 20).map(<[u8]>::to_vec))
-            .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+        let len = verify(file)?;
+        let chunks = FileChunks(std::io::Read::take(std::fs::File::open(file)?, len));
+        store.install_snapshot(chunks).map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
         ("ballot", Vec::new())
     };
     // The old members are gone for good; the new ones take their place, as one more entry.
@@ -131,9 +136,9 @@ fn restore_into(file: &Path, config: &ServerConfig, skip_hash_check: bool) -> an
     Ok(Restored { member_id, cluster_id, revision, index, format, not_carried })
 }
 
-/// A file read in chunks of 1 MiB (a read error ends it early, which the image's checksum
-/// then reports as a truncation).
-struct FileChunks(std::fs::File);
+/// A file (up to a length) read in chunks of 1 MiB (a read error ends it early, which the
+/// image's checksum then reports as a truncation).
+struct FileChunks(std::io::Take<std::fs::File>);
 
 impl Iterator for FileChunks {
     type Item = Vec<u8>;
