@@ -228,7 +228,7 @@ pub struct Core {
     leader: NodeId,
     compactor: Compactor,
     /// When the pages in use were last counted for the quota.
-    quota_walked_at: Option<Instant>,
+    quota_walked_at: Option<(Instant, u64)>,
     /// When each peer was last heard from.
     last_heard: LastHeard,
     /// When this member last published its name and client URLs.
@@ -774,8 +774,9 @@ impl Core {
     /// The leader raises the NOSPACE alarm (through the log, so every member refuses writes)
     /// once the database outgrows the quota; an operator disarms it after freeing space. The
     /// file's length is checked each time (cheap); only when it is over the quota are the pages
-    /// in use counted (a walk of the whole database, so at most every 30 s): after a compaction
-    /// the file keeps its length, but what is in use may be back under the quota.
+    /// in use counted (a walk of the whole database, so at most every 30 s unless the file has
+    /// grown since): after a compaction the file keeps its length, but what is in use may be
+    /// back under the quota.
     fn check_quota(&mut self) {
         if self.replica.raft().raft().soft_state().role != Role::Leader {
             return;
@@ -783,14 +784,18 @@ impl Core {
         let store = self.replica.store();
         let raised = store.alarms().is_ok_and(|alarms| alarms.iter().any(|(kind, _)| *kind == AlarmKind::NoSpace));
         let quota = self.settings.quota_bytes;
-        if raised || !store.size_bytes().is_ok_and(|size| size > quota) {
+        let size = store.size_bytes().unwrap_or(0);
+        if raised || size <= quota {
             return;
         }
+        // Walk again after 30 s, or as soon as the file has grown since the last walk: redb
+        // grows its file ahead of use, so a walk can find the pages in use under the quota
+        // just before writes fill them (waiting 30 s then let writes run far past it).
         let now = Instant::now();
-        if self.quota_walked_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(30)) {
+        if self.quota_walked_at.is_some_and(|(at, len)| now.duration_since(at) < Duration::from_secs(30) && size <= len) {
             return;
         }
-        self.quota_walked_at = Some(now);
+        self.quota_walked_at = Some((now, size));
         let over = store.size_in_use_bytes().is_ok_and(|used| used > quota);
         if over {
             tracing::warn!(quota = self.settings.quota_bytes, "database over its quota: raising the NOSPACE alarm");
