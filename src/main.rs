@@ -30,6 +30,9 @@ enum Command {
     Client(cli::client::ClientCommand),
     /// Run deterministic simulations of a faulty cluster and check every run.
     Sim(cli::sim::SimArgs),
+    /// Jepsen-style fault testing of real processes: kill, pause, partition, replace members
+    /// under a workload, then check the history and the members' convergence.
+    Torture(cli::torture::TortureArgs),
     /// Check a history (JSON Lines) for linearizability.
     Check(cli::check::CheckArgs),
     /// Inspect or repair a data directory's write-ahead log.
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Bench(args)) => cli::bench::run(cli.endpoints, args),
         Some(Command::Client(command)) => cli::client::run(cli.endpoints, command),
         Some(Command::Sim(args)) => cli::sim::run(args),
+        Some(Command::Torture(args)) => cli::torture::run(args),
         Some(Command::Check(args)) => cli::check::run(args),
         Some(Command::Wal(command)) => cli::wal::run(command),
     };

@@ -7,6 +7,7 @@ pub mod dev;
 pub mod ops;
 pub mod serve;
 pub mod sim;
+pub mod torture;
 pub mod txn;
 pub mod wal;
 

@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// Most operations in one txn.
     #[arg(long, env = "BALLOT_MAX_TXN_OPS")]
     pub max_txn_ops: Option<usize>,
+    /// Break linearizability on purpose: `stale-reads` serves linearizable reads locally,
+    /// without ReadIndex (needs a build with `--features fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long)]
+    pub inject_bug: Option<String>,
     /// Applied entries between snapshots.
     #[arg(long, env = "BALLOT_SNAPSHOT_COUNT")]
     pub snapshot_count: Option<u64>,
@@ -131,6 +136,15 @@ impl ServeArgs {
 /// Runs a member until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     crate::cli::init_logging();
+    #[cfg(feature = "fault-injection")]
+    match args.inject_bug.as_deref() {
+        None => {}
+        Some("stale-reads") => {
+            eprintln!("INJECTED BUG: linearizable reads are served locally, without ReadIndex");
+            ballot_server::STALE_READS.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Some(other) => anyhow::bail!("unknown --inject-bug {other:?} (stale-reads)"),
+    }
     let config = args.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(ballot_server::run(config, shutdown_signal()))?;

@@ -792,7 +792,8 @@ impl Core {
         // grows its file ahead of use, so a walk can find the pages in use under the quota
         // just before writes fill them (waiting 30 s then let writes run far past it).
         let now = Instant::now();
-        if self.quota_walked_at.is_some_and(|(at, len)| now.duration_since(at) < Duration::from_secs(30) && size <= len) {
+        if self.quota_walked_at.is_some_and(|(at, len)| now.duration_since(at) < Duration::from_secs(30) && size <= len)
+        {
             return;
         }
         self.quota_walked_at = Some((now, size));

@@ -7,6 +7,11 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// The injected bug `stale-reads`: linearizable reads are served from the local store
+/// without a ReadIndex barrier (a partitioned member answers with stale data).
+#[cfg(feature = "fault-injection")]
+pub static STALE_READS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub mod api;
 pub mod codec;
 pub mod compactor;

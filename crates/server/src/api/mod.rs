@@ -204,6 +204,10 @@ impl Handle {
 
     /// A linearizable read: a ReadIndex barrier through the loop, then the range read here.
     pub async fn read(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
+        #[cfg(feature = "fault-injection")]
+        if crate::STALE_READS.load(Ordering::Relaxed) {
+            return self.range(request).await;
+        }
         self.ask(Input::ReadBarrier).await?;
         self.range(request).await
     }

@@ -1,0 +1,327 @@
+//! The members under test: real `ballot serve` (or `etcd`) processes on loopback, each with
+//! its own data dir, its peer and client ports behind the fault-injecting proxies; and what
+//! the nemesis does to them (kill, restart, pause, replace).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::{cluster_client::ClusterClient, maintenance_client::MaintenanceClient};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+use super::net::Net;
+
+/// What runs the members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `ballot serve`, this executable, with extra flags.
+    Ballot(PathBuf, Vec<String>),
+    /// Debian's `etcd`.
+    Etcd,
+}
+
+/// One member.
+pub struct Node {
+    /// Its name.
+    pub name: String,
+    /// Its member id (changes when it is replaced).
+    pub id: u64,
+    /// Where it really listens for peers.
+    peer_port: u16,
+    /// Where it really listens for clients (the harness's own control calls go here).
+    pub client_port: u16,
+    /// Its peer proxy: its advertised peer URL.
+    peer_proxy: SocketAddr,
+    /// Its client proxy: where the workload's clients connect.
+    pub client_proxy: SocketAddr,
+    /// Data dir generation (a replaced member starts from an empty one).
+    generation: u32,
+    child: Option<Child>,
+    /// Stopped with SIGSTOP.
+    pub paused: bool,
+}
+
+/// The cluster.
+pub struct Cluster {
+    /// What runs the members.
+    pub target: Target,
+    /// The members.
+    pub nodes: Vec<Node>,
+    /// The network between them.
+    pub net: Net,
+    dir: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Control-plane calls never wait long: a paused member would hold them forever.
+const CONTROL_TIMEOUT: Duration = Duration::from_millis(1500);
+
+impl Cluster {
+    /// Starts `n` members with their proxies; data and logs under `dir`.
+    pub async fn start(target: Target, n: usize, dir: PathBuf) -> anyhow::Result<Cluster> {
+        let net = Net::default();
+        let mut nodes = Vec::new();
+        let mut ports = std::collections::HashSet::new();
+        for i in 0..n {
+            let (peer_port, client_port) = loop {
+                let (a, b) = (free_port()?, free_port()?);
+                if a != b && ports.insert(a) && ports.insert(b) {
+                    break (a, b);
+                }
+            };
+            let peer_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], peer_port)), true).await?;
+            let client_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], client_port)), false).await?;
+            nodes.push(Node {
+                name: format!("t{}", i + 1),
+                id: 0,
+                peer_port,
+                client_port,
+                peer_proxy,
+                client_proxy,
+                generation: 0,
+                child: None,
+                paused: false,
+            });
+        }
+        std::fs::create_dir_all(&dir)?;
+        let mut cluster = Cluster { target, nodes, net, dir };
+        let initial = cluster.initial_cluster(None);
+        for i in 0..n {
+            cluster.spawn(i, &initial, false)?;
+        }
+        cluster.learn_ids(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn peer_url(&self, i: usize) -> String {
+        format!("http://{}", self.nodes[i].peer_proxy)
+    }
+
+    /// `name=peer-url,…` of every member (or of the members but `without`).
+    fn initial_cluster(&self, without: Option<usize>) -> String {
+        (0..self.nodes.len())
+            .filter(|i| Some(*i) != without)
+            .map(|i| format!("{}={}", self.nodes[i].name, self.peer_url(i)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn data_dir(&self, i: usize) -> PathBuf {
+        let node = &self.nodes[i];
+        self.dir.join(format!("{}.{}", node.name, node.generation))
+    }
+
+    /// The log of member `i`.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.log", self.nodes[i].name))
+    }
+
+    fn spawn(&mut self, i: usize, initial_cluster: &str, existing: bool) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let peer_listen = format!("http://127.0.0.1:{}", node.peer_port);
+        let client = format!("http://127.0.0.1:{}", node.client_port);
+        let peer_url = self.peer_url(i);
+        let state = if existing { "existing" } else { "new" };
+        let mut command = match &self.target {
+            Target::Ballot(exe, extra) => {
+                let mut command = Command::new(exe);
+                command.arg("serve").args(extra);
+                command
+            }
+            Target::Etcd => Command::new("etcd"),
+        };
+        command
+            .args(["--name", &node.name])
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer_listen, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
+            .args(["--initial-cluster-token", "torture"]);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", node.name))?;
+        self.nodes[i].child = Some(child);
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// A channel to member `i`'s real client port (the harness's control plane, which the
+    /// nemesis never cuts).
+    pub async fn control(&self, i: usize) -> Option<Channel> {
+        let url = format!("http://127.0.0.1:{}", self.nodes[i].client_port);
+        let endpoint = tonic::transport::Endpoint::from_shared(url).ok()?.connect_timeout(CONTROL_TIMEOUT);
+        tokio::time::timeout(CONTROL_TIMEOUT, endpoint.connect()).await.ok()?.ok()
+    }
+
+    /// Learns every member's id from the member list (and tells the proxies).
+    async fn learn_ids(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            for i in 0..self.nodes.len() {
+                let Some(channel) = self.control(i).await else { continue };
+                let mut client = ClusterClient::new(channel);
+                let call = client.member_list(pb::MemberListRequest::default());
+                let Ok(Ok(list)) = tokio::time::timeout(CONTROL_TIMEOUT, call).await else { continue };
+                let members = list.into_inner().members;
+                for member in &members {
+                    for j in 0..self.nodes.len() {
+                        if member.peer_ur_ls.contains(&self.peer_url(j)) {
+                            self.nodes[j].id = member.id;
+                            self.net.name(member.id, j);
+                        }
+                    }
+                }
+                if self.nodes.iter().all(|node| node.id != 0) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the members did not all answer MemberList within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The member that says it leads, if one does.
+    pub async fn leader(&self) -> Option<usize> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused || self.nodes[i].child.is_none() {
+                continue;
+            }
+            let Some(channel) = self.control(i).await else { continue };
+            let mut client = MaintenanceClient::new(channel);
+            let call = client.status(pb::StatusRequest {});
+            if let Ok(Ok(status)) = tokio::time::timeout(CONTROL_TIMEOUT, call).await {
+                let status = status.into_inner();
+                if status.leader != 0 && status.leader == status.header.map_or(0, |h| h.member_id) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// kill -9.
+    pub async fn kill(&mut self, i: usize) {
+        self.resume(i);
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts a killed member again on its data dir.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_some() {
+            return Ok(());
+        }
+        // A member that joined (a replaced one) restarts as it started: joining an existing
+        // cluster (its id came from MemberAdd, not from the flags).
+        let initial = self.initial_cluster(None);
+        let joined = self.nodes[i].generation > 0;
+        self.spawn(i, &initial, joined)
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        if let Some(pid) = self.nodes[i].child.as_ref().and_then(Child::id) {
+            let _ = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status();
+        }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) {
+        if !self.nodes[i].paused {
+            self.signal(i, "-STOP");
+            self.nodes[i].paused = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) {
+        if self.nodes[i].paused {
+            self.signal(i, "-CONT");
+            self.nodes[i].paused = false;
+        }
+    }
+
+    /// True if member `i`'s process has exited by itself.
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.nodes[i].child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// Replaces member `i`: removes it through another member, wipes its data, adds it back
+    /// (a new member id) and starts it empty, joining the running cluster.
+    pub async fn replace(&mut self, i: usize) -> anyhow::Result<String> {
+        let old = self.nodes[i].id;
+        let via = (0..self.nodes.len())
+            .find(|j| *j != i && !self.nodes[*j].paused && self.nodes[*j].child.is_some())
+            .context("no other member runs")?;
+        let channel = self.control(via).await.context("the member to go through does not answer")?;
+        let mut client = ClusterClient::new(channel);
+        let removed =
+            tokio::time::timeout(Duration::from_secs(10), client.member_remove(pb::MemberRemoveRequest { id: old }))
+                .await;
+        match removed {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => bail!("removing {old:x}: {}", status.message()),
+            Err(_) => bail!("removing {old:x}: timed out"),
+        }
+        self.kill(i).await;
+        self.nodes[i].generation += 1;
+        let request = pb::MemberAddRequest { peer_ur_ls: vec![self.peer_url(i)], is_learner: false };
+        // The removal must be applied before the add (one change at a time): retry a while.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let added = loop {
+            match tokio::time::timeout(Duration::from_secs(10), client.member_add(request.clone())).await {
+                Ok(Ok(response)) => break response.into_inner(),
+                _ if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
+                Ok(Err(status)) => bail!("adding {} back: {}", self.nodes[i].name, status.message()),
+                Err(_) => bail!("adding {} back: timed out", self.nodes[i].name),
+            }
+        };
+        let id = added.member.map_or(0, |m| m.id);
+        self.nodes[i].id = id;
+        self.net.name(id, i);
+        let initial = self.initial_cluster(None);
+        self.spawn(i, &initial, true)?;
+        Ok(format!("member {} replaced: {old:x} removed, {id:x} added with an empty data dir", self.nodes[i].name))
+    }
+
+    /// Stops every member (SIGTERM, then SIGKILL after 10 s).
+    pub async fn stop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.resume(i);
+            self.signal(i, "-TERM");
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+            }
+        }
+    }
+
+    /// Removes the data dirs (kept when a run fails).
+    pub fn remove_data(&self) {
+        for i in 0..self.nodes.len() {
+            for generation in 0..=self.nodes[i].generation {
+                let _ = std::fs::remove_dir_all(self.dir.join(format!("{}.{generation}", self.nodes[i].name)));
+            }
+        }
+    }
+}
