@@ -60,32 +60,35 @@ impl SnapshotChunks {
             match self.stage {
                 Stage::Header => {
                     let meta = self.read.open_table(tables::META).map_err(storage_error)?;
-                    let mut payload = MAGIC.to_vec();
-                    payload.extend_from_slice(&VERSION.to_be_bytes());
-                    for name in tables::META_NAMES {
-                        let value = meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value());
-                        payload.extend_from_slice(&value.to_be_bytes());
+                    let get = |name| -> Result<u64, Error> {
+                        Ok(meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value()))
+                    };
+                    let [applied, revision, compact, cursor] = tables::META_NAMES;
+                    ImageItem::Header {
+                        applied: get(applied)?,
+                        revision: get(revision)?,
+                        compact: get(compact)?,
+                        cursor: get(cursor)?,
                     }
-                    item(out, ITEM_HEADER, &payload);
+                    .encode_into(out);
                     // Alarms are few (two kinds per member): all in the header's chunk.
                     let alarms = self.read.open_table(tables::ALARMS).map_err(storage_error)?;
                     for entry in alarms.iter().map_err(storage_error)? {
                         let (key, _) = entry.map_err(storage_error)?;
                         let (code, member) = key.value();
-                        let mut payload = vec![code];
-                        payload.extend_from_slice(&member.to_be_bytes());
-                        item(out, ITEM_ALARM, &payload);
+                        ImageItem::Alarm { code, member }.encode_into(out);
                     }
                     // So are members: a member that joins by snapshot learns the table from it.
                     let members = self.read.open_table(tables::MEMBERS).map_err(storage_error)?;
                     for entry in members.iter().map_err(storage_error)? {
+                        // The table holds the item's payload (an encoded member) as it is.
                         let (_, value) = entry.map_err(storage_error)?;
                         item(out, ITEM_MEMBER, value.value());
                     }
                     let removed = self.read.open_table(tables::MEMBERS_REMOVED).map_err(storage_error)?;
                     for entry in removed.iter().map_err(storage_error)? {
                         let (id, _) = entry.map_err(storage_error)?;
-                        item(out, ITEM_MEMBER_REMOVED, &id.value().to_be_bytes());
+                        ImageItem::MemberRemoved(id.value()).encode_into(out);
                     }
                     self.stage = Stage::Leases { after: None };
                 }
@@ -97,10 +100,7 @@ impl SnapshotChunks {
                         for entry in leases.range(start..).map_err(storage_error)? {
                             let (id, value) = entry.map_err(storage_error)?;
                             let (ttl, remaining) = value.value();
-                            let mut payload = id.value().to_be_bytes().to_vec();
-                            payload.extend_from_slice(&ttl.to_be_bytes());
-                            payload.extend_from_slice(&remaining.to_be_bytes());
-                            item(out, ITEM_LEASE, &payload);
+                            ImageItem::Lease { id: id.value(), ttl, remaining }.encode_into(out);
                             last = Some(id.value());
                             if out.len() >= self.chunk_bytes {
                                 break;
@@ -118,6 +118,8 @@ impl SnapshotChunks {
                     let start = after.map_or(0, |key| key + 1);
                     if after != Some(u128::MAX) {
                         for entry in revs.range(start..).map_err(storage_error)? {
+                            // `ImageItem::Revision`'s layout, from the table's bytes as they
+                            // are (no decoding on the way out).
                             let (key, value) = entry.map_err(storage_error)?;
                             let mut payload = key.value().to_be_bytes().to_vec();
                             payload.extend_from_slice(value.value());
