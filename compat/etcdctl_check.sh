@@ -88,7 +88,8 @@ for _ in $(seq 50); do
 done
 expect "move-leader: the named member leads" "$target" "$leader"
 
-# Membership: add a learner, start it (it joins), promote it once it caught up, remove it
+# Membership: add a learner, start it (it joins), promote it once it caught up (retried for up
+# to a minute: a loaded machine slows the join), remove it
 # (it stops by itself).
 ballot=${BALLOT_BIN:-target/debug/ballot}
 member_dir=$(mktemp -d)
@@ -105,12 +106,15 @@ expect "member list shows the unstarted learner" "unstarted true" "$(e member li
 m4=$!
 trap 'kill "$m4" 2>/dev/null || true' EXIT
 promoted=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   # etcdctl prints ids with %16x: a shorter id is padded with spaces.
   promoted=$(e member promote "$new_id" 2>&1 | tr -s ' ' || true)
   printf '%s' "$promoted" | grep -q promoted && break
   sleep 0.2
 done
+if ! printf '%s' "$promoted" | grep -q promoted; then
+  printf 'last answer to member promote: %s\n--- m4.log (tail)\n' "$promoted"; tail -n 30 "$member_dir/m4.log"
+fi
 expect "member promote" "Member $new_id promoted in cluster" "$(printf '%s' "$promoted" | grep -o "Member $new_id promoted in cluster")"
 for _ in $(seq 50); do # the new member publishes its name once it has joined
   listed=$(e member list | grep "$new_id" | awk -F', ' '{print $2, $3, $6}')
