@@ -5,6 +5,7 @@
 //! the same content; etcd's snapshot files (see the server's `etcd_snapshot`) store them.
 
 use crate::codec::Record;
+use crate::KeyValue;
 
 /// Bytes of a revision key without the tombstone mark.
 pub const REVISION_BYTES: usize = 17;
@@ -120,26 +121,9 @@ enum Field<'a> {
     Bytes(&'a [u8]),
 }
 
-/// A decoded `mvccpb.KeyValue`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EtcdKeyValue {
-    /// Key.
-    pub key: Vec<u8>,
-    /// Create revision.
-    pub create_revision: i64,
-    /// Modification revision.
-    pub mod_revision: i64,
-    /// Version.
-    pub version: i64,
-    /// Value.
-    pub value: Vec<u8>,
-    /// Lease.
-    pub lease: i64,
-}
-
 /// Decodes a `mvccpb.KeyValue`.
-pub fn decode_key_value(bytes: &[u8]) -> Result<EtcdKeyValue, String> {
-    let mut kv = EtcdKeyValue::default();
+pub fn decode_key_value(bytes: &[u8]) -> Result<KeyValue, String> {
+    let mut kv = KeyValue::default();
     for (number, field) in fields(bytes)? {
         match (number, field) {
             (1, Field::Bytes(key)) => kv.key = key.to_vec(),
