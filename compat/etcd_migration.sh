@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Moving between etcd and ballot with snapshots, both ways, against Debian's etcd 3.4:
-#   etcd (keys, deletes, a txn, leases, a compaction) -> etcdctl snapshot save
+#   etcd (keys, deletes, a txn, leases, a compaction, users and roles) -> etcdctl snapshot save
 #     -> ballot snapshot restore -> ballot serves the same answers and the same HashKV;
 #   ballot (more writes) -> etcdctl snapshot save -> etcdctl snapshot status
 #     -> etcdctl snapshot restore -> etcd serves the same answers and the same HashKV.
@@ -46,6 +46,8 @@ start_etcd() { # name, client port, peer port
 # The key-values of the whole key space (or at a revision), without the header that names the
 # cluster and member.
 kvs() { at "$1" get "" --prefix -w json "${@:2}" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d.get("kvs", []), sort_keys=True))'; }
+# A lease's granted TTL and its keys, sorted (etcd lists them in no fixed order).
+lease_keys() { at "$1" lease timetolive "$2" --keys -w json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["granted-ttl"], sorted(d.get("keys") or []))'; }
 hashkv() { at "$1" endpoint hashkv -w json | python3 -c 'import json,sys; h=json.load(sys.stdin)[0]["HashKV"]; print(h["hash"], h.get("compact_revision", 0))'; }
 
 echo "== etcd $(etcd --version | head -1 | awk '{print $3}') -> ballot"
@@ -61,6 +63,13 @@ printf 'value("/m/1") = "again-1"\n\nput /t/1 one\nput /t/2 two\ndel /m/4\n\n\n'
 compact_at=$(at 12379 get /m/5 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"] - 5)')
 at 12379 compaction "$compact_at" >/dev/null
 at 12379 put /after/compaction z >/dev/null
+# Users and roles with etcd's bcrypt hashes (authentication left off on etcd).
+at 12379 user add root:rootpw >/dev/null
+at 12379 user grant-role root root >/dev/null
+at 12379 role add ro >/dev/null
+at 12379 role grant-permission ro --prefix read /m/ >/dev/null
+at 12379 user add carol:carolpw >/dev/null
+at 12379 user grant-role carol ro >/dev/null
 at 12379 snapshot save "$work/etcd.db" >/dev/null 2>&1
 expect "etcdctl snapshot save from etcd" "true" "$([ -s "$work/etcd.db" ] && echo true)"
 
@@ -78,8 +87,13 @@ expect "the same revision" "$(at 12379 get /x -w json | python3 -c 'import json,
   "$(at 42379 get /x -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')"
 expect "the same compaction" "$(at 12379 get /m/1 --rev 1 2>&1 | tail -1)" "$(at 42379 get /m/1 --rev 1 2>&1 | tail -1)"
 expect "the same HashKV" "$(hashkv 12379)" "$(hashkv 42379)"
-expect "the lease and its keys" "$(at 12379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')" \
-  "$(at 42379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')"
+expect "the lease and its keys" "$(lease_keys 12379 "$lease")" "$(lease_keys 42379 "$lease")"
+expect "the same users" "$(at 12379 user list)" "$(at 42379 user list)"
+expect "the same role" "$(at 12379 role get ro)" "$(at 42379 role get ro)"
+expect "auth enable on ballot" "Authentication Enabled" "$(at 42379 auth enable)"
+expect "etcd's password hash logs carol in on ballot" "again-1" "$(at 42379 --user carol:carolpw get /m/1 --print-value-only)"
+expect "carol's role is enforced" "Error: etcdserver: permission denied" "$(at 42379 --user carol:carolpw put /m/1 x 2>&1 | tail -1)"
+expect "auth disable" "Authentication Disabled" "$(at 42379 --user root:rootpw auth disable)"
 
 echo "== ballot -> etcd"
 at 42379 put /from/ballot 1 >/dev/null
@@ -96,8 +110,10 @@ start_etcd e2 52379 52380
 expect "etcd serves ballot's key-values" "$(kvs 42379)" "$(kvs 52379)"
 expect "etcd serves ballot's history" "$(kvs 42379 --rev "$((compact_at + 3))")" "$(kvs 52379 --rev "$((compact_at + 3))")"
 expect "the same HashKV" "$(hashkv 42379)" "$(hashkv 52379)"
-expect "the lease and its keys" "$(at 42379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')" \
-  "$(at 52379 lease timetolive "$lease" --keys | sed 's/remaining([0-9]*s)//')"
+expect "the lease and its keys" "$(lease_keys 42379 "$lease")" "$(lease_keys 52379 "$lease")"
 expect "etcd takes writes after the restore" "OK" "$(at 52379 put /after/restore 1)"
+expect "etcd has ballot's users" "$(at 42379 user list)" "$(at 52379 user list)"
+at 52379 auth enable >/dev/null
+expect "carol logs in on etcd" "again-1" "$(at 52379 --user carol:carolpw get /m/1 --print-value-only)"
 
 echo "migration: $checks checks passed"

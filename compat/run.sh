@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compatibility checks with real etcd clients against a `ballot dev` cluster: etcdctl 3.4
-# (Debian's etcd-client) and python etcd3 0.12.0 in a venv. Installs what is missing.
+# (Debian's etcd-client) and python etcd3 0.12.0 in a venv, users and roles included.
+# Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ballot=${BALLOT_BIN:-${CARGO_TARGET_DIR:-target}/debug/ballot}
@@ -32,6 +33,8 @@ echo "== etcdctl $(etcdctl version | head -1)"
 BALLOT_BIN="$ballot" compat/etcdctl_check.sh "$endpoints"
 echo "== python etcd3 0.12.0"
 "$venv/bin/python" compat/etcd3_check.py 127.0.0.1 22379
+echo "== authentication and access control (etcdctl and python etcd3)"
+compat/auth_check.sh "$endpoints" "$venv/bin/python"
 echo "== moving between etcd and ballot by snapshot (etcd 3.4 server)"
 kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true
 BALLOT_BIN="$ballot" compat/etcd_migration.sh

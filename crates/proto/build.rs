@@ -2,7 +2,8 @@
 //! needs no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/kv.proto", "proto/rpc.proto", "proto/v3lock.proto", "proto/v3election.proto"];
+    let files =
+        ["proto/kv.proto", "proto/auth.proto", "proto/rpc.proto", "proto/v3lock.proto", "proto/v3election.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -85,6 +85,13 @@ pub struct ServeArgs {
     /// mismatch: a duration such as `5m` or `30s`; 0 (the default) turns the check off.
     #[arg(long, env = "BALLOT_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
     pub experimental_corrupt_check_time: Option<String>,
+    /// Auth tokens: `simple` (the default: random, known to members through the log) or
+    /// `jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256,ttl=5m` (signed).
+    #[arg(long, env = "BALLOT_AUTH_TOKEN")]
+    pub auth_token: Option<String>,
+    /// Seconds a simple token lives after its last use (default 300).
+    #[arg(long, env = "BALLOT_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: Option<u64>,
 }
 
 impl ServeArgs {
@@ -121,7 +128,9 @@ impl ServeArgs {
             backend_cache_bytes,
             auto_compaction_mode,
             auto_compaction_retention,
-            experimental_corrupt_check_time
+            experimental_corrupt_check_time,
+            auth_token,
+            auth_token_ttl
         );
         if self.auto_promote_learners {
             config.auto_promote_learners = true;

@@ -39,18 +39,23 @@ impl Out {
 /// Encodes a command.
 pub fn encode(command: &Command) -> Vec<u8> {
     let mut out = Out(Vec::with_capacity(64));
+    command_into(&mut out, command);
+    out.0
+}
+
+fn command_into(out: &mut Out, command: &Command) {
     match command {
         Command::Put(put) => {
             out.u8(1);
-            put_request(&mut out, put);
+            put_request(out, put);
         }
         Command::DeleteRange(delete) => {
             out.u8(2);
-            delete_request(&mut out, delete);
+            delete_request(out, delete);
         }
         Command::Txn(txn) => {
             out.u8(3);
-            txn_request(&mut out, txn);
+            txn_request(out, txn);
         }
         Command::Compact { revision } => {
             out.u8(4);
@@ -83,11 +88,106 @@ pub fn encode(command: &Command) -> Vec<u8> {
             out.u8(9);
             out.len(changes.len());
             for change in changes {
-                member_change(&mut out, change);
+                member_change(out, change);
             }
         }
+        Command::Auth(auth) => {
+            out.u8(10);
+            auth_command(out, auth);
+        }
+        Command::AsUser { user, revision, command } => {
+            out.u8(11);
+            out.bytes(user.as_bytes());
+            out.i64(*revision as i64);
+            command_into(out, command);
+        }
     }
-    out.0
+}
+
+fn auth_command(out: &mut Out, command: &crate::auth::AuthCommand) {
+    use crate::auth::AuthCommand as A;
+    match command {
+        A::Enable => out.u8(1),
+        A::Disable => out.u8(2),
+        A::Authenticate { name, token_hash, checked_at } => {
+            out.u8(3);
+            out.bytes(name.as_bytes());
+            out.bytes(token_hash);
+            out.i64(*checked_at as i64);
+        }
+        A::UserAdd { name, password, no_password } => {
+            out.u8(4);
+            out.bytes(name.as_bytes());
+            out.bytes(password.as_bytes());
+            out.bool(*no_password);
+        }
+        A::UserDelete { name } => {
+            out.u8(5);
+            out.bytes(name.as_bytes());
+        }
+        A::UserChangePassword { name, password } => {
+            out.u8(6);
+            out.bytes(name.as_bytes());
+            out.bytes(password.as_bytes());
+        }
+        A::UserGrantRole { user, role } => {
+            out.u8(7);
+            out.bytes(user.as_bytes());
+            out.bytes(role.as_bytes());
+        }
+        A::UserRevokeRole { user, role } => {
+            out.u8(8);
+            out.bytes(user.as_bytes());
+            out.bytes(role.as_bytes());
+        }
+        A::RoleAdd { name } => {
+            out.u8(9);
+            out.bytes(name.as_bytes());
+        }
+        A::RoleDelete { name } => {
+            out.u8(10);
+            out.bytes(name.as_bytes());
+        }
+        A::RoleGrantPermission { role, permission } => {
+            out.u8(11);
+            out.bytes(role.as_bytes());
+            out.u8(permission.kind as u8);
+            out.bytes(&permission.key);
+            out.bytes(&permission.range_end);
+        }
+        A::RoleRevokePermission { role, key, range_end } => {
+            out.u8(12);
+            out.bytes(role.as_bytes());
+            out.bytes(key);
+            out.bytes(range_end);
+        }
+    }
+}
+
+fn read_auth_command(input: &mut In) -> Result<crate::auth::AuthCommand, DecodeError> {
+    use crate::auth::{AuthCommand as A, Permission, PermissionKind};
+    Ok(match input.u8()? {
+        1 => A::Enable,
+        2 => A::Disable,
+        3 => A::Authenticate { name: read_string(input)?, token_hash: input.bytes()?, checked_at: input.i64()? as u64 },
+        4 => A::UserAdd { name: read_string(input)?, password: read_string(input)?, no_password: input.bool()? },
+        5 => A::UserDelete { name: read_string(input)? },
+        6 => A::UserChangePassword { name: read_string(input)?, password: read_string(input)? },
+        7 => A::UserGrantRole { user: read_string(input)?, role: read_string(input)? },
+        8 => A::UserRevokeRole { user: read_string(input)?, role: read_string(input)? },
+        9 => A::RoleAdd { name: read_string(input)? },
+        10 => A::RoleDelete { name: read_string(input)? },
+        11 => {
+            let role = read_string(input)?;
+            let kind = PermissionKind::from_code(u64::from(input.u8()?)).ok_or(DecodeError("unknown permission"))?;
+            A::RoleGrantPermission {
+                role,
+                permission: Permission { kind, key: input.bytes()?, range_end: input.bytes()? },
+            }
+        }
+        12 => A::RoleRevokePermission { role: read_string(input)?, key: input.bytes()?, range_end: input.bytes()? },
+        _ => return Err(DecodeError("unknown auth command")),
+    })
 }
 
 fn strings(out: &mut Out, items: &[String]) {
@@ -319,10 +419,18 @@ impl<'a> In<'a> {
 /// Decodes a command written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
     let mut input = In(bytes);
-    let command = match input.u8()? {
-        1 => Command::Put(read_put(&mut input)?),
-        2 => Command::DeleteRange(read_delete(&mut input)?),
-        3 => Command::Txn(read_txn(&mut input, 0)?),
+    let command = read_command(&mut input, 0)?;
+    if !input.0.is_empty() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(command)
+}
+
+fn read_command(input: &mut In, depth: usize) -> Result<Command, DecodeError> {
+    Ok(match input.u8()? {
+        1 => Command::Put(read_put(input)?),
+        2 => Command::DeleteRange(read_delete(input)?),
+        3 => Command::Txn(read_txn(input, 0)?),
         4 => Command::Compact { revision: input.i64()? },
         5 => Command::LeaseGrant { id: input.i64()?, ttl: input.i64()? },
         6 => Command::LeaseRevoke { id: input.i64()? },
@@ -338,14 +446,17 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
         }
         9 => {
             let n = input.len(9)?;
-            Command::Members((0..n).map(|_| read_member_change(&mut input)).collect::<Result<_, _>>()?)
+            Command::Members((0..n).map(|_| read_member_change(input)).collect::<Result<_, _>>()?)
         }
+        10 => Command::Auth(read_auth_command(input)?),
+        // One user per command: a wrapped wrapper is not a command anyone sends.
+        11 if depth == 0 => Command::AsUser {
+            user: read_string(input)?,
+            revision: input.i64()? as u64,
+            command: Box::new(read_command(input, depth + 1)?),
+        },
         _ => return Err(DecodeError("unknown command")),
-    };
-    if !input.0.is_empty() {
-        return Err(DecodeError("trailing bytes"));
-    }
-    Ok(command)
+    })
 }
 
 fn read_put(input: &mut In) -> Result<PutRequest, DecodeError> {

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod codec;
 pub mod command_codec;
 pub mod counts;
@@ -36,7 +37,7 @@ mod tests;
 
 pub use sim_file::SimFile;
 pub use snapshot::{ImageItem, ImageParser, ImageWriter, SnapshotChunks};
-pub use store::{Reader, Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
+pub use store::{ReadAuth, Reader, Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
 pub use watch::{Cancelled, Event, EventKind, WatchHub, WatchId, WatchRequest};
 
@@ -70,6 +71,54 @@ pub enum Error {
     /// A txn branch puts a key twice, or puts a key it also deletes.
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    /// Authentication is on and the request names no user.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// The token was issued before the last change to users or roles: log in again.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// The user may not do this.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// A login while authentication is off.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// Wrong user or password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// The token is unknown, expired or forged.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// UserAdd of an existing name.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExists,
+    /// No such user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd of an existing name.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExists,
+    /// No such role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// RoleAdd without a name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Revoking a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// Revoking a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// AuthEnable without a root user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while the root user lacks the root role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// Deleting root, or taking the root role from root, while authentication is on.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
     /// The database failed; the member must stop.
     #[error("storage: {0}")]
     Storage(String),

@@ -1,7 +1,8 @@
 //! Snapshot images: a consistent copy of the store at its applied index, as a stream of chunks
 //! (sent to a follower behind the compacted log), and their atomic installation.
 //!
-//! The image holds the metadata, the alarms, the member table, the leases and the `revs` history; `index`, `latest` and
+//! The image holds the metadata, the alarms, the member table, users and roles, the leases and
+//! the `revs` history; `index`, `latest` and
 //! `lease_keys` are derived from the history on install (as etcd rebuilds its key index), so the
 //! image carries each key-value once. Items: `[kind u8][len u32][payload]`; the last item holds a
 //! crc32c of everything before it, checked before anything is committed.
@@ -22,6 +23,9 @@ const ITEM_END: u8 = 4;
 const ITEM_ALARM: u8 = 5;
 const ITEM_MEMBER: u8 = 6;
 const ITEM_MEMBER_REMOVED: u8 = 7;
+const ITEM_AUTH: u8 = 8;
+const ITEM_USER: u8 = 9;
+const ITEM_ROLE: u8 = 10;
 
 /// Position of an export.
 enum Stage {
@@ -89,6 +93,21 @@ impl SnapshotChunks {
                     for entry in removed.iter().map_err(storage_error)? {
                         let (id, _) = entry.map_err(storage_error)?;
                         ImageItem::MemberRemoved(id.value()).encode_into(out);
+                    }
+                    // Users and roles are few too: an operator's list, not data.
+                    let auth = self.read.open_table(tables::AUTH).map_err(storage_error)?;
+                    let get = |name| Ok::<_, Error>(auth.get(name).map_err(storage_error)?.map_or(0, |v| v.value()));
+                    ImageItem::Auth {
+                        enabled: get(crate::auth::AUTH_ENABLED)? == 1,
+                        revision: get(crate::auth::AUTH_REVISION)?,
+                    }
+                    .encode_into(out);
+                    for (table, kind) in [(tables::AUTH_USERS, ITEM_USER), (tables::AUTH_ROLES, ITEM_ROLE)] {
+                        let table = self.read.open_table(table).map_err(storage_error)?;
+                        for entry in table.iter().map_err(storage_error)? {
+                            let (_, value) = entry.map_err(storage_error)?;
+                            item(out, kind, value.value());
+                        }
                     }
                     self.stage = Stage::Leases { after: None };
                 }
@@ -202,6 +221,18 @@ impl Store {
                         ImageItem::MemberRemoved(id) => {
                             t.members_removed.insert(id, ()).map_err(storage_error)?;
                         }
+                        ImageItem::Auth { enabled, revision } => {
+                            t.auth.auth.insert(crate::auth::AUTH_ENABLED, u64::from(enabled)).map_err(storage_error)?;
+                            t.auth.auth.insert(crate::auth::AUTH_REVISION, revision).map_err(storage_error)?;
+                        }
+                        ImageItem::User(user) => {
+                            let bytes = crate::etcd_format::encode_user(&user);
+                            t.auth.users.insert(user.name.as_str(), bytes.as_slice()).map_err(storage_error)?;
+                        }
+                        ImageItem::Role(role) => {
+                            let bytes = crate::etcd_format::encode_role(&role);
+                            t.auth.roles.insert(role.name.as_str(), bytes.as_slice()).map_err(storage_error)?;
+                        }
                     }
                     Ok(())
                 })?;
@@ -247,6 +278,17 @@ pub enum ImageItem {
     Member(crate::MemberRecord),
     /// The id of a removed member.
     MemberRemoved(u64),
+    /// The auth switch and revision.
+    Auth {
+        /// Authentication is on.
+        enabled: bool,
+        /// Auth revision.
+        revision: u64,
+    },
+    /// A user.
+    User(crate::auth::User),
+    /// A role.
+    Role(crate::auth::Role),
     /// A lease.
     Lease {
         /// Id.
@@ -285,6 +327,13 @@ impl ImageItem {
             }
             ImageItem::Member(record) => item(out, ITEM_MEMBER, &crate::command_codec::encode_member(record)),
             ImageItem::MemberRemoved(id) => item(out, ITEM_MEMBER_REMOVED, &id.to_be_bytes()),
+            ImageItem::Auth { enabled, revision } => {
+                let mut payload = vec![u8::from(*enabled)];
+                payload.extend_from_slice(&revision.to_be_bytes());
+                item(out, ITEM_AUTH, &payload);
+            }
+            ImageItem::User(user) => item(out, ITEM_USER, &crate::etcd_format::encode_user(user)),
+            ImageItem::Role(role) => item(out, ITEM_ROLE, &crate::etcd_format::encode_role(role)),
             ImageItem::Lease { id, ttl, remaining } => {
                 let mut payload = id.to_be_bytes().to_vec();
                 payload.extend_from_slice(&ttl.to_be_bytes());
@@ -312,6 +361,15 @@ impl ImageItem {
                 crate::command_codec::decode_member(payload).map_err(|_| image_error("malformed member"))?,
             ),
             ITEM_MEMBER_REMOVED if payload.len() == 8 => ImageItem::MemberRemoved(i64_at(0) as u64),
+            ITEM_AUTH if payload.len() == 9 && payload[0] <= 1 => {
+                ImageItem::Auth { enabled: payload[0] == 1, revision: i64_at(1) as u64 }
+            }
+            ITEM_USER => {
+                ImageItem::User(crate::etcd_format::decode_user(payload).map_err(|_| image_error("malformed user"))?)
+            }
+            ITEM_ROLE => {
+                ImageItem::Role(crate::etcd_format::decode_role(payload).map_err(|_| image_error("malformed role"))?)
+            }
             ITEM_LEASE if payload.len() == 24 => {
                 ImageItem::Lease { id: i64_at(0), ttl: i64_at(8), remaining: i64_at(16) }
             }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -44,6 +45,11 @@ pub struct Store {
     durable_applied_index: u64,
     /// Events of applied changes not yet taken by the watch hub.
     events: Vec<crate::watch::Event>,
+    /// Logins applied and not yet taken by the server's token keeper.
+    logins: Vec<crate::auth::Login>,
+    /// Whether authentication is on, as of the last applied batch (shared with [`Reader`]s, so
+    /// requests skip the auth tables while it is off).
+    auth_enabled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -107,6 +113,8 @@ impl Store {
             applied_index: 0,
             durable_applied_index: 0,
             events: Vec::new(),
+            logins: Vec::new(),
+            auth_enabled: Arc::default(),
         };
         store.reload()?;
         store.durable_applied_index = store.applied_index;
@@ -120,6 +128,7 @@ impl Store {
         self.revision = meta.revision;
         self.compact_revision = meta.compact_revision;
         self.compaction_cursor = meta.compaction_cursor;
+        self.auth_enabled.store(self.reader().auth(|auth| auth.status())?.0, Ordering::SeqCst);
         Ok(())
     }
 
@@ -159,9 +168,21 @@ impl Store {
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
         {
-            let Open { revs, index, latest, leases, lease_keys, mut meta, alarms, counts, members, members_removed } =
-                Open::write(&txn)?;
-            let mut others = Others { alarms, members, members_removed };
+            let Open {
+                revs,
+                index,
+                latest,
+                leases,
+                lease_keys,
+                mut meta,
+                alarms,
+                counts,
+                members,
+                members_removed,
+                auth,
+            } = Open::write(&txn)?;
+            let mut others = Others { alarms, members, members_removed, auth, logins: Vec::new() };
+            let mut auth_changed = false;
             let mut writer = Writer {
                 revs,
                 index,
@@ -189,7 +210,8 @@ impl Store {
                 } else {
                     self.execute(&mut writer, &mut others, no_space, command)
                 };
-                if matches!(command, Command::Alarm { .. }) {
+                auth_changed |= matches!(inner(command), Command::Auth(_));
+                if matches!(inner(command), Command::Alarm { .. }) {
                     no_space = tables::no_space(&others.alarms)?;
                     corrupt = tables::corrupt(&others.alarms)?;
                 }
@@ -216,6 +238,10 @@ impl Store {
             self.compaction_cursor = cursor;
             self.applied_index = applied_index;
             self.events.append(&mut writer.events);
+            self.logins.append(&mut others.logins);
+            if auth_changed {
+                self.auth_enabled.store(others.auth.status()?.0, Ordering::SeqCst);
+            }
         }
         txn.commit().map_err(storage_error)?;
         Ok(results)
@@ -234,6 +260,14 @@ impl Store {
             return Err(Error::NoSpace);
         }
         Ok(match command {
+            Command::AsUser { user, revision, command } => {
+                others.auth.check_command(user, *revision, command, &writer.lease_keys)?;
+                return self.execute(writer, others, no_space, command);
+            }
+            Command::Auth(auth) => {
+                crate::auth::apply(&mut others.auth, auth, &mut others.logins)?;
+                Response::Done
+            }
             Command::Members(changes) => {
                 for change in changes {
                     others.change_member(change)?;
@@ -291,6 +325,11 @@ impl Store {
     /// [`crate::WatchHub::notify`]).
     pub fn take_events(&mut self) -> Vec<crate::watch::Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The logins applied since the last call (for the server's token keeper).
+    pub fn take_logins(&mut self) -> Vec<crate::auth::Login> {
+        std::mem::take(&mut self.logins)
     }
 
     /// The member table (by id) and the ids of removed members.
@@ -358,7 +397,7 @@ impl Store {
 
     /// A handle for reads from other threads, alongside the thread that applies.
     pub fn reader(&self) -> Reader {
-        Reader { readers: Arc::clone(&self.readers) }
+        Reader { readers: Arc::clone(&self.readers), auth_enabled: Arc::clone(&self.auth_enabled) }
     }
 
     /// The store's file (`None` off a file).
@@ -391,6 +430,10 @@ impl Store {
         }
         copy.path = Some(path);
         copy.events = std::mem::take(&mut self.events);
+        copy.logins = std::mem::take(&mut self.logins);
+        // Readers handed out keep seeing the switch: the copy shares the same flag.
+        self.auth_enabled.store(copy.auth_enabled.load(Ordering::SeqCst), Ordering::SeqCst);
+        copy.auth_enabled = Arc::clone(&self.auth_enabled);
         *self.readers.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = copy.db.clone();
         copy.readers = Arc::clone(&self.readers);
         Ok(std::mem::replace(self, copy))
@@ -498,7 +541,14 @@ fn newest_live_at(
 /// or leases' lives; alarms, lease checkpoints and member changes (to replace the member at
 /// fault) go on.
 fn refused_when_corrupt(command: &Command) -> bool {
-    !matches!(command, Command::Alarm { .. } | Command::LeaseCheckpoint { .. } | Command::Members(_))
+    !matches!(
+        inner(command),
+        Command::Alarm { .. } | Command::LeaseCheckpoint { .. } | Command::Members(_) | Command::Auth(_)
+    )
+}
+
+fn inner(command: &Command) -> &Command {
+    command.inner()
 }
 
 /// The tables besides the history's that commands change.
@@ -506,6 +556,8 @@ struct Others<'t> {
     alarms: redb::Table<'t, (u8, u64), ()>,
     members: redb::Table<'t, u64, &'static [u8]>,
     members_removed: redb::Table<'t, u64, ()>,
+    auth: tables::WriteAuth<'t>,
+    logins: Vec<crate::auth::Login>,
 }
 
 impl Others<'_> {
@@ -561,7 +613,7 @@ fn adds_data(command: &Command) -> bool {
             _ => false,
         })
     }
-    match command {
+    match inner(command) {
         Command::Put(_) | Command::LeaseGrant { .. } => true,
         Command::Txn(txn) => puts(&txn.success) || puts(&txn.failure),
         _ => false,
@@ -630,6 +682,7 @@ fn compact_step(writer: &mut Writer, compact_revision: i64, cursor: i64) -> Resu
 #[derive(Clone)]
 pub struct Reader {
     readers: Arc<RwLock<Arc<Database>>>,
+    auth_enabled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -649,6 +702,22 @@ impl Reader {
     /// (hash, compact revision, current revision).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), Error> {
         hash_in(&self.db().begin_read().map_err(storage_error)?, revision)
+    }
+
+    /// Whether authentication is on, as of the last applied batch.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth_enabled.load(Ordering::SeqCst)
+    }
+
+    /// Runs `read` on the auth tables of one read transaction (see [`crate::auth`]).
+    pub fn auth<T>(&self, read: impl FnOnce(&ReadAuth) -> Result<T, Error>) -> Result<T, Error> {
+        let txn = self.db().begin_read().map_err(storage_error)?;
+        let tables = crate::auth::AuthTables {
+            auth: txn.open_table(tables::AUTH).map_err(storage_error)?,
+            users: txn.open_table(tables::AUTH_USERS).map_err(storage_error)?,
+            roles: txn.open_table(tables::AUTH_ROLES).map_err(storage_error)?,
+        };
+        read(&tables)
     }
 
     fn db(&self) -> Arc<Database> {
@@ -697,6 +766,11 @@ impl Reader {
         Ok(copy)
     }
 
+    /// The store's revision as of the last applied batch.
+    pub fn revision(&self) -> Result<i64, Error> {
+        Ok(Meta::read(&self.db().begin_read().map_err(storage_error)?)?.revision)
+    }
+
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
@@ -705,6 +779,13 @@ impl Reader {
         Ok((range_in(&read, request, meta.revision, meta.compact_revision)?, meta.revision))
     }
 }
+
+/// The auth tables in a read transaction.
+pub type ReadAuth = crate::auth::AuthTables<
+    redb::ReadOnlyTable<&'static str, u64>,
+    redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    redb::ReadOnlyTable<&'static str, &'static [u8]>,
+>;
 
 /// How much of a defragmentation's copy is written between syncs of its file.
 const COPY_SYNC_BYTES: usize = 32 << 20;

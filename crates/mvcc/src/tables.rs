@@ -22,6 +22,12 @@ pub const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 /// Ids of removed members, which may never come back.
 pub const MEMBERS_REMOVED: TableDefinition<u64, ()> = TableDefinition::new("members_removed");
+/// The auth switch and revision (see [`crate::auth`]).
+pub const AUTH: TableDefinition<&str, u64> = TableDefinition::new("auth");
+/// User name → `authpb.User`.
+pub const AUTH_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_users");
+/// Role name → `authpb.Role`.
+pub const AUTH_ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_roles");
 /// Named counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -58,7 +64,16 @@ pub struct Open<'t> {
     pub members: Table<'t, u64, &'static [u8]>,
     /// `members_removed`.
     pub members_removed: Table<'t, u64, ()>,
+    /// `auth`, `auth_users` and `auth_roles`.
+    pub auth: WriteAuth<'t>,
 }
+
+/// The auth tables in a write transaction.
+pub type WriteAuth<'t> = crate::auth::AuthTables<
+    Table<'t, &'static str, u64>,
+    Table<'t, &'static str, &'static [u8]>,
+    Table<'t, &'static str, &'static [u8]>,
+>;
 
 impl<'t> Open<'t> {
     /// Opens (creating if needed) every table in `txn`.
@@ -74,6 +89,11 @@ impl<'t> Open<'t> {
             counts: txn.open_table(COUNTS).map_err(storage_error)?,
             members: txn.open_table(MEMBERS).map_err(storage_error)?,
             members_removed: txn.open_table(MEMBERS_REMOVED).map_err(storage_error)?,
+            auth: crate::auth::AuthTables {
+                auth: txn.open_table(AUTH).map_err(storage_error)?,
+                users: txn.open_table(AUTH_USERS).map_err(storage_error)?,
+                roles: txn.open_table(AUTH_ROLES).map_err(storage_error)?,
+            },
         })
     }
 
@@ -89,6 +109,9 @@ impl<'t> Open<'t> {
         self.counts.retain(|_, _| false).map_err(storage_error)?;
         self.members.retain(|_, _| false).map_err(storage_error)?;
         self.members_removed.retain(|_, _| false).map_err(storage_error)?;
+        self.auth.auth.retain(|_, _| false).map_err(storage_error)?;
+        self.auth.users.retain(|_, _| false).map_err(storage_error)?;
+        self.auth.roles.retain(|_, _| false).map_err(storage_error)?;
         Ok(())
     }
 

@@ -296,6 +296,28 @@ pub enum Command {
     /// Changes to the member table (carried by membership changes, `MemberUpdate`, and a
     /// member publishing its name and client URLs when it starts).
     Members(Vec<MemberChange>),
+    /// A change to users, roles or the auth switch, or a login.
+    Auth(crate::auth::AuthCommand),
+    /// `command` on behalf of `user`, holding a token good for auth revision `revision`:
+    /// refused when it is applied unless the user may run it (when authentication is on).
+    AsUser {
+        /// The user (empty: none was given).
+        user: String,
+        /// Auth revision the user's token was issued at.
+        revision: u64,
+        /// The command.
+        command: Box<Command>,
+    },
+}
+
+impl Command {
+    /// The command itself, without the user it runs for.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::AsUser { command, .. } => command.inner(),
+            other => other,
+        }
+    }
 }
 
 /// A member as the replicated member table holds it.

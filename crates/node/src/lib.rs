@@ -79,6 +79,8 @@ pub struct Finished {
     pub barriers: Vec<RequestId>,
     /// Events of the applied changes, for a watch hub.
     pub events: Vec<Event>,
+    /// Logins applied, for the server's token keeper.
+    pub logins: Vec<ballot_mvcc::auth::Login>,
     /// A snapshot from the leader replaced the state.
     pub installed_snapshot: Option<Index>,
     /// The member table or the configuration changed (a membership entry or member update
@@ -412,7 +414,7 @@ impl<D: Disk> Replica<D> {
             // is still in Raft's configuration.
             finished.members_changed |= entry.kind == EntryKind::ConfChange;
             if let Some((request_id, command)) = command_of(entry) {
-                finished.members_changed |= matches!(command, Command::Members(_));
+                finished.members_changed |= matches!(command.inner(), Command::Members(_));
                 batch.push((entry.index, command));
                 ids.push(request_id);
             }
@@ -420,7 +422,7 @@ impl<D: Disk> Replica<D> {
         let results = self.store.apply_batch(&batch).map_err(NodeError::Store)?;
         for ((_, command), applied) in batch.iter().zip(&results) {
             let succeeded = matches!(applied, Some(Applied { result: Ok(_), .. }));
-            match *command {
+            match *command.inner() {
                 Command::LeaseGrant { id, ttl } if succeeded => finished.leases.push((id, Some(ttl))),
                 Command::LeaseCheckpoint { id, remaining_ttl } if succeeded => {
                     finished.leases.push((id, Some(remaining_ttl)))
@@ -437,6 +439,7 @@ impl<D: Disk> Replica<D> {
             }
         }
         finished.events = self.store.take_events();
+        finished.logins = self.store.take_logins();
         finished.committed = ready.committed_entries;
         for read_state in &ready.read_states {
             let request_id = u64::from_be_bytes(read_state.context.as_slice().try_into().expect("our 8-byte context"));

@@ -1,6 +1,6 @@
 //! # ballot-proto: the wire
 //!
-//! The etcd v3 client API (KV, Watch, Lease, Cluster, Maintenance, Lock, Election) as generated
+//! The etcd v3 client API (KV, Watch, Lease, Cluster, Maintenance, Auth, Lock, Election) as generated
 //! Rust types, clients and servers. The `.proto` files in `proto/` follow the published etcd API
 //! message for message and field for field; ballot's own peer protocol is not protobuf (see
 //! `ballot-server`'s transport).
@@ -12,7 +12,12 @@ pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
 
-/// `etcdserverpb`: the KV, Watch, Lease, Cluster and Maintenance services.
+/// `authpb`: users, roles and permissions.
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+/// `etcdserverpb`: the KV, Watch, Lease, Cluster, Maintenance and Auth services.
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }

@@ -193,6 +193,8 @@ pub struct Settings {
     pub backend_cache_bytes: usize,
     /// Set while the CORRUPT alarm is raised, for reads served off the loop to refuse.
     pub corrupt: Arc<std::sync::atomic::AtomicBool>,
+    /// This member's auth tokens: applied logins are registered here.
+    pub tokens: Arc<crate::auth::Tokens>,
 }
 
 /// A stop request taken from the inbox.
@@ -627,6 +629,8 @@ impl Core {
         // Watchers hear of a change before its writer hears back, as in etcd (whose watchable
         // store notifies inside the apply): a client that reacts to its acknowledgement never
         // races ahead of the event.
+        // A login's token is good here before its client hears back.
+        self.settings.tokens.register(finished.logins);
         if !finished.events.is_empty() {
             if let Err(error) = self.hub.notify(self.replica.store(), &finished.events) {
                 panic!("watch hub: {error}");

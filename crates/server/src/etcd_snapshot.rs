@@ -11,7 +11,8 @@
 //! | `alarm`: `AlarmMember` | `alarms` | yes |
 //! | `members`, `members_removed` | the member table | exported; a restore replaces them |
 //! | `cluster`: `clusterVersion` | — | exported as 3.4.0 |
-//! | `auth`, `authUsers`, `authRoles` | — (ballot has no authentication yet) | not carried; import says so |
+//! | `auth`: `authEnabled`, `authRevision` | the auth switch and revision | yes |
+//! | `authUsers`: name → `authpb.User`, `authRoles`: name → `authpb.Role` | users (bcrypt hashes as they are) and roles | yes |
 
 use std::io::{BufWriter, Read, Seek, Write};
 use std::path::Path;
@@ -20,8 +21,8 @@ use anyhow::{bail, Context};
 use ballot_bbolt::{Db, Writer, DEFAULT_PAGE_SIZE};
 use ballot_mvcc::codec::Record;
 use ballot_mvcc::etcd_format::{
-    decode_alarm, decode_key_value, decode_lease, encode_alarm, encode_key_value, encode_lease, parse_revision_bytes,
-    revision_bytes,
+    decode_alarm, decode_key_value, decode_lease, decode_role, decode_user, encode_alarm, encode_key_value,
+    encode_lease, encode_role, encode_user, parse_revision_bytes, revision_bytes,
 };
 use ballot_mvcc::{tables, ImageItem, ImageParser, ImageWriter, MemberRecord};
 use sha2::{Digest, Sha256};
@@ -172,6 +173,7 @@ pub fn import(path: &Path, db_len: u64, image: &Path) -> anyhow::Result<Imported
             out.push(&ImageItem::Lease { id, ttl, remaining })?;
         }
     }
+    import_auth(&db, &mut out).map_err(bbolt_error(path))?;
     let mut write_error = None;
     db.for_each(b"key", &mut |key, value| {
         let (main, sub, record) = history_record(key, value)?;
@@ -185,6 +187,48 @@ pub fn import(path: &Path, db_len: u64, image: &Path) -> anyhow::Result<Imported
     out.finish()?.into_inner().map_err(|error| error.into_error())?.sync_all()?;
     imported.not_carried = not_carried(&db).map_err(bbolt_error(path))?;
     Ok(imported)
+}
+
+/// The `auth`, `authUsers` and `authRoles` buckets, as image items.
+fn import_auth<S: ballot_bbolt::Source + ?Sized, W: Write>(
+    db: &Db<S>,
+    out: &mut ImageWriter<W>,
+) -> Result<(), ballot_bbolt::Error> {
+    let mut items = Vec::new();
+    let (mut enabled, mut revision) = (false, 0u64);
+    if db.has_bucket(b"auth")? {
+        db.for_each(b"auth", &mut |key, value| {
+            match key {
+                b"authEnabled" => enabled = value == [1],
+                b"authRevision" => {
+                    revision = u64::from_be_bytes(value.try_into().map_err(|_| invalid("authRevision"))?)
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    items.push(ImageItem::Auth { enabled, revision });
+    for bucket in [&b"authUsers"[..], b"authRoles"] {
+        if !db.has_bucket(bucket)? {
+            continue;
+        }
+        db.for_each(bucket, &mut |key, value| {
+            let item = if bucket == b"authUsers" {
+                let user = decode_user(value).map_err(|why| invalid(&format!("user: {why}")))?;
+                (user.name.as_bytes() == key).then_some(ImageItem::User(user))
+            } else {
+                let role = decode_role(value).map_err(|why| invalid(&format!("role: {why}")))?;
+                (role.name.as_bytes() == key).then_some(ImageItem::Role(role))
+            };
+            items.push(item.ok_or_else(|| invalid("user or role stored under another name"))?);
+            Ok(())
+        })?;
+    }
+    for item in items {
+        out.push(&item).map_err(|error| ballot_bbolt::Error::Invalid(format!("writing the image: {error}")))?;
+    }
+    Ok(())
 }
 
 fn invalid(what: &str) -> ballot_bbolt::Error {
@@ -222,20 +266,6 @@ fn not_carried<S: ballot_bbolt::Source + ?Sized>(db: &Db<S>) -> Result<Vec<Strin
         }
         Ok(n)
     };
-    let (users, roles) = (count(b"authUsers")?, count(b"authRoles")?);
-    let mut enabled = false;
-    if db.has_bucket(b"auth")? {
-        db.for_each(b"auth", &mut |key, value| {
-            enabled |= key == b"authEnabled" && value == [1];
-            Ok(())
-        })?;
-    }
-    if users + roles > 0 || enabled {
-        lines.push(format!(
-            "authentication ({users} users, {roles} roles{}): ballot has no authentication yet",
-            if enabled { ", enabled" } else { "" }
-        ));
-    }
     let members = count(b"members")?;
     if members > 0 {
         lines.push(format!(
@@ -267,6 +297,9 @@ struct Small {
     members: Vec<(Vec<u8>, Vec<u8>)>,
     removed: Vec<(Vec<u8>, Vec<u8>)>,
     leases: Vec<(Vec<u8>, Vec<u8>)>,
+    auth: Vec<(Vec<u8>, Vec<u8>)>,
+    users: Vec<(Vec<u8>, Vec<u8>)>,
+    roles: Vec<(Vec<u8>, Vec<u8>)>,
     written: bool,
 }
 
@@ -278,6 +311,9 @@ impl Small {
             (b"members", &mut self.members),
             (b"members_removed", &mut self.removed),
             (b"lease", &mut self.leases),
+            (b"auth", &mut self.auth),
+            (b"authUsers", &mut self.users),
+            (b"authRoles", &mut self.roles),
         ] {
             pairs.sort();
             writer.bucket(name)?;
@@ -354,6 +390,12 @@ fn export_item<W: Write + Seek>(
         ImageItem::Lease { id, ttl, remaining } => {
             small.leases.push((id.to_be_bytes().to_vec(), encode_lease(id, ttl, remaining)))
         }
+        ImageItem::Auth { enabled, revision } => {
+            small.auth.push((b"authEnabled".to_vec(), vec![u8::from(enabled)]));
+            small.auth.push((b"authRevision".to_vec(), revision.to_be_bytes().to_vec()));
+        }
+        ImageItem::User(user) => small.users.push((user.name.clone().into_bytes(), encode_user(&user))),
+        ImageItem::Role(role) => small.roles.push((role.name.clone().into_bytes(), encode_role(&role))),
         ImageItem::Revision { main, sub, record } => {
             if !small.written {
                 small.write(writer)?;
@@ -520,17 +562,27 @@ mod tests {
         let _ = std::fs::remove_file(&image);
     }
 
-    /// etcd 3.5 and 3.6 add keys to `meta` (term, confState, storageVersion) and may hold auth
-    /// data: the keys are ignored, the auth data reported as not carried.
+    /// etcd 3.5 and 3.6 add keys to `meta` (term, confState, storageVersion): they are ignored.
+    /// Users and roles come over with their bcrypt hashes.
     #[test]
-    fn a_newer_etcd_layout_imports_and_says_what_it_leaves_behind() {
+    fn a_newer_etcd_layout_imports_with_its_users() {
         let file = scratch("etcd35.db");
         let out = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&file).unwrap();
         let mut writer = Writer::new(out, DEFAULT_PAGE_SIZE).unwrap();
         writer.bucket(b"auth").unwrap();
         writer.put(b"authEnabled", &[1]).unwrap();
+        writer.put(b"authRevision", &5u64.to_be_bytes()).unwrap();
+        writer.bucket(b"authRoles").unwrap();
+        let role = ballot_mvcc::auth::Role { name: "reader".into(), permissions: vec![] };
+        writer.put(b"reader", &encode_role(&role)).unwrap();
         writer.bucket(b"authUsers").unwrap();
-        writer.put(b"root", b"...").unwrap();
+        let root = ballot_mvcc::auth::User {
+            name: "root".into(),
+            password: "$2a$10$abcdefghijklmnopqrstuu".into(),
+            roles: vec!["root".into()],
+            no_password: false,
+        };
+        writer.put(b"root", &encode_user(&root)).unwrap();
         writer.bucket(b"key").unwrap();
         let first = Record {
             tombstone: false,
@@ -560,10 +612,11 @@ mod tests {
         let image = scratch("etcd35.image");
         let imported = import(&file, db_len, &image).unwrap();
         assert_eq!((imported.revision, imported.revisions, imported.applied_index), (3, 2, 7));
-        assert_eq!(imported.not_carried.len(), 1, "{:?}", imported.not_carried);
-        assert!(imported.not_carried[0].contains("authentication (1 users, 0 roles, enabled)"));
+        assert!(imported.not_carried.is_empty(), "{:?}", imported.not_carried);
         let mut store = Store::in_memory().unwrap();
         store.install_snapshot([std::fs::read(&image).unwrap()]).unwrap();
+        let auth = store.reader().auth(|auth| Ok((auth.status()?, auth.user("root")?, auth.role_names()?))).unwrap();
+        assert_eq!(auth, ((true, 5), Some(root), vec!["reader".to_string()]));
         assert_eq!(store.revision(), 3);
         assert!(everything(&store, 0).is_empty());
         assert_eq!(everything(&store, 2)[0].value, b"1");

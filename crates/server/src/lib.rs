@@ -13,6 +13,7 @@
 pub static STALE_READS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub mod api;
+pub mod auth;
 pub mod codec;
 pub mod compactor;
 pub mod corrupt;

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     /// How often the leader compares members' `hash_kv` (a duration such as `5m`; 0 turns the
     /// check off), etcd's `--experimental-corrupt-check-time`.
     pub experimental_corrupt_check_time: String,
+    /// `simple`, or `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…` (etcd's `--auth-token`).
+    pub auth_token: String,
+    /// Seconds a simple token lives after its last use (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl: u64,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +97,8 @@ impl Default for ServerConfig {
             auto_compaction_retention: "0".into(),
             auto_promote_learners: false,
             experimental_corrupt_check_time: "0".into(),
+            auth_token: "simple".into(),
+            auth_token_ttl: 300,
         }
     }
 }
@@ -189,6 +195,13 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             config.experimental_corrupt_check_time
         )
     })?;
+    if config.auth_token_ttl == 0 {
+        bail!("--auth-token-ttl must be at least 1 second");
+    }
+    let tokens = Arc::new(crate::auth::Tokens::new(
+        crate::auth::TokenKind::parse(&config.auth_token)?,
+        Duration::from_secs(config.auth_token_ttl),
+    ));
     let (table, founding_id, founding_cluster) = founding(&config)?;
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
     let joining = config.initial_cluster_state == "existing";
@@ -299,6 +312,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         removed: removed_tx,
         backend_cache_bytes: config.backend_cache_bytes,
         corrupt: corrupt.clone(),
+        tokens: tokens.clone(),
     };
     let transport_members = members.clone();
     let raft_thread = driver::start(
@@ -324,7 +338,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         members.clone(),
         limits,
         metrics.clone(),
-        api::Local { reader, term, corrupt, scratch_dir: scratch_dir(&config.data_dir)? },
+        api::Local { reader, term, corrupt, scratch_dir: scratch_dir(&config.data_dir)?, tokens },
     );
     if !corrupt_check.is_zero() {
         tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));
@@ -344,6 +358,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     .add_service(pb::maintenance_server::MaintenanceServer::new(api::maintenance::Maintenance {
         handle: handle.clone(),
     }))
+    .add_service(pb::auth_server::AuthServer::new(api::auth::Auth { handle: handle.clone() }))
     .add_service(v3lockpb::lock_server::LockServer::new(api::lock::Lock { handle: handle.clone() }))
     .add_service(v3electionpb::election_server::ElectionServer::new(api::election::Election {
         handle: handle.clone(),

@@ -151,6 +151,8 @@ impl pb::cluster_server::Cluster for Cluster {
         &self,
         request: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_admin(&identity).await?;
         if let Route::Leader(leader) = self.route().await? {
             return self.client(&request, leader)?.member_add(forwarded(request)).await;
         }
@@ -187,6 +189,8 @@ impl pb::cluster_server::Cluster for Cluster {
         &self,
         request: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_admin(&identity).await?;
         let id = request.get_ref().id;
         if self.handle.members.get(id).is_none() {
             return Err(errors::not_found());
@@ -226,6 +230,7 @@ impl pb::cluster_server::Cluster for Cluster {
         &self,
         request: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
         let pb::MemberUpdateRequest { id, peer_ur_ls: peer_urls } = request.into_inner();
         let checked = peer_urls.clone();
         self.handle
@@ -238,7 +243,7 @@ impl pb::cluster_server::Cluster for Cluster {
             })
             .await??;
         let update = Command::Members(vec![MemberChange::SetPeerUrls { id, peer_urls }]);
-        let (_, _, term) = self.handle.apply(update).await?;
+        let (_, _, term) = self.handle.apply_as(&identity, update).await?;
         tracing::info!(member = format!("{id:x}"), "member peer URLs updated");
         Ok(Response::new(pb::MemberUpdateResponse { header: self.handle.header(0, term), members: self.members() }))
     }
@@ -255,6 +260,8 @@ impl pb::cluster_server::Cluster for Cluster {
         &self,
         request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_admin(&identity).await?;
         if let Route::Leader(leader) = self.route().await? {
             return self.client(&request, leader)?.member_promote(forwarded(request)).await;
         }

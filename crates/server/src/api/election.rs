@@ -12,6 +12,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::lock::{acquire, leader_or_forward};
 use super::{async_stream, convert, forwarded, prefix_end, Handle};
+use crate::auth::Identity;
 
 /// The Election service.
 pub struct Election {
@@ -24,7 +25,11 @@ fn prefix_of(name: &[u8]) -> Vec<u8> {
 }
 
 /// The current leader's key-value of election `name`, with the revision read at.
-async fn leader_of(handle: &Handle, name: &[u8]) -> Result<(Option<ballot_mvcc::KeyValue>, i64, u64), Status> {
+async fn leader_of(
+    handle: &Handle,
+    identity: &Identity,
+    name: &[u8],
+) -> Result<(Option<ballot_mvcc::KeyValue>, i64, u64), Status> {
     let prefix = prefix_of(name);
     let request = RangeRequest {
         key: prefix.clone(),
@@ -34,7 +39,7 @@ async fn leader_of(handle: &Handle, name: &[u8]) -> Result<(Option<ballot_mvcc::
         sort_target: SortTarget::Create,
         ..Default::default()
     };
-    let answer = handle.read(request).await.map_err(super::status)?;
+    let answer = handle.read(identity, request).await?;
     Ok((answer.value.kvs.into_iter().next(), answer.revision, answer.term))
 }
 
@@ -53,10 +58,11 @@ impl pb::election_server::Election for Election {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
             return ElectionClient::new(channel).campaign(forwarded(request)).await;
         }
+        let identity = self.handle.identity(&request).await?;
         let pb::CampaignRequest { name, lease, value } = request.into_inner();
         let prefix = prefix_of(&name);
         let key: Vec<u8> = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
-        let (rev, term) = acquire(&self.handle, &prefix, key.clone(), value, lease).await?;
+        let (rev, term) = acquire(&self.handle, &identity, &prefix, key.clone(), value, lease).await?;
         Ok(Response::new(pb::CampaignResponse {
             header: self.handle.header(rev, term),
             leader: Some(pb::LeaderKey { name, key, rev, lease }),
@@ -67,11 +73,12 @@ impl pb::election_server::Election for Election {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
             return ElectionClient::new(channel).proclaim(forwarded(request)).await;
         }
+        let identity = self.handle.identity(&request).await?;
         let pb::ProclaimRequest { leader, value } = request.into_inner();
         let leader = leader.ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
         let put = PutRequest { key: leader.key.clone(), value, lease: leader.lease, ..Default::default() };
         let txn = TxnRequest { compare: vec![holds(&leader)], success: vec![RequestOp::Put(put)], failure: vec![] };
-        let (response, revision, term) = self.handle.apply(Command::Txn(txn)).await?;
+        let (response, revision, term) = self.handle.apply_as(&identity, Command::Txn(txn)).await?;
         if !matches!(response, Applied::Txn(ref txn) if txn.succeeded) {
             return Err(Status::failed_precondition("election: not leader"));
         }
@@ -79,7 +86,8 @@ impl pb::election_server::Election for Election {
     }
 
     async fn leader(&self, request: Request<pb::LeaderRequest>) -> Result<Response<pb::LeaderResponse>, Status> {
-        let (kv, revision, term) = leader_of(&self.handle, &request.get_ref().name).await?;
+        let identity = self.handle.identity(&request).await?;
+        let (kv, revision, term) = leader_of(&self.handle, &identity, &request.get_ref().name).await?;
         let kv = kv.ok_or_else(|| Status::new(Code::Unknown, "election: no leader"))?;
         Ok(Response::new(pb::LeaderResponse { header: self.handle.header(revision, term), kv: Some(convert::kv(kv)) }))
     }
@@ -87,12 +95,13 @@ impl pb::election_server::Election for Election {
     type ObserveStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LeaderResponse, Status>> + Send>>;
 
     async fn observe(&self, request: Request<pb::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        let identity = self.handle.identity(&request).await?;
         let name = request.into_inner().name;
         let handle = self.handle.clone();
         let stream = async_stream(move |tx| async move {
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
-                let (kv, revision, term) = match leader_of(&handle, &name).await {
+                let (kv, revision, term) = match leader_of(&handle, &identity, &name).await {
                     Ok(found) => found,
                     Err(error) => return drop(tx.send(Err(error)).await),
                 };
@@ -120,6 +129,7 @@ impl pb::election_server::Election for Election {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
             return ElectionClient::new(channel).resign(forwarded(request)).await;
         }
+        let identity = self.handle.identity(&request).await?;
         let leader = request
             .into_inner()
             .leader
@@ -130,7 +140,7 @@ impl pb::election_server::Election for Election {
             success: vec![RequestOp::DeleteRange(delete)],
             failure: vec![],
         };
-        let (_, revision, term) = self.handle.apply(Command::Txn(txn)).await?;
+        let (_, revision, term) = self.handle.apply_as(&identity, Command::Txn(txn)).await?;
         Ok(Response::new(pb::ResignResponse { header: self.handle.header(revision, term) }))
     }
 }

@@ -7,6 +7,7 @@ use prost::Message as _;
 use tonic::{Request, Response as GrpcResponse, Status};
 
 use super::{check_size, convert, forwarded, invalid, status, Handle};
+use crate::auth::Identity;
 use crate::driver::ApiError;
 
 /// The KV service.
@@ -57,8 +58,8 @@ fn check_put(put: &pb::PutRequest) -> Result<(), Status> {
 }
 
 impl Kv {
-    async fn write(&self, command: Command) -> Result<(Response, i64, u64), ApiError> {
-        let answer = self.handle.propose(command).await?;
+    async fn write(&self, identity: &Identity, command: Command) -> Result<(Response, i64, u64), ApiError> {
+        let answer = self.handle.propose_as(identity, command).await?;
         let response = answer.value.result.map_err(ApiError::Mvcc)?;
         Ok((response, answer.revision, answer.term))
     }
@@ -67,13 +68,14 @@ impl Kv {
 #[tonic::async_trait]
 impl pb::kv_server::Kv for Kv {
     async fn range(&self, request: Request<pb::RangeRequest>) -> Result<GrpcResponse<pb::RangeResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
         let message = request.get_ref();
         check_key(&message.key)?;
         let range = convert::range_request(message);
         let answer = if message.serializable {
-            self.handle.read_local(range).await?
+            self.handle.read_local(&identity, range).await?
         } else {
-            self.handle.read(range).await.map_err(status)?
+            self.handle.read(&identity, range).await?
         };
         let header = self.handle.header(answer.revision, answer.term);
         Ok(GrpcResponse::new(convert::range_response(answer.value, header)))
@@ -82,7 +84,8 @@ impl pb::kv_server::Kv for Kv {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<GrpcResponse<pb::PutResponse>, Status> {
         check_size(&self.handle, request.get_ref().encoded_len())?;
         check_put(request.get_ref())?;
-        match self.write(Command::Put(convert::put_request(request.get_ref()))).await {
+        let identity = self.handle.identity(&request).await?;
+        match self.write(&identity, Command::Put(convert::put_request(request.get_ref()))).await {
             Ok((Response::Put(put), revision, term)) => Ok(GrpcResponse::new(pb::PutResponse {
                 header: self.handle.header(revision, term),
                 prev_kv: put.prev_kv.map(convert::kv),
@@ -102,7 +105,8 @@ impl pb::kv_server::Kv for Kv {
     ) -> Result<GrpcResponse<pb::DeleteRangeResponse>, Status> {
         check_size(&self.handle, request.get_ref().encoded_len())?;
         check_key(&request.get_ref().key)?;
-        match self.write(Command::DeleteRange(convert::delete_request(request.get_ref()))).await {
+        let identity = self.handle.identity(&request).await?;
+        match self.write(&identity, Command::DeleteRange(convert::delete_request(request.get_ref()))).await {
             Ok((Response::DeleteRange(delete), revision, term)) => Ok(GrpcResponse::new(pb::DeleteRangeResponse {
                 header: self.handle.header(revision, term),
                 deleted: delete.deleted,
@@ -123,7 +127,8 @@ impl pb::kv_server::Kv for Kv {
         // A txn that only reads goes through the log too (linearizable, one entry, no new
         // revision); serving it at a ReadIndex point instead would save the entry.
         let txn = convert::txn_request(request.get_ref()).map_err(invalid)?;
-        match self.write(Command::Txn(txn)).await {
+        let identity = self.handle.identity(&request).await?;
+        match self.write(&identity, Command::Txn(txn)).await {
             Ok((Response::Txn(txn), revision, term)) => {
                 Ok(GrpcResponse::new(convert::txn_response(txn, self.handle.header(revision, term))))
             }
@@ -141,7 +146,8 @@ impl pb::kv_server::Kv for Kv {
         request: Request<pb::CompactionRequest>,
     ) -> Result<GrpcResponse<pb::CompactionResponse>, Status> {
         let (revision, physical) = (request.get_ref().revision, request.get_ref().physical);
-        match self.write(Command::Compact { revision }).await {
+        let identity = self.handle.identity(&request).await?;
+        match self.write(&identity, Command::Compact { revision }).await {
             Ok((_, revision, term)) => {
                 if physical {
                     // etcd's `physical`: answer once the history is removed from this member

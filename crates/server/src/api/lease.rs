@@ -34,7 +34,12 @@ impl Lease {
     }
 
     /// One keep-alive, forwarded to the leader when this member does not lead.
-    async fn keep_alive_once(&self, id: i64, forwards: u8) -> Result<pb::LeaseKeepAliveResponse, Status> {
+    async fn keep_alive_once(
+        &self,
+        id: i64,
+        forwards: u8,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<pb::LeaseKeepAliveResponse, Status> {
         match self.handle.keep_alive(id).await {
             Ok(answer) => Ok(pb::LeaseKeepAliveResponse {
                 header: self.handle.header(answer.revision, answer.term),
@@ -42,7 +47,8 @@ impl Lease {
                 ttl: answer.value,
             }),
             Err(ApiError::NotLeader(leader)) => {
-                let outbound = with_forwards(tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]), forwards);
+                let mut outbound = with_forwards(tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]), forwards);
+                super::copy_token(metadata, &mut outbound);
                 let channel = self.handle.leader_channel(&outbound, leader)?;
                 let mut responses = LeaseClient::new(channel).lease_keep_alive(forwarded(outbound)).await?.into_inner();
                 responses.message().await?.ok_or_else(|| status(ApiError::NoLeader))
@@ -67,7 +73,8 @@ impl pb::lease_server::Lease for Lease {
         }
         let id = if message.id == 0 { self.new_id() } else { message.id };
         let ttl = message.ttl.max(self.handle.limits.lease_ttl_min);
-        match self.handle.propose(Command::LeaseGrant { id, ttl }).await {
+        let identity = self.handle.identity(&request).await?;
+        match self.handle.propose_as(&identity, Command::LeaseGrant { id, ttl }).await {
             Ok(answer) => {
                 answer.value.result.map_err(|error| status(ApiError::Mvcc(error)))?;
                 Ok(Response::new(pb::LeaseGrantResponse {
@@ -79,10 +86,9 @@ impl pb::lease_server::Lease for Lease {
             }
             Err(ApiError::NotLeader(leader)) => {
                 let channel = self.handle.leader_channel(&request, leader)?;
-                let count = super::forwards(&request) + 1;
-                let mut message = request.into_inner();
-                message.id = id;
-                LeaseClient::new(channel).lease_grant(with_forwards(message, count)).await
+                let mut forward = forwarded(request);
+                forward.get_mut().id = id;
+                LeaseClient::new(channel).lease_grant(forward).await
             }
             Err(error) => Err(status(error)),
         }
@@ -92,7 +98,8 @@ impl pb::lease_server::Lease for Lease {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        match self.handle.propose(Command::LeaseRevoke { id: request.get_ref().id }).await {
+        let identity = self.handle.identity(&request).await?;
+        match self.handle.propose_as(&identity, Command::LeaseRevoke { id: request.get_ref().id }).await {
             Ok(answer) => {
                 answer.value.result.map_err(|error| status(ApiError::Mvcc(error)))?;
                 Ok(Response::new(pb::LeaseRevokeResponse { header: self.handle.header(answer.revision, answer.term) }))
@@ -112,11 +119,14 @@ impl pb::lease_server::Lease for Lease {
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let forwards = super::forwards(&request);
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_user(&identity)?;
+        let metadata = request.metadata().clone();
         let mut inbound = request.into_inner();
         let this = Lease { handle: self.handle.clone() };
         let outbound = async_stream(move |tx| async move {
             while let Some(Ok(message)) = inbound.next().await {
-                let response = this.keep_alive_once(message.id, forwards).await;
+                let response = this.keep_alive_once(message.id, forwards, &metadata).await;
                 let failed = response.is_err();
                 if tx.send(response).await.is_err() || failed {
                     return;
@@ -130,6 +140,8 @@ impl pb::lease_server::Lease for Lease {
         &self,
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_user(&identity)?;
         let pb::LeaseTimeToLiveRequest { id, keys } = request.into_inner();
         let found = self
             .handle
@@ -159,8 +171,10 @@ impl pb::lease_server::Lease for Lease {
 
     async fn lease_leases(
         &self,
-        _request: Request<pb::LeaseLeasesRequest>,
+        request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_user(&identity)?;
         let (leases, revision, term) = self
             .handle
             .query(|core| (core.replica.store().leases(), core.replica.store().revision(), core.term()))

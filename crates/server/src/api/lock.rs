@@ -13,6 +13,7 @@ use ballot_raft::Role;
 use tonic::{Request, Response, Status};
 
 use super::{forwarded, prefix_end, Handle};
+use crate::auth::Identity;
 
 /// The Lock service.
 pub struct Lock {
@@ -24,6 +25,7 @@ pub struct Lock {
 /// once every key created before it under the prefix is gone. Shared with elections.
 pub async fn acquire(
     handle: &Handle,
+    identity: &Identity,
     prefix: &[u8],
     key: Vec<u8>,
     value: Vec<u8>,
@@ -39,7 +41,7 @@ pub async fn acquire(
         success: vec![RequestOp::Put(PutRequest { key: key.clone(), value, lease, ..Default::default() })],
         failure: vec![RequestOp::Range(RangeRequest { key: key.clone(), ..Default::default() })],
     };
-    let (response, revision, term) = handle.apply(Command::Txn(txn)).await?;
+    let (response, revision, term) = handle.apply_as(identity, Command::Txn(txn)).await?;
     let Applied::Txn(txn) = response else { return Err(Status::internal("a txn answered with another response")) };
     let mine = if txn.succeeded {
         revision
@@ -59,7 +61,7 @@ pub async fn acquire(
             max_create_revision: mine - 1,
             ..Default::default()
         };
-        let answer = handle.read(before).await.map_err(super::status)?;
+        let answer = handle.read(identity, before).await?;
         let Some(previous) = answer.value.kvs.first() else { return Ok((mine, term)) };
         handle.wait_deleted(previous.key.clone(), answer.revision).await?;
     }
@@ -86,11 +88,12 @@ impl pb::lock_server::Lock for Lock {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
             return LockClient::new(channel).lock(forwarded(request)).await;
         }
+        let identity = self.handle.identity(&request).await?;
         let pb::LockRequest { name, lease } = request.into_inner();
         let mut prefix = name;
         prefix.push(b'/');
         let key: Vec<u8> = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
-        let (revision, term) = acquire(&self.handle, &prefix, key.clone(), Vec::new(), lease).await?;
+        let (revision, term) = acquire(&self.handle, &identity, &prefix, key.clone(), Vec::new(), lease).await?;
         Ok(Response::new(pb::LockResponse { header: self.handle.header(revision, term), key }))
     }
 
@@ -98,9 +101,10 @@ impl pb::lock_server::Lock for Lock {
         if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
             return LockClient::new(channel).unlock(forwarded(request)).await;
         }
+        let identity = self.handle.identity(&request).await?;
         let key = request.into_inner().key;
         let delete = ballot_mvcc::DeleteRangeRequest { key, ..Default::default() };
-        let (_, revision, term) = self.handle.apply(Command::DeleteRange(delete)).await?;
+        let (_, revision, term) = self.handle.apply_as(&identity, Command::DeleteRange(delete)).await?;
         Ok(Response::new(pb::UnlockResponse { header: self.handle.header(revision, term) }))
     }
 }

@@ -35,6 +35,7 @@ fn alarm_type(kind: AlarmKind) -> pb::AlarmType {
 impl pb::maintenance_server::Maintenance for Maintenance {
     async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
+        let identity = self.handle.identity(&request).await?;
         let message = request.into_inner();
         let kind = match message.alarm() {
             pb::AlarmType::Nospace => Some(AlarmKind::NoSpace),
@@ -49,7 +50,8 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         let (mut revision, mut term) = (0, 0);
         if let Some(activate) = activate {
             let kind = kind.ok_or_else(|| Status::invalid_argument("etcdserver: an alarm type is required"))?;
-            let answer = self.handle.propose(Command::Alarm { activate, kind, member_id: message.member_id }).await;
+            let alarm = Command::Alarm { activate, kind, member_id: message.member_id };
+            let answer = self.handle.propose_as(&identity, alarm).await;
             let answer = answer.map_err(status)?;
             (revision, term) = (answer.revision, answer.term);
         }
@@ -101,8 +103,10 @@ impl pb::maintenance_server::Maintenance for Maintenance {
 
     async fn defragment(
         &self,
-        _request: Request<pb::DefragmentRequest>,
+        request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_admin(&identity).await?;
         // Online, unlike etcd's: the store is copied off the loop and the copy brought up to
         // date in bounded steps, so reads and writes go on (see `Core::defragment`).
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -142,6 +146,8 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_admin(&identity).await?;
         // etcd's format (a bbolt database, see `etcd_snapshot`) unless the client asks for
         // ballot's own image with the `x-ballot-snapshot-format: ballot` metadata. Either way
         // the content is followed by its SHA-256, which `etcdctl snapshot save` checks. The
@@ -222,6 +228,8 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         &self,
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let identity = self.handle.identity(&request).await?;
+        self.handle.check_admin(&identity).await?;
         let target = request.get_ref().target_id;
         let started = self
             .handle

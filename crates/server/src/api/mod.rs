@@ -3,6 +3,7 @@
 //! that reach a follower are forwarded to the leader's client endpoint, so clients can talk to
 //! any member.
 
+pub mod auth;
 pub mod cluster;
 pub mod convert;
 pub mod election;
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::auth::{Identity, TokenError, Tokens};
 use crate::driver::{Answer, ApiError, Inbox, Input, Query, Reply};
 use crate::members::Members;
 use crate::metrics::Metrics;
@@ -85,6 +87,8 @@ pub struct Local {
     pub corrupt: Arc<std::sync::atomic::AtomicBool>,
     /// Where files built for a request go (an etcd-format snapshot); emptied at start.
     pub scratch_dir: std::path::PathBuf,
+    /// This member's auth tokens.
+    pub tokens: Arc<Tokens>,
 }
 
 /// etcd's gRPC status for an error.
@@ -102,6 +106,20 @@ pub fn status(error: ApiError) -> Status {
             E::NoSpace => Code::ResourceExhausted,
             E::Corrupt => Code::DataLoss,
             E::Storage(_) => Code::Internal,
+            E::PermissionDenied => Code::PermissionDenied,
+            E::InvalidAuthToken => Code::Unauthenticated,
+            E::UserEmpty | E::AuthOldRevision | E::AuthFailed | E::RoleEmpty | E::InvalidAuthMgmt => {
+                Code::InvalidArgument
+            }
+            E::AuthNotEnabled
+            | E::UserAlreadyExists
+            | E::UserNotFound
+            | E::RoleAlreadyExists
+            | E::RoleNotFound
+            | E::RoleNotGranted
+            | E::PermissionNotGranted
+            | E::RootUserNotExist
+            | E::RootRoleNotExist => Code::FailedPrecondition,
         },
     };
     Status::new(code, error.to_string())
@@ -124,6 +142,69 @@ impl Handle {
         local: Local,
     ) -> Handle {
         Handle { inbox, cluster_id, member_id, members, limits, metrics, channels: Arc::default(), local }
+    }
+
+    /// This member's auth tokens.
+    pub fn tokens(&self) -> &Arc<Tokens> {
+        &self.local.tokens
+    }
+
+    /// Who sent `request`: the user its token names (nobody without one). A token this member
+    /// does not know may be a login it has not applied yet: it is looked up again after a
+    /// ReadIndex barrier (the login was committed before the client had the token).
+    pub async fn identity<T>(&self, request: &tonic::Request<T>) -> Result<Identity, Status> {
+        if !self.local.reader.auth_enabled() {
+            return Ok(Identity::default());
+        }
+        let metadata = request.metadata();
+        let token = [crate::auth::TOKEN_METADATA, crate::auth::AUTHORIZATION_METADATA]
+            .iter()
+            .find_map(|key| metadata.get(*key).and_then(|value| value.to_str().ok()));
+        let Some(token) = token else { return Ok(Identity::default()) };
+        let invalid = || status(ApiError::Mvcc(ballot_mvcc::Error::InvalidAuthToken));
+        match self.local.tokens.check(token) {
+            Ok(identity) => Ok(identity),
+            Err(TokenError::Unknown) if self.local.tokens.is_simple() => {
+                self.ask(Input::ReadBarrier).await.map_err(status)?;
+                self.local.tokens.check(token).map_err(|_| invalid())
+            }
+            Err(_) => Err(invalid()),
+        }
+    }
+
+    /// Runs `check` on this member's auth state; its error becomes etcd's status.
+    pub fn authorize<T>(
+        &self,
+        check: impl FnOnce(&ballot_mvcc::ReadAuth) -> Result<T, ballot_mvcc::Error>,
+    ) -> Result<T, Status> {
+        self.local.reader.auth(check).map_err(|error| status(ApiError::Mvcc(error)))
+    }
+
+    /// Refuses unless `identity` may read `[key, range_end)` (as of this member's state).
+    pub fn check_read(&self, identity: &Identity, key: &[u8], range_end: &[u8]) -> Result<(), Status> {
+        if !self.local.reader.auth_enabled() {
+            return Ok(());
+        }
+        let kind = ballot_mvcc::auth::PermissionKind::Read;
+        self.authorize(|auth| auth.check_range(&identity.user, identity.revision, kind, key, range_end))
+    }
+
+    /// Refuses unless `identity` is a valid user (any, when authentication is on).
+    pub fn check_user(&self, identity: &Identity) -> Result<(), Status> {
+        if !self.local.reader.auth_enabled() {
+            return Ok(());
+        }
+        self.authorize(|auth| auth.identify(&identity.user, identity.revision).map(|_| ()))
+    }
+
+    /// Refuses unless `identity` has the root role, after a ReadIndex barrier (so a role revoked
+    /// anywhere before this request began counts).
+    pub async fn check_admin(&self, identity: &Identity) -> Result<(), Status> {
+        if !self.local.reader.auth_enabled() {
+            return Ok(());
+        }
+        self.ask(Input::ReadBarrier).await.map_err(status)?;
+        self.authorize(|auth| auth.check_admin(&identity.user, identity.revision))
     }
 
     /// Sends an input to the loop.
@@ -179,6 +260,11 @@ impl Handle {
         }
     }
 
+    /// Proposes `command` on behalf of `identity`: the state machine checks its permission.
+    pub async fn propose_as(&self, identity: &Identity, command: Command) -> Result<Answer<Applied>, ApiError> {
+        self.propose(as_user(identity, command)).await
+    }
+
     /// Proposes a write; `Err(NotLeader)` tells the caller to forward.
     pub async fn propose(&self, command: Command) -> Result<Answer<Applied>, ApiError> {
         let started = Instant::now();
@@ -203,13 +289,15 @@ impl Handle {
     }
 
     /// A linearizable read: a ReadIndex barrier through the loop, then the range read here.
-    pub async fn read(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, ApiError> {
+    pub async fn read(&self, identity: &Identity, request: RangeRequest) -> Result<Answer<RangeResponse>, Status> {
         #[cfg(feature = "fault-injection")]
         if crate::STALE_READS.load(Ordering::Relaxed) {
-            return self.range(request).await;
+            self.check_read(identity, &request.key, &request.range_end)?;
+            return self.range(request).await.map_err(status);
         }
-        self.ask(Input::ReadBarrier).await?;
-        self.range(request).await
+        self.ask(Input::ReadBarrier).await.map_err(status)?;
+        self.check_read(identity, &request.key, &request.range_end)?;
+        self.range(request).await.map_err(status)
     }
 
     /// Serves a range from the store on this task, or on a blocking thread if it may be long
@@ -233,7 +321,12 @@ impl Handle {
     }
 
     /// A serializable read from the local store, without going through the loop.
-    pub async fn read_local(&self, request: RangeRequest) -> Result<Answer<RangeResponse>, Status> {
+    pub async fn read_local(
+        &self,
+        identity: &Identity,
+        request: RangeRequest,
+    ) -> Result<Answer<RangeResponse>, Status> {
+        self.check_read(identity, &request.key, &request.range_end)?;
         self.range(request).await.map_err(status)
     }
 
@@ -255,10 +348,28 @@ impl Handle {
     }
 }
 
-/// The request to send on to the leader: its message, with the forward count raised.
+/// `command` on behalf of `identity`.
+pub fn as_user(identity: &Identity, command: Command) -> Command {
+    Command::AsUser { user: identity.user.clone(), revision: identity.revision, command: Box::new(command) }
+}
+
+/// The request to send on to the leader: its message and auth token, with the forward count
+/// raised.
 pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
     let count = forwards(&request) + 1;
-    with_forwards(request.into_inner(), count)
+    let metadata = request.metadata().clone();
+    let mut out = with_forwards(request.into_inner(), count);
+    copy_token(&metadata, &mut out);
+    out
+}
+
+/// Copies the auth token of a request's metadata onto `to` (a request forwarded to the leader).
+pub fn copy_token<T>(from: &tonic::metadata::MetadataMap, to: &mut tonic::Request<T>) {
+    for key in [crate::auth::TOKEN_METADATA, crate::auth::AUTHORIZATION_METADATA] {
+        if let Some(value) = from.get(key) {
+            to.metadata_mut().insert(key, value.clone());
+        }
+    }
 }
 
 /// A request carrying `message` marked as forwarded `count` times.
@@ -301,6 +412,15 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl Handle {
+    /// [`Handle::apply`] on behalf of `identity`.
+    pub async fn apply_as(
+        &self,
+        identity: &Identity,
+        command: Command,
+    ) -> Result<(ballot_mvcc::Response, i64, u64), Status> {
+        self.apply(as_user(identity, command)).await
+    }
+
     /// Proposes a command on this member (the leader) and returns the state machine's answer.
     pub async fn apply(&self, command: Command) -> Result<(ballot_mvcc::Response, i64, u64), Status> {
         let answer = self.propose(command).await.map_err(|error| match error {

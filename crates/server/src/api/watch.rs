@@ -12,6 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{async_stream, status, Handle};
+use crate::auth::Identity;
 use crate::driver::{ApiError, Input, WatchOut};
 
 /// The Watch service.
@@ -23,6 +24,8 @@ pub struct Watch {
 /// One stream's watchers: client id ↔ hub id.
 struct Stream {
     handle: Handle,
+    /// Who opened the stream (or why its token was refused).
+    identity: Result<Identity, Status>,
     by_client: HashMap<i64, (WatchId, bool)>,
     by_hub: HashMap<WatchId, (i64, bool)>,
     next_client_id: i64,
@@ -48,6 +51,19 @@ impl Stream {
         }
         while self.by_client.contains_key(&self.next_client_id) || self.next_client_id == watch_id {
             self.next_client_id += 1;
+        }
+        // A range the user may not read is refused as etcd refuses it: a created-and-cancelled
+        // response (watch id -1) whose reason is the gRPC error, the stream going on.
+        let permitted = self.identity.clone().and_then(|identity| {
+            let range_end = if create.range_end.is_empty() { Vec::new() } else { create.range_end.clone() };
+            self.handle.check_read(&identity, &create.key, &range_end)
+        });
+        if let Err(refused) = permitted {
+            let mut response = self.response(-1, 0);
+            response.created = true;
+            response.canceled = true;
+            response.cancel_reason = format!("rpc error: code = {:?} desc = {}", refused.code(), refused.message());
+            return out.send(Ok(response)).await.is_ok();
         }
         let filters: Vec<FilterType> = create.filters.iter().filter_map(|f| FilterType::try_from(*f).ok()).collect();
         let request = WatchRequest {
@@ -164,12 +180,19 @@ impl pb::watch_server::Watch for Watch {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let identity = self.handle.identity(&request).await;
         let mut inbound = request.into_inner();
         let handle = self.handle.clone();
         let stream = async_stream(move |out: Out| async move {
             let (events, mut from_hub) = mpsc::channel(256);
-            let mut stream =
-                Stream { handle, by_client: HashMap::new(), by_hub: HashMap::new(), next_client_id: 0, events };
+            let mut stream = Stream {
+                handle,
+                identity,
+                by_client: HashMap::new(),
+                by_hub: HashMap::new(),
+                next_client_id: 0,
+                events,
+            };
             loop {
                 let going = tokio::select! {
                     request = inbound.next() => match request {
