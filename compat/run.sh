@@ -35,6 +35,8 @@ echo "== python etcd3 0.12.0"
 "$venv/bin/python" compat/etcd3_check.py 127.0.0.1 22379
 echo "== authentication and access control (etcdctl and python etcd3)"
 compat/auth_check.sh "$endpoints" "$venv/bin/python"
+echo "== TLS: the README's secured member with etcdctl and python etcd3"
+compat/tls_check.sh "$(realpath "$ballot")" "$(realpath "$venv/bin/python")"
 echo "== moving between etcd and ballot by snapshot (etcd 3.4 server)"
 kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true
 BALLOT_BIN="$ballot" compat/etcd_migration.sh

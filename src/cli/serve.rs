@@ -92,6 +92,31 @@ pub struct ServeArgs {
     /// Seconds a simple token lives after its last use (default 300).
     #[arg(long, env = "BALLOT_AUTH_TOKEN_TTL")]
     pub auth_token_ttl: Option<u64>,
+    /// PEM certificate of the client port: TLS on it (the client URLs must be https://).
+    /// Reloaded when the file changes.
+    #[arg(long, env = "BALLOT_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of --cert-file.
+    #[arg(long, env = "BALLOT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// PEM CA bundle that client certificates must chain to.
+    #[arg(long, env = "BALLOT_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by --trusted-ca-file (mutual TLS).
+    #[arg(long, env = "BALLOT_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
+    /// PEM certificate of the peer port: TLS between members (the peer URLs must be https://).
+    #[arg(long, env = "BALLOT_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// PEM private key of --peer-cert-file.
+    #[arg(long, env = "BALLOT_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// PEM CA bundle that peers' certificates must chain to (needed with --peer-cert-file).
+    #[arg(long, env = "BALLOT_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Require a certificate from connecting peers (mutual TLS between members).
+    #[arg(long, env = "BALLOT_PEER_CLIENT_CERT_AUTH")]
+    pub peer_client_cert_auth: bool,
 }
 
 impl ServeArgs {
@@ -135,6 +160,12 @@ impl ServeArgs {
         if self.auto_promote_learners {
             config.auto_promote_learners = true;
         }
+        macro_rules! set_option {
+            ($($field:ident),*) => { $(if self.$field.is_some() { config.$field = self.$field; })* };
+        }
+        set_option!(cert_file, key_file, trusted_ca_file, peer_cert_file, peer_key_file, peer_trusted_ca_file);
+        config.client_cert_auth |= self.client_cert_auth;
+        config.peer_client_cert_auth |= self.peer_client_cert_auth;
         if name_given && !data_dir_given && self.config_file.is_none() {
             config.data_dir = PathBuf::from(format!("{}.ballot", config.name));
         }

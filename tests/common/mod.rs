@@ -34,6 +34,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     initial_cluster: String,
     extra: Vec<String>,
+    /// TLS for the test's own clients (set by [`Cluster::use_tls`]).
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// A free loopback port (bound and released: good enough on a test machine).
@@ -82,7 +84,28 @@ impl Cluster {
             })
             .collect();
         let initial_cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer)).collect::<Vec<_>>().join(",");
-        Cluster { members, dir, initial_cluster, extra: extra.iter().map(|s| s.to_string()).collect() }
+        Cluster { members, dir, initial_cluster, extra: extra.iter().map(|s| s.to_string()).collect(), tls: None }
+    }
+
+    /// Makes every URL https:// (the members need TLS flags in `extra`), and connects the
+    /// test's clients with `tls`.
+    pub fn use_tls(&mut self, tls: tonic::transport::ClientTlsConfig) {
+        for member in &mut self.members {
+            member.client = member.client.replace("http://", "https://");
+            member.peer = member.peer.replace("http://", "https://");
+        }
+        self.initial_cluster =
+            self.members.iter().map(|m| format!("{}={}", m.name, m.peer)).collect::<Vec<_>>().join(",");
+        self.tls = Some(tls);
+    }
+
+    /// An endpoint for member `i`'s client URL (with the test's TLS, if any).
+    pub fn endpoint(&self, i: usize) -> tonic::transport::Endpoint {
+        let endpoint = Channel::from_shared(self.members[i].client.clone()).unwrap();
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).unwrap(),
+            None => endpoint,
+        }
     }
 
     /// Starts (or restarts, with the same data dir) member `i`.
@@ -177,7 +200,7 @@ impl Cluster {
         let url = self.members[i].client.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match Channel::from_shared(url.clone()).unwrap().connect().await {
+            match self.endpoint(i).connect().await {
                 Ok(channel) => return channel,
                 Err(error) if Instant::now() > deadline => panic!("{url}: {error}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -193,7 +216,7 @@ impl Cluster {
     /// Member `i`'s status, if it answers.
     pub async fn status(&self, i: usize) -> Option<pb::StatusResponse> {
         self.members[i].child.as_ref()?;
-        let channel = Channel::from_shared(self.members[i].client.clone()).unwrap().connect().await.ok()?;
+        let channel = self.endpoint(i).connect().await.ok()?;
         let mut client = MaintenanceClient::new(channel);
         let response =
             tokio::time::timeout(Duration::from_secs(1), client.status(pb::StatusRequest {})).await.ok()?.ok()?;

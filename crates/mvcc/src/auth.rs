@@ -80,8 +80,13 @@ pub struct Role {
 /// login.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthCommand {
-    /// Turn authentication on (the root user must exist and have the root role).
-    Enable,
+    /// Turn authentication on (the root user must exist and have the root role), with a new
+    /// key that members sign forwarded identities with (32 random bytes chosen before
+    /// proposing; see the server's `auth`).
+    Enable {
+        /// The key (empty: keep the one there is).
+        forward_key: Vec<u8>,
+    },
     /// Turn it off.
     Disable,
     /// A user logged in with a token whose SHA-256 is `token_hash`; the password was checked
@@ -172,6 +177,8 @@ pub struct Login {
 pub const AUTH_ENABLED: &str = "enabled";
 /// Key of the auth revision in the `auth` table.
 pub const AUTH_REVISION: &str = "revision";
+/// Keys of the forwarding key's four 64-bit words in the `auth` table.
+pub const AUTH_FORWARD_KEY: [&str; 4] = ["forward_key_0", "forward_key_1", "forward_key_2", "forward_key_3"];
 
 /// The auth tables of one transaction (read or write).
 pub struct AuthTables<A, U, R> {
@@ -195,6 +202,16 @@ where
     pub fn status(&self) -> Result<(bool, u64), Error> {
         let get = |name| Ok::<_, Error>(self.auth.get(name).map_err(storage_error)?.map(|v| v.value()).unwrap_or(0));
         Ok((get(AUTH_ENABLED)? == 1, get(AUTH_REVISION)?))
+    }
+
+    /// The key members sign forwarded identities with, if authentication was ever enabled here.
+    pub fn forward_key(&self) -> Result<Option<[u8; 32]>, Error> {
+        let mut key = [0u8; 32];
+        for (word, name) in AUTH_FORWARD_KEY.iter().enumerate() {
+            let Some(value) = self.auth.get(*name).map_err(storage_error)? else { return Ok(None) };
+            key[word * 8..word * 8 + 8].copy_from_slice(&value.value().to_be_bytes());
+        }
+        Ok(Some(key))
     }
 
     /// A user.
@@ -435,8 +452,12 @@ pub(crate) fn apply(
         t.roles.insert(role.name.as_str(), bytes.as_slice()).map(|_| ()).map_err(storage_error)
     };
     match command {
-        AuthCommand::Enable => {
+        AuthCommand::Enable { forward_key } => {
             if enabled {
+                // Enabled by an import from etcd, which has no key: this enable makes one.
+                if t.forward_key()?.is_none() {
+                    set_forward_key(&mut t.auth, forward_key)?;
+                }
                 return Ok(());
             }
             let root = t.user(ROOT)?.ok_or(Error::RootUserNotExist)?;
@@ -444,6 +465,7 @@ pub(crate) fn apply(
                 return Err(Error::RootRoleNotExist);
             }
             t.auth.insert(AUTH_ENABLED, 1).map_err(storage_error)?;
+            set_forward_key(&mut t.auth, forward_key)?;
         }
         AuthCommand::Disable => {
             if !enabled {
@@ -562,6 +584,18 @@ pub(crate) fn apply(
     Ok(())
 }
 
+/// Stores a 32-byte forwarding key as four words (anything else is ignored).
+pub(crate) fn set_forward_key(auth: &mut redb::Table<'_, Named, u64>, key: &[u8]) -> Result<(), Error> {
+    if key.len() != 32 {
+        return Ok(());
+    }
+    for (word, name) in AUTH_FORWARD_KEY.iter().enumerate() {
+        let value = u64::from_be_bytes(key[word * 8..word * 8 + 8].try_into().expect("8 bytes"));
+        auth.insert(*name, value).map_err(storage_error)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,12 +639,13 @@ mod tests {
         ];
         // Without authentication, anything goes.
         assert!(run(&mut store, as_user("", 0, Command::Put(put("/b/x")))).is_ok());
-        assert_eq!(run(&mut store, auth(AuthCommand::Enable)), Err(Error::RootUserNotExist));
+        let enable = || auth(AuthCommand::Enable { forward_key: vec![9; 32] });
+        assert_eq!(run(&mut store, enable()), Err(Error::RootUserNotExist));
         for command in setup {
             run(&mut store, auth(command)).unwrap();
         }
         assert!(!store.reader().auth_enabled());
-        run(&mut store, auth(AuthCommand::Enable)).unwrap();
+        run(&mut store, enable()).unwrap();
         assert!(store.reader().auth_enabled());
         let revision = store.reader().auth(|a| a.status()).unwrap().1;
         assert_eq!(revision, 7);
@@ -673,12 +708,13 @@ mod tests {
         assert_eq!(check, Ok(()));
         let check = copy.reader().auth(|a| a.check_range("alice", revision + 1, PermissionKind::Read, b"/b/x", b""));
         assert_eq!(check, Err(Error::PermissionDenied));
+        assert_eq!(copy.reader().auth(|a| a.forward_key()), Ok(Some([9; 32])));
     }
 
     #[test]
     fn commands_round_trip_through_the_log_codec() {
         let commands = [
-            auth(AuthCommand::Enable),
+            auth(AuthCommand::Enable { forward_key: vec![1; 32] }),
             auth(AuthCommand::Authenticate { name: "a".into(), token_hash: vec![1, 2], checked_at: 9 }),
             auth(AuthCommand::RoleGrantPermission {
                 role: "r".into(),

@@ -107,7 +107,10 @@ fn command_into(out: &mut Out, command: &Command) {
 fn auth_command(out: &mut Out, command: &crate::auth::AuthCommand) {
     use crate::auth::AuthCommand as A;
     match command {
-        A::Enable => out.u8(1),
+        A::Enable { forward_key } => {
+            out.u8(1);
+            out.bytes(forward_key);
+        }
         A::Disable => out.u8(2),
         A::Authenticate { name, token_hash, checked_at } => {
             out.u8(3);
@@ -167,7 +170,7 @@ fn auth_command(out: &mut Out, command: &crate::auth::AuthCommand) {
 fn read_auth_command(input: &mut In) -> Result<crate::auth::AuthCommand, DecodeError> {
     use crate::auth::{AuthCommand as A, Permission, PermissionKind};
     Ok(match input.u8()? {
-        1 => A::Enable,
+        1 => A::Enable { forward_key: input.bytes()? },
         2 => A::Disable,
         3 => A::Authenticate { name: read_string(input)?, token_hash: input.bytes()?, checked_at: input.i64()? as u64 },
         4 => A::UserAdd { name: read_string(input)?, password: read_string(input)?, no_password: input.bool()? },

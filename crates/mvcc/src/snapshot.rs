@@ -97,9 +97,16 @@ impl SnapshotChunks {
                     // Users and roles are few too: an operator's list, not data.
                     let auth = self.read.open_table(tables::AUTH).map_err(storage_error)?;
                     let get = |name| Ok::<_, Error>(auth.get(name).map_err(storage_error)?.map_or(0, |v| v.value()));
+                    let mut forward_key = Vec::new();
+                    for name in crate::auth::AUTH_FORWARD_KEY {
+                        if let Some(word) = auth.get(name).map_err(storage_error)? {
+                            forward_key.extend_from_slice(&word.value().to_be_bytes());
+                        }
+                    }
                     ImageItem::Auth {
                         enabled: get(crate::auth::AUTH_ENABLED)? == 1,
                         revision: get(crate::auth::AUTH_REVISION)?,
+                        forward_key,
                     }
                     .encode_into(out);
                     for (table, kind) in [(tables::AUTH_USERS, ITEM_USER), (tables::AUTH_ROLES, ITEM_ROLE)] {
@@ -221,9 +228,10 @@ impl Store {
                         ImageItem::MemberRemoved(id) => {
                             t.members_removed.insert(id, ()).map_err(storage_error)?;
                         }
-                        ImageItem::Auth { enabled, revision } => {
+                        ImageItem::Auth { enabled, revision, forward_key } => {
                             t.auth.auth.insert(crate::auth::AUTH_ENABLED, u64::from(enabled)).map_err(storage_error)?;
                             t.auth.auth.insert(crate::auth::AUTH_REVISION, revision).map_err(storage_error)?;
+                            crate::auth::set_forward_key(&mut t.auth.auth, &forward_key)?;
                         }
                         ImageItem::User(user) => {
                             let bytes = crate::etcd_format::encode_user(&user);
@@ -284,6 +292,8 @@ pub enum ImageItem {
         enabled: bool,
         /// Auth revision.
         revision: u64,
+        /// The members' forwarding key (32 bytes, or empty if there is none).
+        forward_key: Vec<u8>,
     },
     /// A user.
     User(crate::auth::User),
@@ -327,9 +337,10 @@ impl ImageItem {
             }
             ImageItem::Member(record) => item(out, ITEM_MEMBER, &crate::command_codec::encode_member(record)),
             ImageItem::MemberRemoved(id) => item(out, ITEM_MEMBER_REMOVED, &id.to_be_bytes()),
-            ImageItem::Auth { enabled, revision } => {
+            ImageItem::Auth { enabled, revision, forward_key } => {
                 let mut payload = vec![u8::from(*enabled)];
                 payload.extend_from_slice(&revision.to_be_bytes());
+                payload.extend_from_slice(forward_key);
                 item(out, ITEM_AUTH, &payload);
             }
             ImageItem::User(user) => item(out, ITEM_USER, &crate::etcd_format::encode_user(user)),
@@ -361,9 +372,11 @@ impl ImageItem {
                 crate::command_codec::decode_member(payload).map_err(|_| image_error("malformed member"))?,
             ),
             ITEM_MEMBER_REMOVED if payload.len() == 8 => ImageItem::MemberRemoved(i64_at(0) as u64),
-            ITEM_AUTH if payload.len() == 9 && payload[0] <= 1 => {
-                ImageItem::Auth { enabled: payload[0] == 1, revision: i64_at(1) as u64 }
-            }
+            ITEM_AUTH if (payload.len() == 9 || payload.len() == 41) && payload[0] <= 1 => ImageItem::Auth {
+                enabled: payload[0] == 1,
+                revision: i64_at(1) as u64,
+                forward_key: payload[9..].to_vec(),
+            },
             ITEM_USER => {
                 ImageItem::User(crate::etcd_format::decode_user(payload).map_err(|_| image_error("malformed user"))?)
             }

@@ -291,6 +291,32 @@ fn failure_key(user: &str, source: &str) -> String {
     format!("{user}\u{0}{source}")
 }
 
+/// Metadata under which a member forwarding a request names the user it identified by client
+/// certificate: a short-lived HS256 JWT signed with the cluster's forwarding key (replicated
+/// auth state, made at AuthEnable), so the leader can trust it and a client cannot forge it.
+pub const FORWARDED_IDENTITY: &str = "ballot-forwarded-identity";
+
+/// How long a forwarded identity is good for.
+const FORWARDED_IDENTITY_TTL: Duration = Duration::from_secs(30);
+
+/// Signs `user` for a forwarded request.
+pub fn sign_forwarded(key: &[u8; 32], user: &str) -> Option<String> {
+    let exp =
+        (std::time::SystemTime::now() + FORWARDED_IDENTITY_TTL).duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let claims = Claims { username: user.to_string(), revision: u64::MAX, exp };
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(key)).ok()
+}
+
+/// The identity a forwarded request carries, if its signature and time hold.
+pub fn verify_forwarded(key: &[u8; 32], signed: &str) -> Option<Identity> {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp"]);
+    let data =
+        jsonwebtoken::decode::<Claims>(signed, &jsonwebtoken::DecodingKey::from_secret(key), &validation).ok()?;
+    Some(Identity { user: data.claims.username, revision: data.claims.revision })
+}
+
 /// bcrypt's cost for new passwords (etcd's default `--bcrypt-cost`).
 pub const BCRYPT_COST: u32 = 10;
 
@@ -342,6 +368,14 @@ mod tests {
         assert!(TokenKind::parse("jwt,sign-method=RS256").is_err(), "RS256 needs a public key");
         assert!(TokenKind::parse("kerberos").is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn forwarded_identities_verify_only_with_the_cluster_key() {
+        let signed = sign_forwarded(&[7; 32], "alice").unwrap();
+        assert_eq!(verify_forwarded(&[7; 32], &signed).unwrap().user, "alice");
+        assert!(verify_forwarded(&[8; 32], &signed).is_none());
+        assert!(verify_forwarded(&[7; 32], "alice").is_none());
     }
 
     #[test]

@@ -13,7 +13,6 @@ use ballot_mvcc::{AlarmKind, Command};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use ballot_raft::NodeId;
-use tonic::transport::Channel;
 
 use crate::api::Handle;
 
@@ -61,7 +60,7 @@ async fn check_once(handle: &Handle) -> anyhow::Result<()> {
     let (mut agreed, mut mismatched) = (0, Vec::new());
     for peer in handle.members.list().into_iter().filter(|member| member.id != me) {
         let Some(url) = peer.client_urls.first() else { continue };
-        let Ok(endpoint) = Channel::from_shared(url.clone()) else { continue };
+        let Ok(endpoint) = handle.endpoint(url) else { continue };
         let asked = async {
             let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect().await.ok()?;
             let mut client = MaintenanceClient::new(channel);

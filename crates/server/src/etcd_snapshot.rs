@@ -208,7 +208,9 @@ fn import_auth<S: ballot_bbolt::Source + ?Sized, W: Write>(
             Ok(())
         })?;
     }
-    items.push(ImageItem::Auth { enabled, revision });
+    // etcd has no forwarding key: the import makes none; the next AuthEnable on ballot makes
+    // one (see README "Securing a cluster").
+    items.push(ImageItem::Auth { enabled, revision, forward_key: Vec::new() });
     for bucket in [&b"authUsers"[..], b"authRoles"] {
         if !db.has_bucket(bucket)? {
             continue;
@@ -390,7 +392,7 @@ fn export_item<W: Write + Seek>(
         ImageItem::Lease { id, ttl, remaining } => {
             small.leases.push((id.to_be_bytes().to_vec(), encode_lease(id, ttl, remaining)))
         }
-        ImageItem::Auth { enabled, revision } => {
+        ImageItem::Auth { enabled, revision, .. } => {
             small.auth.push((b"authEnabled".to_vec(), vec![u8::from(enabled)]));
             small.auth.push((b"authRevision".to_vec(), revision.to_be_bytes().to_vec()));
         }

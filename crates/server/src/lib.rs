@@ -20,11 +20,13 @@ pub mod corrupt;
 pub mod driver;
 pub mod etcd_snapshot;
 pub mod http;
+pub mod listener;
 pub mod members;
 pub mod membership;
 pub mod metrics;
 pub mod restore;
 pub mod server;
+pub mod tls;
 pub mod transport;
 
 pub use server::{run, ServerConfig};

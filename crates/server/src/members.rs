@@ -84,7 +84,7 @@ pub fn url_address(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("URL '{url}' must start with http:// (TLS is not supported yet)"))?;
+        .ok_or_else(|| format!("URL '{url}' must start with http:// or https://"))?;
     let address = rest.trim_end_matches('/');
     if address.is_empty() || !address.contains(':') || address.contains('/') {
         return Err(format!("URL '{url}' must be http://host:port"));

@@ -72,6 +72,22 @@ pub struct ServerConfig {
     pub auth_token: String,
     /// Seconds a simple token lives after its last use (etcd's `--auth-token-ttl`).
     pub auth_token_ttl: u64,
+    /// PEM certificate for the client port (TLS on it when set).
+    pub cert_file: Option<PathBuf>,
+    /// PEM key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// CA that client certificates are verified against (and that forwarded requests trust).
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by `trusted_ca_file`.
+    pub client_cert_auth: bool,
+    /// PEM certificate for the peer port (TLS between members when set).
+    pub peer_cert_file: Option<PathBuf>,
+    /// PEM key of `peer_cert_file`.
+    pub peer_key_file: Option<PathBuf>,
+    /// CA that peers' certificates are verified against.
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Require a certificate from connecting peers (signed by `peer_trusted_ca_file`).
+    pub peer_client_cert_auth: bool,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +115,14 @@ impl Default for ServerConfig {
             experimental_corrupt_check_time: "0".into(),
             auth_token: "simple".into(),
             auth_token_ttl: 300,
+            cert_file: None,
+            key_file: None,
+            trusted_ca_file: None,
+            client_cert_auth: false,
+            peer_cert_file: None,
+            peer_key_file: None,
+            peer_trusted_ca_file: None,
+            peer_client_cert_auth: false,
         }
     }
 }
@@ -202,6 +226,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         crate::auth::TokenKind::parse(&config.auth_token)?,
         Duration::from_secs(config.auth_token_ttl),
     ));
+    let tls = Tls::of(&config)?;
     let (table, founding_id, founding_cluster) = founding(&config)?;
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
     let joining = config.initial_cluster_state == "existing";
@@ -249,7 +274,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         }
         (found, Members::new(table))
     } else if joining {
-        join(&config, &table, &peer_urls).await?
+        join(&config, &table, &peer_urls, tls.peer_client.as_deref()).await?
     } else {
         (Identity::new(&config.name, founding_id, founding_cluster), Members::new(table))
     };
@@ -318,11 +343,20 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let raft_thread = driver::start(
         replica,
         settings,
-        |inbox| Transport::start(cluster_id, id, client_urls.clone(), transport_members, inbox),
+        |inbox| {
+            Transport::start(cluster_id, id, client_urls.clone(), transport_members, inbox, tls.peer_client.clone())
+        },
         metrics.clone(),
         (inbox.clone(), inbox_rx),
     );
-    tokio::spawn(transport::serve(peer_listener, cluster_id, id, members.clone(), inbox.clone()));
+    tokio::spawn(transport::serve(
+        peer_listener,
+        cluster_id,
+        id,
+        members.clone(),
+        inbox.clone(),
+        tls.peer_server.clone(),
+    ));
 
     let limits = Limits {
         request_bytes_max: config.max_request_bytes,
@@ -338,7 +372,15 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         members.clone(),
         limits,
         metrics.clone(),
-        api::Local { reader, term, corrupt, scratch_dir: scratch_dir(&config.data_dir)?, tokens },
+        api::Local {
+            reader,
+            term,
+            corrupt,
+            scratch_dir: scratch_dir(&config.data_dir)?,
+            tokens,
+            forward_tls: tls.forward.clone(),
+            client_cert_auth: config.client_cert_auth,
+        },
     );
     if !corrupt_check.is_zero() {
         tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));
@@ -374,15 +416,10 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         restarting,
         "ballot member started"
     );
-    // Accepted here, not by tonic, so the no-delay option is ours to set: without it, small
-    // responses wait for the client's delayed ACK (about 40 ms each).
-    let incoming =
-        tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(client_listener), |stream| {
-            if let Ok(stream) = &stream {
-                let _ = stream.set_nodelay(true);
-            }
-            stream
-        });
+    let (incoming, plaintext) = crate::listener::accept(client_listener, tls.client.clone());
+    if tls.client.is_some() {
+        tokio::spawn(crate::listener::refuse_plaintext(plaintext));
+    }
     // Stopping: first hand leadership over while still serving (requests in flight finish, and
     // followers forward new ones to the next leader), then drain the client connections, then
     // stop the loop.
@@ -426,7 +463,12 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
 /// A member joining an existing cluster (`--initial-cluster-state existing`) asks the other
 /// members in `--initial-cluster` for the member table, and finds itself in it by its peer
 /// URLs (`MemberAdd` gave them an id).
-async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> anyhow::Result<(Identity, Members)> {
+async fn join(
+    config: &ServerConfig,
+    table: &[Member],
+    peer_urls: &[String],
+    tls: Option<&crate::tls::ClientTls>,
+) -> anyhow::Result<(Identity, Members)> {
     let mut failures = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -434,7 +476,7 @@ async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> 
             let Some(address) = member.peer_urls.first().and_then(|url| members::url_address(url).ok()) else {
                 continue;
             };
-            match transport::query_members(&address).await {
+            match transport::query_members(&address, tls).await {
                 Ok((cluster_id, records, removed)) => {
                     let known = Members::default();
                     known.replace(records, removed, &[]);
@@ -457,6 +499,73 @@ async fn join(config: &ServerConfig, table: &[Member], peer_urls: &[String]) -> 
             bail!("cannot join: no member of --initial-cluster answered ({})", failures.join("; "));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The TLS configurations the flags ask for.
+struct Tls {
+    /// The client port's.
+    client: Option<Arc<crate::tls::ServerTls>>,
+    /// For requests forwarded to the leader's client port.
+    forward: Option<tonic::transport::ClientTlsConfig>,
+    /// The peer port's.
+    peer_server: Option<Arc<crate::tls::ServerTls>>,
+    /// For connections to peers.
+    peer_client: Option<Arc<crate::tls::ClientTls>>,
+}
+
+impl Tls {
+    fn of(config: &ServerConfig) -> anyhow::Result<Tls> {
+        use crate::tls::{ClientTls, ServerTls, TlsFiles};
+        let pair = |cert: &Option<PathBuf>, key: &Option<PathBuf>, what: &str| match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            _ => Err(anyhow::anyhow!("--{what}cert-file and --{what}key-file go together")),
+        };
+        let https = |urls: &str| split_urls(urls).iter().all(|url| url.starts_with("https://"));
+        let mut tls = Tls { client: None, forward: None, peer_server: None, peer_client: None };
+        if let Some((cert, key)) = pair(&config.cert_file, &config.key_file, "")? {
+            if !https(&config.listen_client_urls) || !https(&config.advertise_client_urls) {
+                bail!("with --cert-file, the client URLs must be https:// (they are {})", config.listen_client_urls);
+            }
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                trusted_ca: config.trusted_ca_file.clone(),
+                client_cert_auth: config.client_cert_auth,
+            };
+            tls.client = Some(Arc::new(ServerTls::server(files)?));
+            // Forwarded requests present this member's certificate, and trust the CA.
+            let mut forward = tonic::transport::ClientTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?,
+                std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
+            ));
+            if let Some(ca) = &config.trusted_ca_file {
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                forward = forward.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            tls.forward = Some(forward);
+        } else if config.client_cert_auth || https(&config.listen_client_urls) {
+            bail!("TLS on the client port (https:// URLs, --client-cert-auth) needs --cert-file and --key-file");
+        }
+        if let Some((cert, key)) = pair(&config.peer_cert_file, &config.peer_key_file, "peer-")? {
+            if !https(&config.listen_peer_urls) || !https(&config.initial_advertise_peer_urls) {
+                bail!("with --peer-cert-file, the peer URLs must be https:// (they are {})", config.listen_peer_urls);
+            }
+            let files = TlsFiles {
+                cert,
+                key,
+                trusted_ca: config.peer_trusted_ca_file.clone(),
+                client_cert_auth: config.peer_client_cert_auth,
+            };
+            tls.peer_server = Some(Arc::new(ServerTls::server(files.clone())?));
+            tls.peer_client = Some(Arc::new(ClientTls::client(files).context(
+                "connecting to peers over TLS needs --peer-trusted-ca-file (the CA of the peers' certificates)",
+            )?));
+        } else if config.peer_client_cert_auth || https(&config.listen_peer_urls) {
+            bail!("TLS on the peer port (https:// URLs, --peer-client-cert-auth) needs --peer-cert-file and --peer-key-file");
+        }
+        Ok(tls)
     }
 }
 

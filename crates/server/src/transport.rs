@@ -126,12 +126,37 @@ struct Local {
     client_urls: String,
     inbox: Inbox,
     members: Members,
+    /// TLS to peers (`--peer-cert-file` …), if configured.
+    tls: Option<Arc<crate::tls::ClientTls>>,
+}
+
+/// A peer connection, plain or TLS.
+pub trait PeerStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PeerStream for T {}
+
+/// Connects to the peer port at `address`, over TLS if `tls` is given.
+async fn connect(address: &str, tls: Option<&crate::tls::ClientTls>) -> std::io::Result<Box<dyn PeerStream>> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(match tls {
+        Some(tls) => Box::new(tls.connect(stream, address).await?),
+        None => Box::new(stream),
+    })
 }
 
 impl Transport {
     /// A transport for member `id`; call from inside the Tokio runtime its senders run on.
-    pub fn start(cluster_id: u64, id: NodeId, client_urls: String, members: Members, inbox: Inbox) -> Transport {
-        let local = Local { cluster_id, id, client_urls, inbox, members };
+    pub fn start(
+        cluster_id: u64,
+        id: NodeId,
+        client_urls: String,
+        members: Members,
+        inbox: Inbox,
+        tls: Option<Arc<crate::tls::ClientTls>>,
+    ) -> Transport {
+        let local = Local { cluster_id, id, client_urls, inbox, members, tls };
         Transport { peers: Arc::default(), local, runtime: tokio::runtime::Handle::current() }
     }
 
@@ -165,8 +190,11 @@ impl Transport {
 
 /// Asks the member at `address` for the cluster id and the member table (a joining member's
 /// first step). Returns the cluster id, the members and the removed ids.
-pub async fn query_members(address: &str) -> anyhow::Result<(u64, Vec<ballot_mvcc::MemberRecord>, Vec<NodeId>)> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(address)).await??;
+pub async fn query_members(
+    address: &str,
+    tls: Option<&crate::tls::ClientTls>,
+) -> anyhow::Result<(u64, Vec<ballot_mvcc::MemberRecord>, Vec<NodeId>)> {
+    let mut stream = connect(address, tls).await?;
     let hello = Hello { stream: STREAM_QUERY, cluster_id: 0, from: 0, to: 0, client_urls: String::new() };
     write_frame(&mut stream, &hello.encode()).await?;
     let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream)).await??;
@@ -197,11 +225,29 @@ fn encode_member_table(cluster_id: u64, members: &Members) -> Vec<u8> {
 }
 
 /// Accepts peer connections and hands their messages to the Raft loop.
-pub async fn serve(listener: TcpListener, cluster_id: u64, id: NodeId, members: Members, inbox: Inbox) {
+pub async fn serve(
+    listener: TcpListener,
+    cluster_id: u64,
+    id: NodeId,
+    members: Members,
+    inbox: Inbox,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+) {
     loop {
-        let Ok((stream, remote)) = listener.accept().await else { continue };
-        let (inbox, members) = (inbox.clone(), members.clone());
+        let Ok((stream, remote)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let (inbox, members, tls) = (inbox.clone(), members.clone(), tls.clone());
         tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let stream: Box<dyn PeerStream> = match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => Box::new(stream),
+                    Err(error) => return tracing::warn!(%remote, %error, "TLS handshake with a peer failed"),
+                },
+                None => Box::new(stream),
+            };
             if let Err(error) = receive(stream, cluster_id, id, members, inbox).await {
                 tracing::debug!(%remote, %error, "peer connection closed");
             }
@@ -210,13 +256,12 @@ pub async fn serve(listener: TcpListener, cluster_id: u64, id: NodeId, members: 
 }
 
 async fn receive(
-    mut stream: TcpStream,
+    mut stream: Box<dyn PeerStream>,
     cluster_id: u64,
     id: NodeId,
     members: Members,
     inbox: Inbox,
 ) -> anyhow::Result<()> {
-    stream.set_nodelay(true)?;
     let hello = Hello::decode(&read_frame(&mut stream).await?)?;
     if hello.stream == STREAM_QUERY {
         write_frame(&mut stream, &encode_member_table(cluster_id, &members)).await?;
@@ -279,7 +324,7 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
     let mut logged_down = false;
     loop {
         let Some(address) = local.members.peer_address(peer) else { return };
-        let connection = TcpStream::connect(&address).await;
+        let connection = connect(&address, local.tls.as_deref()).await;
         let mut stream = match connection {
             Ok(stream) => stream,
             Err(error) => {
@@ -299,7 +344,6 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let hello = Hello {
             stream: stream_kind,
             cluster_id: local.cluster_id,

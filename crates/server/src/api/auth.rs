@@ -97,7 +97,8 @@ impl Auth {
 
 /// Where a request came from, for the login limit.
 fn source<T>(request: &Request<T>) -> String {
-    request.remote_addr().map(|address| address.ip().to_string()).unwrap_or_default()
+    let info = request.extensions().get::<crate::listener::ClientConnInfo>();
+    info.and_then(|info| info.remote).map(|address| address.ip().to_string()).unwrap_or_default()
 }
 
 #[tonic::async_trait]
@@ -107,7 +108,9 @@ impl pb::auth_server::Auth for Auth {
         request: Request<pb::AuthEnableRequest>,
     ) -> Result<Response<pb::AuthEnableResponse>, Status> {
         let identity = self.handle.identity(&request).await?;
-        change!(self, request, identity, AuthCommand::Enable, auth_enable, AuthEnableResponse)
+        let mut forward_key = vec![0u8; 32];
+        getrandom::fill(&mut forward_key).map_err(|error| Status::internal(format!("random source: {error}")))?;
+        change!(self, request, identity, AuthCommand::Enable { forward_key }, auth_enable, AuthEnableResponse)
     }
 
     async fn auth_disable(

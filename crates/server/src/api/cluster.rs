@@ -62,11 +62,7 @@ impl Cluster {
         }
     }
 
-    fn client<T>(
-        &self,
-        request: &Request<T>,
-        leader: NodeId,
-    ) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
+    fn client<T>(&self, request: &Request<T>, leader: NodeId) -> Result<ClusterClient<super::ForwardChannel>, Status> {
         Ok(ClusterClient::new(self.handle.leader_channel(request, leader)?))
     }
 

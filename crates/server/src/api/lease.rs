@@ -39,6 +39,7 @@ impl Lease {
         id: i64,
         forwards: u8,
         metadata: &tonic::metadata::MetadataMap,
+        identity: Option<tonic::metadata::AsciiMetadataValue>,
     ) -> Result<pb::LeaseKeepAliveResponse, Status> {
         match self.handle.keep_alive(id).await {
             Ok(answer) => Ok(pb::LeaseKeepAliveResponse {
@@ -49,7 +50,7 @@ impl Lease {
             Err(ApiError::NotLeader(leader)) => {
                 let mut outbound = with_forwards(tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]), forwards);
                 super::copy_token(metadata, &mut outbound);
-                let channel = self.handle.leader_channel(&outbound, leader)?;
+                let channel = self.handle.leader_channel_for(&outbound, leader, identity)?;
                 let mut responses = LeaseClient::new(channel).lease_keep_alive(forwarded(outbound)).await?.into_inner();
                 responses.message().await?.ok_or_else(|| status(ApiError::NoLeader))
             }
@@ -122,11 +123,12 @@ impl pb::lease_server::Lease for Lease {
         let identity = self.handle.identity(&request).await?;
         self.handle.check_user(&identity)?;
         let metadata = request.metadata().clone();
+        let forward_identity = self.handle.forward_identity(&request);
         let mut inbound = request.into_inner();
         let this = Lease { handle: self.handle.clone() };
         let outbound = async_stream(move |tx| async move {
             while let Some(Ok(message)) = inbound.next().await {
-                let response = this.keep_alive_once(message.id, forwards, &metadata).await;
+                let response = this.keep_alive_once(message.id, forwards, &metadata, forward_identity.clone()).await;
                 let failed = response.is_err();
                 if tx.send(response).await.is_err() || failed {
                     return;

@@ -71,7 +71,7 @@ pub async fn acquire(
 pub async fn leader_or_forward<T>(
     handle: &Handle,
     request: &Request<T>,
-) -> Result<Option<tonic::transport::Channel>, Status> {
+) -> Result<Option<super::ForwardChannel>, Status> {
     let (role, leader) = handle.query(|core| (core.replica.raft().raft().soft_state().role, core.leader())).await?;
     if role == Role::Leader {
         return Ok(None);

@@ -89,6 +89,12 @@ pub struct Local {
     pub scratch_dir: std::path::PathBuf,
     /// This member's auth tokens.
     pub tokens: Arc<Tokens>,
+    /// TLS for requests forwarded to the leader's client URL (https://), if the client port
+    /// has TLS.
+    pub forward_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// `--client-cert-auth`: a client certificate's common name is the user when there is no
+    /// token.
+    pub client_cert_auth: bool,
 }
 
 /// etcd's gRPC status for an error.
@@ -157,19 +163,57 @@ impl Handle {
             return Ok(Identity::default());
         }
         let metadata = request.metadata();
+        let invalid = || status(ApiError::Mvcc(ballot_mvcc::Error::InvalidAuthToken));
         let token = [crate::auth::TOKEN_METADATA, crate::auth::AUTHORIZATION_METADATA]
             .iter()
             .find_map(|key| metadata.get(*key).and_then(|value| value.to_str().ok()));
-        let Some(token) = token else { return Ok(Identity::default()) };
-        let invalid = || status(ApiError::Mvcc(ballot_mvcc::Error::InvalidAuthToken));
-        match self.local.tokens.check(token) {
-            Ok(identity) => Ok(identity),
-            Err(TokenError::Unknown) if self.local.tokens.is_simple() => {
-                self.ask(Input::ReadBarrier).await.map_err(status)?;
-                self.local.tokens.check(token).map_err(|_| invalid())
-            }
-            Err(_) => Err(invalid()),
+        if let Some(token) = token {
+            return match self.local.tokens.check(token) {
+                Ok(identity) => Ok(identity),
+                Err(TokenError::Unknown) if self.local.tokens.is_simple() => {
+                    self.ask(Input::ReadBarrier).await.map_err(status)?;
+                    self.local.tokens.check(token).map_err(|_| invalid())
+                }
+                Err(_) => Err(invalid()),
+            };
         }
+        if let Some(signed) = metadata.get(crate::auth::FORWARDED_IDENTITY).and_then(|value| value.to_str().ok()) {
+            let key = self.authorize(|auth| auth.forward_key())?;
+            return key.and_then(|key| crate::auth::verify_forwarded(&key, signed)).ok_or_else(invalid);
+        }
+        // A forwarded request never takes its user from the connection: that is the forwarding
+        // member's certificate, not the client's.
+        if forwards(request) == 0 {
+            if let Some(user) = self.certificate_user(request) {
+                // Checked against the state at each request: no token to grow old.
+                return Ok(Identity { user, revision: u64::MAX });
+            }
+        }
+        Ok(Identity::default())
+    }
+
+    /// The common name of the client's certificate, with `--client-cert-auth`.
+    fn certificate_user<T>(&self, request: &tonic::Request<T>) -> Option<String> {
+        if !self.local.client_cert_auth {
+            return None;
+        }
+        let info = request.extensions().get::<crate::listener::ClientConnInfo>()?;
+        let leaf = info.certs.as_ref()?.first()?;
+        crate::tls::common_name(leaf).filter(|name| !name.is_empty())
+    }
+
+    /// What a request forwarded to the leader must carry for the user this member identified
+    /// by certificate (tokens travel as they are).
+    pub fn forward_identity<T>(&self, request: &tonic::Request<T>) -> Option<tonic::metadata::AsciiMetadataValue> {
+        if !self.local.reader.auth_enabled() {
+            return None;
+        }
+        if let Some(signed) = request.metadata().get(crate::auth::FORWARDED_IDENTITY) {
+            return Some(signed.clone());
+        }
+        let user = if forwards(request) == 0 { self.certificate_user(request)? } else { return None };
+        let key = self.local.reader.auth(|auth| auth.forward_key()).ok()??;
+        crate::auth::sign_forwarded(&key, &user)?.parse().ok()
     }
 
     /// Runs `check` on this member's auth state; its error becomes etcd's status.
@@ -283,6 +327,17 @@ impl Handle {
         &self.local.reader
     }
 
+    /// An endpoint for another member's client URL, with TLS if the URL is https://.
+    pub fn endpoint(&self, url: &str) -> Result<tonic::transport::Endpoint, Status> {
+        let endpoint = Channel::from_shared(url.to_string()).map_err(|_| status(ApiError::NoLeader))?;
+        match (&self.local.forward_tls, url.starts_with("https://")) {
+            (Some(tls), true) => {
+                endpoint.tls_config(tls.clone()).map_err(|error| Status::internal(format!("TLS to {url}: {error}")))
+            }
+            _ => Ok(endpoint),
+        }
+    }
+
     /// Where files built for a request go.
     pub fn scratch_dir(&self) -> &std::path::Path {
         &self.local.scratch_dir
@@ -330,21 +385,51 @@ impl Handle {
         self.range(request).await.map_err(status)
     }
 
-    /// A channel to the leader's client endpoint, for forwarding, or the error to return.
-    pub fn leader_channel<T>(&self, request: &tonic::Request<T>, leader: NodeId) -> Result<Channel, Status> {
+    /// A channel to the leader's client endpoint, for forwarding `request`, or the error to
+    /// return.
+    pub fn leader_channel<T>(&self, request: &tonic::Request<T>, leader: NodeId) -> Result<ForwardChannel, Status> {
+        let identity = self.forward_identity(request);
+        self.leader_channel_for(request, leader, identity)
+    }
+
+    /// [`Handle::leader_channel`] with the forwarded identity given.
+    pub fn leader_channel_for<T>(
+        &self,
+        request: &tonic::Request<T>,
+        leader: NodeId,
+        identity: Option<tonic::metadata::AsciiMetadataValue>,
+    ) -> Result<ForwardChannel, Status> {
         if forwards(request) >= FORWARDS_MAX {
             return Err(status(ApiError::NotLeader(leader)));
         }
         let member = self.members.get(leader).ok_or_else(|| status(ApiError::NoLeader))?;
         let url = member.client_urls.first().cloned().ok_or_else(|| status(ApiError::NoLeader))?;
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(channel) = channels.get(&url) {
-            return Ok(channel.clone());
+        let channel = match channels.get(&url) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = self.endpoint(&url)?.connect_timeout(Duration::from_secs(1)).connect_lazy();
+                channels.insert(url, channel.clone());
+                channel
+            }
+        };
+        Ok(tonic::service::interceptor::InterceptedService::new(channel, ForwardIdentity(identity)))
+    }
+}
+
+/// A channel to the leader that adds the forwarded identity to each request.
+pub type ForwardChannel = tonic::service::interceptor::InterceptedService<Channel, ForwardIdentity>;
+
+/// Adds [`crate::auth::FORWARDED_IDENTITY`] to forwarded requests, when there is one.
+#[derive(Clone)]
+pub struct ForwardIdentity(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for ForwardIdentity {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert(crate::auth::FORWARDED_IDENTITY, value.clone());
         }
-        let endpoint = Channel::from_shared(url.clone()).map_err(|_| status(ApiError::NoLeader))?;
-        let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
-        channels.insert(url, channel.clone());
-        Ok(channel)
+        Ok(request)
     }
 }
 

@@ -1,0 +1,184 @@
+//! The client port's connections: accepted here rather than by tonic, so that the no-delay
+//! option is ours to set and TLS is ours to terminate (with certificates that reload).
+//!
+//! On a TLS port, a connection whose first byte is not a TLS handshake is a plain-text client
+//! at the wrong door: it is answered, not dropped, with an error that says so (a gRPC status
+//! for gRPC clients, a 400 for HTTP/1), by a small server of its own.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+use crate::tls::{ServerTls, PLAINTEXT_REFUSED, TLS_HANDSHAKE_BYTE};
+
+/// A client connection, plain or TLS.
+pub enum ClientStream {
+    /// Plain TCP (a port without TLS).
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// What requests learn of their connection (in their extensions).
+#[derive(Clone, Debug)]
+pub struct ClientConnInfo {
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+    /// The client's verified certificate chain (mutual TLS), leaf first.
+    pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
+impl tonic::transport::server::Connected for ClientStream {
+    type ConnectInfo = ClientConnInfo;
+
+    fn connect_info(&self) -> ClientConnInfo {
+        match self {
+            ClientStream::Plain(stream) => ClientConnInfo { remote: stream.peer_addr().ok(), certs: None },
+            ClientStream::Tls(stream) => {
+                let (tcp, session) = stream.get_ref();
+                ClientConnInfo {
+                    remote: tcp.peer_addr().ok(),
+                    certs: session.peer_certificates().map(|certs| Arc::new(certs.to_vec())),
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(stream) => stream.is_write_vectored(),
+            ClientStream::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+}
+
+/// A stream of accepted connections.
+pub type Incoming<T> = tokio_stream::wrappers::ReceiverStream<std::io::Result<T>>;
+
+/// Accepts on `listener`: connections for the services, and (on a TLS port) plain-text ones to
+/// be refused.
+pub fn accept(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> (Incoming<ClientStream>, Incoming<TcpStream>) {
+    let (clients, clients_rx) = mpsc::channel(64);
+    let (plain, plain_rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors and the like: wait, rather than spin.
+                    tracing::warn!(%error, "accepting a client connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Without no-delay, small responses wait for the client's delayed ACK (~40 ms).
+            let _ = stream.set_nodelay(true);
+            let Some(tls) = tls.clone() else {
+                if clients.send(Ok(ClientStream::Plain(stream))).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            // Handshakes run on their own tasks: a slow client must not hold up the others.
+            let (clients, plain) = (clients.clone(), plain.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut first)).await;
+                if !matches!(peeked, Ok(Ok(1))) {
+                    return;
+                }
+                if first[0] != TLS_HANDSHAKE_BYTE {
+                    tracing::debug!(%remote, "plain-text client on the TLS port");
+                    let _ = plain.send(Ok(stream)).await;
+                    return;
+                }
+                match tls.accept(stream).await {
+                    Ok(stream) => drop(clients.send(Ok(ClientStream::Tls(Box::new(stream)))).await),
+                    Err(error) => tracing::info!(%remote, %error, "TLS handshake with a client failed"),
+                }
+            });
+        }
+    });
+    (tokio_stream::wrappers::ReceiverStream::new(clients_rx), tokio_stream::wrappers::ReceiverStream::new(plain_rx))
+}
+
+/// Answers every request of plain-text clients on a TLS port with an error naming the problem.
+pub async fn refuse_plaintext(incoming: Incoming<TcpStream>) {
+    async fn refuse(request: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let grpc = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/grpc"));
+        if grpc {
+            // A trailers-only gRPC response: status UNAVAILABLE with the reason.
+            (
+                axum::http::StatusCode::OK,
+                [("content-type", "application/grpc"), ("grpc-status", "14"), ("grpc-message", PLAINTEXT_REFUSED)],
+            )
+                .into_response()
+        } else {
+            (axum::http::StatusCode::BAD_REQUEST, format!("{PLAINTEXT_REFUSED}\n")).into_response()
+        }
+    }
+    let router = axum::Router::new().fallback(refuse);
+    let served = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(router))
+        .serve_with_incoming(incoming)
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "the plain-text refusal server stopped");
+    }
+}
