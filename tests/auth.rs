@@ -9,9 +9,13 @@ use std::time::Duration;
 use ballot_proto::authpb;
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::auth_client::AuthClient;
+use ballot_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballot_proto::etcdserverpb::kv_client::KvClient;
 use ballot_proto::etcdserverpb::lease_client::LeaseClient;
 use ballot_proto::etcdserverpb::watch_client::WatchClient;
+use ballot_proto::v3electionpb::election_client::ElectionClient;
+use ballot_proto::v3lockpb::lock_client::LockClient;
+use ballot_proto::{v3electionpb, v3lockpb};
 use common::{get, put, Cluster};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -76,6 +80,44 @@ async fn permissions_are_enforced_on_every_api_and_revocation_reaches_every_memb
     let mut maintenance =
         ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient::new(cluster.channel(follower).await);
     assert_eq!(code(maintenance.defragment(pb::DefragmentRequest {}).await), empty);
+    assert_eq!(code(kv.txn(pb::TxnRequest::default()).await), empty);
+    assert_eq!(
+        code(kv.delete_range(pb::DeleteRangeRequest { key: b"/a/x".to_vec(), ..Default::default() }).await),
+        empty
+    );
+    assert_eq!(code(kv.compact(pb::CompactionRequest { revision: 1, physical: false }).await), empty);
+    assert_eq!(code(lease.lease_revoke(pb::LeaseRevokeRequest { id: 1 }).await), empty);
+    assert_eq!(code(lease.lease_time_to_live(pb::LeaseTimeToLiveRequest { id: 1, keys: false }).await), empty);
+    let keep_alive = lease.lease_keep_alive(tokio_stream::iter([pb::LeaseKeepAliveRequest { id: 1 }])).await;
+    assert_eq!(code(keep_alive), empty);
+    assert_eq!(code(auth.role_add(pb::AuthRoleAddRequest { name: "r".into() }).await), empty);
+    assert_eq!(code(auth.auth_disable(pb::AuthDisableRequest {}).await), empty);
+    let mut snapshot = maintenance.snapshot(pb::SnapshotRequest {}).await;
+    if let Ok(stream) = &mut snapshot {
+        // Refused before the first chunk, whichever way the stream reports it.
+        let first = stream.get_mut().message().await;
+        snapshot = first.map(|_| panic!("a snapshot without a token"));
+    }
+    assert_eq!(code(snapshot), empty);
+    let mut cluster_api = ClusterClient::new(cluster.channel(follower).await);
+    let add = pb::MemberAddRequest { peer_ur_ls: vec!["http://127.0.0.1:1".into()], is_learner: true };
+    assert_eq!(code(cluster_api.member_add(add).await), empty);
+    let mut lock = LockClient::new(cluster.channel(follower).await);
+    assert_eq!(code(lock.lock(v3lockpb::LockRequest { name: b"/a/lock".to_vec(), lease: 0 }).await), empty);
+    let mut election = ElectionClient::new(cluster.channel(follower).await);
+    let campaign = v3electionpb::CampaignRequest { name: b"/a/e".to_vec(), lease: 0, value: b"me".to_vec() };
+    assert_eq!(code(election.campaign(campaign).await), empty);
+    assert_eq!(code(election.leader(v3electionpb::LeaderRequest { name: b"/a/e".to_vec() }).await), empty);
+    let mut watch = WatchClient::new(cluster.channel(follower).await);
+    let create = pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: b"/a/x".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let mut refused = watch.watch(tokio_stream::iter([create])).await.unwrap().into_inner();
+    let refused = refused.message().await.unwrap().unwrap();
+    assert!(refused.canceled && refused.cancel_reason.contains("user name is empty"), "{refused:?}");
     // A forged or wrong token is etcd's `invalid auth token`, which clients answer by logging in.
     let invalid = (Code::Unauthenticated, "etcdserver: invalid auth token".to_string());
     assert_eq!(code(kv.range(with_token(get("/a/x"), "forged")).await), invalid);
