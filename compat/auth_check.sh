@@ -6,15 +6,7 @@ set -euo pipefail
 endpoints=$1
 python=$2
 e() { ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=10s "$@"; }
-checks=0
-expect() { # name, expected, actual
-  if [ "$2" != "$3" ]; then
-    printf 'FAIL %s\n--- expected\n%s\n--- got\n%s\n' "$1" "$2" "$3"
-    exit 1
-  fi
-  checks=$((checks + 1))
-  echo "ok   $1"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # The last line of a command's output and its exit status, for refusals (etcdctl logs a
 # warning line before its error).
 refused() { local out; out=$("$@" 2>&1) && echo "succeeded: $out" || echo "$out" | tail -1; }

@@ -21,15 +21,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-checks=0
-expect() { # name, expected, actual
-  if [ "$2" != "$3" ]; then
-    printf 'FAIL %s\n--- expected\n%s\n--- got\n%s\n' "$1" "$2" "$3"
-    exit 1
-  fi
-  checks=$((checks + 1))
-  echo "ok   $1"
-}
+source compat/lib.sh
 at() { etcdctl --endpoints="127.0.0.1:$1" --command-timeout=10s "${@:2}"; }
 wait_up() { # port
   for _ in $(seq 100); do at "$1" endpoint health >/dev/null 2>&1 && return 0; sleep 0.1; done

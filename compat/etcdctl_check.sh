@@ -3,15 +3,7 @@
 set -euo pipefail
 endpoints=$1
 e() { ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=10s "$@"; }
-checks=0
-expect() { # name, expected, actual
-  if [ "$2" != "$3" ]; then
-    printf 'FAIL %s\n--- expected\n%s\n--- got\n%s\n' "$1" "$2" "$3"
-    exit 1
-  fi
-  checks=$((checks + 1))
-  echo "ok   $1"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 expect "put" "OK" "$(e put /compat/a 1)"
 e put /compat/b 2 >/dev/null

@@ -5,21 +5,13 @@
 set -euo pipefail
 ballot=$1
 python=$2
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 work=$(mktemp -d)
 member=
 cleanup() { [ -n "$member" ] && kill "$member" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
-checks=0
-expect() { # name, expected, actual
-  if [ "$2" != "$3" ]; then
-    printf 'FAIL %s\n--- expected\n%s\n--- got\n%s\n' "$1" "$2" "$3"
-    [ -f m1.log ] && tail -20 m1.log
-    exit 1
-  fi
-  checks=$((checks + 1))
-  echo "ok   $1"
-}
+on_failure() { tail -20 "$work/m1.log"; }
 for tool in openssl curl; do
   command -v "$tool" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null; }
 done

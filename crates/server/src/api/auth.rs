@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{forwarded, status, Handle};
 use crate::auth::{hash_password, password_matches, Identity, Tokens};
-use crate::driver::{ApiError, Input};
+use crate::driver::ApiError;
 
 /// The Auth service.
 pub struct Auth {
@@ -62,17 +62,6 @@ impl Auth {
         let identity = self.handle.identity(request).await?;
         self.handle.check_admin(&identity).await?;
         Ok(identity)
-    }
-
-    /// A ReadIndex barrier: what follows reads every change committed before the request.
-    async fn barrier(&self) -> Result<(), Status> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.handle.send(Input::ReadBarrier(tx))?;
-        match tokio::time::timeout(self.handle.limits.request_timeout, rx).await {
-            Ok(Ok(result)) => result.map(|_| ()).map_err(status),
-            Ok(Err(_)) => Err(status(ApiError::Stopped)),
-            Err(_) => Err(status(ApiError::Timeout)),
-        }
     }
 
     /// The hash to store for a new password: the client's own bcrypt hash (etcd 3.5's
@@ -125,7 +114,7 @@ impl pb::auth_server::Auth for Auth {
         &self,
         _request: Request<pb::AuthStatusRequest>,
     ) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        self.barrier().await?;
+        self.handle.barrier().await?;
         let (enabled, auth_revision) = self.handle.authorize(|auth| auth.status())?;
         Ok(Response::new(pb::AuthStatusResponse { header: self.header(), enabled, auth_revision }))
     }
@@ -147,9 +136,8 @@ impl pb::auth_server::Auth for Auth {
         // A few tries: a change to users or roles between the check and the login's commit
         // makes the login stale, and it is checked again.
         for _ in 0..3 {
-            self.barrier().await?;
-            let (enabled, revision, user) =
-                self.handle.authorize(|auth| Ok((auth.status()?.0, auth.status()?.1, auth.user(&name)?)))?;
+            self.handle.barrier().await?;
+            let ((enabled, revision), user) = self.handle.authorize(|auth| Ok((auth.status()?, auth.user(&name)?)))?;
             if !enabled {
                 return Err(mvcc(ballot_mvcc::Error::AuthNotEnabled));
             }
@@ -221,7 +209,7 @@ impl pb::auth_server::Auth for Auth {
         if identity.user != name {
             self.handle.check_admin(&identity).await?;
         } else {
-            self.barrier().await?;
+            self.handle.barrier().await?;
             self.handle.check_user(&identity)?;
         }
         let user =
@@ -299,7 +287,7 @@ impl pb::auth_server::Auth for Auth {
     ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
         let identity = self.handle.identity(&request).await?;
         let name = request.get_ref().role.clone();
-        self.barrier().await?;
+        self.handle.barrier().await?;
         // A user may look up its own roles; other roles need root.
         let own = self.handle.authorize(|auth| {
             Ok(auth.identify(&identity.user, identity.revision)?.is_none_or(|user| user.roles.contains(&name)))

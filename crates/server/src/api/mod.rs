@@ -171,7 +171,7 @@ impl Handle {
             return match self.local.tokens.check(token) {
                 Ok(identity) => Ok(identity),
                 Err(TokenError::Unknown) if self.local.tokens.is_simple() => {
-                    self.ask(Input::ReadBarrier).await.map_err(status)?;
+                    self.barrier().await?;
                     self.local.tokens.check(token).map_err(|_| invalid())
                 }
                 Err(_) => Err(invalid()),
@@ -247,7 +247,7 @@ impl Handle {
         if !self.local.reader.auth_enabled() {
             return Ok(());
         }
-        self.ask(Input::ReadBarrier).await.map_err(status)?;
+        self.barrier().await?;
         self.authorize(|auth| auth.check_admin(&identity.user, identity.revision))
     }
 
@@ -304,6 +304,11 @@ impl Handle {
         }
     }
 
+    /// A ReadIndex barrier: what follows sees every change committed before it began.
+    pub async fn barrier(&self) -> Result<(), Status> {
+        self.ask(Input::ReadBarrier).await.map(|_| ()).map_err(status)
+    }
+
     /// Proposes `command` on behalf of `identity`: the state machine checks its permission.
     pub async fn propose_as(&self, identity: &Identity, command: Command) -> Result<Answer<Applied>, ApiError> {
         self.propose(as_user(identity, command)).await
@@ -350,7 +355,7 @@ impl Handle {
             self.check_read(identity, &request.key, &request.range_end)?;
             return self.range(request).await.map_err(status);
         }
-        self.ask(Input::ReadBarrier).await.map_err(status)?;
+        self.barrier().await?;
         self.check_read(identity, &request.key, &request.range_end)?;
         self.range(request).await.map_err(status)
     }
