@@ -159,11 +159,19 @@ impl Handle {
     /// does not know may be a login it has not applied yet: it is looked up again after a
     /// ReadIndex barrier (the login was committed before the client had the token).
     pub async fn identity<T>(&self, request: &tonic::Request<T>) -> Result<Identity, Status> {
-        if !self.local.reader.auth_enabled() {
-            return Ok(Identity::default());
-        }
+        // Credentials are looked at even while this member has authentication off: it may not
+        // have applied an enable yet that the client has seen, and the checks after the
+        // request's barrier must then know who it is.
+        let enabled = self.local.reader.auth_enabled();
         let metadata = request.metadata();
-        let invalid = || status(ApiError::Mvcc(ballot_mvcc::Error::InvalidAuthToken));
+        let invalid = || {
+            if enabled {
+                Err(status(ApiError::Mvcc(ballot_mvcc::Error::InvalidAuthToken)))
+            } else {
+                // With authentication off, etcd ignores tokens.
+                Ok(Identity::default())
+            }
+        };
         let token = [crate::auth::TOKEN_METADATA, crate::auth::AUTHORIZATION_METADATA]
             .iter()
             .find_map(|key| metadata.get(*key).and_then(|value| value.to_str().ok()));
@@ -172,14 +180,17 @@ impl Handle {
                 Ok(identity) => Ok(identity),
                 Err(TokenError::Unknown) if self.local.tokens.is_simple() => {
                     self.barrier().await?;
-                    self.local.tokens.check(token).map_err(|_| invalid())
+                    self.local.tokens.check(token).or_else(|_| invalid())
                 }
-                Err(_) => Err(invalid()),
+                Err(_) => invalid(),
             };
         }
         if let Some(signed) = metadata.get(crate::auth::FORWARDED_IDENTITY).and_then(|value| value.to_str().ok()) {
             let key = self.authorize(|auth| auth.forward_key())?;
-            return key.and_then(|key| crate::auth::verify_forwarded(&key, signed)).ok_or_else(invalid);
+            return match key.and_then(|key| crate::auth::verify_forwarded(&key, signed)) {
+                Some(identity) => Ok(identity),
+                None => invalid(),
+            };
         }
         // A forwarded request never takes its user from the connection: that is the forwarding
         // member's certificate, not the client's.
@@ -205,9 +216,6 @@ impl Handle {
     /// What a request forwarded to the leader must carry for the user this member identified
     /// by certificate (tokens travel as they are).
     pub fn forward_identity<T>(&self, request: &tonic::Request<T>) -> Option<tonic::metadata::AsciiMetadataValue> {
-        if !self.local.reader.auth_enabled() {
-            return None;
-        }
         if let Some(signed) = request.metadata().get(crate::auth::FORWARDED_IDENTITY) {
             return Some(signed.clone());
         }
