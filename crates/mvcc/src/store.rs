@@ -210,8 +210,8 @@ impl Store {
                 } else {
                     self.execute(&mut writer, &mut others, no_space, command)
                 };
-                auth_changed |= matches!(inner(command), Command::Auth(_));
-                if matches!(inner(command), Command::Alarm { .. }) {
+                auth_changed |= matches!(command.inner(), Command::Auth(_));
+                if matches!(command.inner(), Command::Alarm { .. }) {
                     no_space = tables::no_space(&others.alarms)?;
                     corrupt = tables::corrupt(&others.alarms)?;
                 }
@@ -542,13 +542,9 @@ fn newest_live_at(
 /// fault) go on.
 fn refused_when_corrupt(command: &Command) -> bool {
     !matches!(
-        inner(command),
+        command.inner(),
         Command::Alarm { .. } | Command::LeaseCheckpoint { .. } | Command::Members(_) | Command::Auth(_)
     )
-}
-
-fn inner(command: &Command) -> &Command {
-    command.inner()
 }
 
 /// The tables besides the history's that commands change.
@@ -613,7 +609,7 @@ fn adds_data(command: &Command) -> bool {
             _ => false,
         })
     }
-    match inner(command) {
+    match command.inner() {
         Command::Put(_) | Command::LeaseGrant { .. } => true,
         Command::Txn(txn) => puts(&txn.success) || puts(&txn.failure),
         _ => false,

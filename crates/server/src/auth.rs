@@ -254,11 +254,6 @@ impl Tokens {
         }
     }
 
-    /// Forgets every simple token (authentication was turned off).
-    pub fn clear(&self) {
-        self.simple.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
-    }
-
     /// How long a login by `user` from `source` must wait, given its recent failures.
     pub fn login_wait(&self, user: &str, source: &str) -> Duration {
         let failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
