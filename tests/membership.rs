@@ -302,3 +302,40 @@ async fn auto_promote_learners_promotes_a_learner_once_it_caught_up() {
     }
     assert!(cluster.log(leader).contains("promoting a learner that caught up"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_restarted_with_force_new_cluster_keeps_the_data_and_takes_new_members() {
+    let mut cluster = Cluster::start("force", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let mut kv = cluster.kv(leader).await;
+    for i in 0..20 {
+        kv.put(put(&format!("k{i:02}"), "v")).await.unwrap();
+    }
+    // Two of three members are lost for good: the survivor can never elect a leader again.
+    let survivor = (leader + 1) % 3;
+    for i in 0..3 {
+        if i != survivor {
+            cluster.kill(i);
+        }
+    }
+    cluster.kill(survivor);
+    cluster.spawn_with(survivor, &["--force-new-cluster"]);
+    assert_eq!(cluster.leader(Duration::from_secs(20)).await, survivor, "it leads a cluster of one");
+    assert_eq!(member_list(&cluster, survivor).await.len(), 1, "the lost members are dropped");
+    let mut kv = cluster.kv(survivor).await;
+    let all = pb::RangeRequest { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() };
+    assert_eq!(kv.range(all.clone()).await.unwrap().into_inner().kvs.len(), 20, "every committed write is kept");
+    kv.put(put("after", "force")).await.expect("it takes writes alone");
+    // Restarted without the flag it stays the cluster it became, and grows again.
+    cluster.kill(survivor);
+    cluster.spawn(survivor);
+    cluster.leader(Duration::from_secs(20)).await;
+    let newcomer = cluster.new_member();
+    add(&cluster, survivor, newcomer, false).await;
+    cluster.spawn_joining(newcomer, &[survivor]);
+    wait_caught_up(&cluster, newcomer, survivor).await;
+    assert_eq!(member_list(&cluster, survivor).await.len(), 2);
+    let mut kv = cluster.kv(newcomer).await;
+    assert_eq!(kv.range(all).await.unwrap().into_inner().kvs.len(), 20, "the newcomer has the data");
+    kv.put(put("grown", "again")).await.expect("a cluster of two takes writes");
+}

@@ -81,6 +81,17 @@ pub struct ServeArgs {
     /// are always promoted so).
     #[arg(long, env = "BALLOT_AUTO_PROMOTE_LEARNERS")]
     pub auto_promote_learners: bool,
+    /// Recovery after a majority of the members is lost for good: restart this member from its
+    /// data dir as the only member of its cluster, keeping everything that committed (etcd's
+    /// --force-new-cluster). Then add members back with `member add`; never restart the
+    /// dropped members with their old data. Start once with it, then without it.
+    #[arg(long, env = "BALLOT_FORCE_NEW_CLUSTER")]
+    pub force_new_cluster: bool,
+    /// Serve linearizable reads on the leader from its lease, without a heartbeat round, while
+    /// the lease holds (the election timeout less two heartbeats, measured on CLOCK_BOOTTIME).
+    /// Faster, but safe only while members' clock rates differ by less than that margin.
+    #[arg(long, env = "BALLOT_LEASE_READS")]
+    pub lease_reads: bool,
     /// How often the leader compares the members' `hash_kv` and raises the CORRUPT alarm on a
     /// mismatch: a duration such as `5m` or `30s`; 0 (the default) turns the check off.
     #[arg(long, env = "BALLOT_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
@@ -157,9 +168,9 @@ impl ServeArgs {
             auth_token,
             auth_token_ttl
         );
-        if self.auto_promote_learners {
-            config.auto_promote_learners = true;
-        }
+        config.auto_promote_learners |= self.auto_promote_learners;
+        config.force_new_cluster |= self.force_new_cluster;
+        config.lease_reads |= self.lease_reads;
         macro_rules! set_option {
             ($($field:ident),*) => { $(if self.$field.is_some() { config.$field = self.$field; })* };
         }

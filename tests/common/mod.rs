@@ -110,6 +110,11 @@ impl Cluster {
 
     /// Starts (or restarts, with the same data dir) member `i`.
     pub fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[]);
+    }
+
+    /// [`Cluster::spawn`] with flags for this start only.
+    pub fn spawn_with(&mut self, i: usize, once: &[&str]) {
         let member = &self.members[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&member.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ballot"))
@@ -123,6 +128,7 @@ impl Cluster {
             .args(["--initial-cluster-state", if member.joining.is_some() { "existing" } else { "new" }])
             .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string(), "--election-timeout", &ELECTION_MS.to_string()])
             .args(&self.extra)
+            .args(once)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -169,6 +175,13 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to member `i`'s process.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let child = self.members[i].child.as_ref().expect("running");
+        let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
     }
 
     /// kill -9 of member `i`.

@@ -4,7 +4,8 @@
 //! ([`ballot_mvcc`]) tied together, with no I/O of its own beyond the `Disk` it is given and no
 //! clock: the simulator and the server are two drivers of this same code.
 //!
-//! A driver feeds it time (`raft_mut().tick()`), messages (`raft_mut().step()`), proposals
+//! A driver feeds it time (`raft_mut().tick()`, and a clock reading with each `next_ready` and
+//! `take_messages`), messages (`raft_mut().step()`), proposals
 //! ([`Replica::propose`]) and reads ([`Replica::read`]), and runs its work in two phases:
 //! [`Replica::next_ready`] writes a `Ready` to the log (not yet durable) and returns the messages
 //! that may leave at once; after the disk has synced (the driver decides when, and may step and
@@ -18,8 +19,8 @@ use std::collections::BTreeMap;
 
 use ballot_mvcc::{command_codec, Applied, Command, Event, MemberChange, RangeRequest, RangeResponse, Store};
 use ballot_raft::{
-    ConfChange, ConfChangeStep, ConfState, Config, Entry, EntryKind, Index, Message, MessageBody, RawNode, Ready,
-    RestartState, Snapshot, SoftState,
+    ConfChange, ConfChangeStep, ConfState, Config, Entry, EntryKind, Index, Message, MessageBody, Monotonic, RawNode,
+    Ready, RestartState, Snapshot, SoftState,
 };
 use ballot_storage::{Batch, Disk, PendingSync, SyncTask, Wal, WalOptions};
 
@@ -216,9 +217,42 @@ impl<D: Disk> Replica<D> {
         config: Config,
         disk: D,
         options: WalOptions,
-        mut store: Store,
+        store: Store,
         compact_every: u64,
     ) -> Result<Self, NodeError> {
+        let (wal, state, store) = Self::recover(disk, options, store)?;
+        Self::resume(config, wal, state, store, compact_every)
+    }
+
+    /// [`Replica::restart`] as the one voter of a new configuration, after a majority of the
+    /// old one was lost for good (etcd's `--force-new-cluster`; see
+    /// [`RestartState::force_alone`]): what committed is kept, what did not is dropped, and the
+    /// member table loses every other member. The change is durable before this returns.
+    pub fn force_new_cluster(
+        config: Config,
+        disk: D,
+        options: WalOptions,
+        store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
+        let (mut wal, mut state, store) = Self::recover(disk, options, store)?;
+        let members_dropped = |dropped: &[ballot_raft::NodeId]| {
+            let changes = dropped.iter().map(|id| MemberChange::Remove(*id)).collect();
+            command_codec::encode(&Command::Members(changes))
+        };
+        let entry = state.force_alone(config.id, state.applied, members_dropped)?;
+        let batch = Batch {
+            installed_snapshot: None,
+            entries: std::slice::from_ref(&entry),
+            hard_state: Some(state.hard_state),
+        };
+        wal.append(batch)?;
+        Self::resume(config, wal, state, store, compact_every)
+    }
+
+    /// Opens the log and brings the store up to the log's snapshot: the durable state to
+    /// restart from.
+    fn recover(disk: D, options: WalOptions, mut store: Store) -> Result<(Wal<D>, RestartState, Store), NodeError> {
         let (wal, recovered) = Wal::open(disk, options)?;
         let mut snapshot = recovered.snapshot.unwrap_or_else(Snapshot::default);
         if snapshot.meta.index > store.applied_index() {
@@ -232,6 +266,16 @@ impl<D: Disk> Replica<D> {
         snapshot.data = Vec::new();
         let applied = snapshot.meta.index.max(store.applied_index());
         let state = RestartState { hard_state: recovered.hard_state, applied, snapshot, entries: recovered.entries };
+        Ok((wal, state, store))
+    }
+
+    fn resume(
+        config: Config,
+        wal: Wal<D>,
+        state: RestartState,
+        store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
         let raft = RawNode::restart(config, state)?;
         let applied = raft.raft().log().applied();
         Ok(Self::assemble(raft, wal, store, applied, compact_every))
@@ -314,11 +358,13 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Takes the next `Ready` (if none is in flight) and writes it to the log, not yet durable.
-    pub fn next_ready(&mut self) -> Result<Option<Written>, NodeError> {
+    /// `now` is a reading of the driver's monotonic clock taken for this call (the leader lease
+    /// is judged against it; see [`ballot_raft::Monotonic`]).
+    pub fn next_ready(&mut self, now: Monotonic) -> Result<Option<Written>, NodeError> {
         if self.in_flight.is_some() || !self.raft.has_ready() {
             return Ok(None);
         }
-        let mut ready = self.raft.ready();
+        let mut ready = self.raft.ready(now);
         if let Some(snapshot) = &ready.snapshot {
             self.wal.save_snapshot(snapshot)?;
         }
@@ -348,9 +394,9 @@ impl<D: Disk> Replica<D> {
     }
 
     /// Messages that need no persistence, produced while a `Ready` is in flight (heartbeats keep
-    /// going while the disk is slow).
-    pub fn take_messages(&mut self) -> Result<Vec<Message>, NodeError> {
-        let mut messages = self.raft.take_messages();
+    /// going while the disk is slow). `now` as for [`Replica::next_ready`].
+    pub fn take_messages(&mut self, now: Monotonic) -> Result<Vec<Message>, NodeError> {
+        let mut messages = self.raft.take_messages(now);
         self.attach_images(&mut messages)?;
         Ok(messages)
     }
@@ -599,7 +645,7 @@ mod tests {
     /// Runs every Ready to completion (a lone member: nothing to send).
     fn settle(replica: &mut Replica<SimDisk>) -> Finished {
         let mut all = Finished::default();
-        while let Some(written) = replica.next_ready().unwrap() {
+        while let Some(written) = replica.next_ready(Monotonic::default()).unwrap() {
             assert!(written.messages.is_empty());
             let finished = replica.finish().unwrap();
             all.writes.extend(finished.writes);
@@ -741,7 +787,7 @@ mod tests {
         let change = ConfChange { steps: vec![ConfChangeStep::AddLearner(2)], context: command_codec::encode(&add) };
         // The learner never answers: its messages are dropped.
         let run = |replica: &mut Replica<SimDisk>| {
-            while replica.next_ready().unwrap().is_some() {
+            while replica.next_ready(Monotonic::default()).unwrap().is_some() {
                 replica.finish().unwrap();
             }
         };
@@ -753,6 +799,44 @@ mod tests {
         replica.raft_mut().propose_conf_change(remove).unwrap();
         run(&mut replica);
         assert_eq!(replica.store().members().unwrap(), (vec![record(1)], vec![2]));
+    }
+
+    #[test]
+    fn a_survivor_forced_into_a_new_cluster_keeps_its_data_and_serves_alone() {
+        let record = |id: u64| ballot_mvcc::MemberRecord { id, name: format!("m{id}"), ..Default::default() };
+        let founders = (1..=3).map(|id| MemberChange::Upsert(record(id))).collect();
+        let founding = command_codec::encode(&Command::Members(founders));
+        let store_file = ballot_mvcc::SimFile::new();
+        let mut replica = Replica::new_with_context(
+            Config::new(1),
+            ConfState::with_voters([1, 2, 3]),
+            founding,
+            SimDisk::new(),
+            options(),
+            Store::on_sim_file(store_file.clone()).unwrap(),
+            100,
+        )
+        .unwrap();
+        // Members 2 and 3 are gone for good (whatever this one sends is lost): no leader.
+        let unanswered = |replica: &mut Replica<SimDisk>| {
+            while replica.next_ready(Monotonic::default()).unwrap().is_some() {
+                replica.finish().unwrap();
+            }
+        };
+        for _ in 0..50 {
+            replica.raft_mut().tick();
+            unanswered(&mut replica);
+        }
+        replica.make_store_durable().unwrap();
+        assert_ne!(replica.raft().raft().soft_state().role, Role::Leader);
+        let disk = replica.into_disk();
+        let store = Store::on_sim_file(store_file).unwrap();
+        let mut replica = Replica::force_new_cluster(Config::new(1), disk, options(), store, 100).unwrap();
+        settle(&mut replica);
+        assert_eq!(replica.store().members().unwrap(), (vec![record(1)], vec![2, 3]));
+        elect(&mut replica);
+        replica.propose(5, &put("after", "force")).unwrap();
+        assert_eq!(settle(&mut replica).writes.len(), 1, "a write commits with one voter");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Cluster {
                     continue;
                 }
                 busy = true;
-                let mut ready = node.ready();
+                let mut ready = node.ready(ballot_raft::Monotonic::default());
                 self.inbox.extend(ready.messages.drain(..));
                 self.inbox.extend(ready.messages_after_persist.drain(..));
                 if position == 0 {

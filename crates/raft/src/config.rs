@@ -30,10 +30,19 @@ pub struct Config {
     /// A leader that has not heard from a quorum for `election_ticks` steps down; followers that
     /// heard from a leader within `election_ticks` ignore vote requests (thesis §6.2).
     pub check_quorum: bool,
-    /// Serve ReadIndex from the leader lease, without a heartbeat round. Needs `check_quorum`.
+    /// Serve ReadIndex from the leader lease, without a heartbeat round. Needs `check_quorum`
+    /// here and on every voter (a voter that does not honour leases may elect a new leader
+    /// while this one's lease runs), and clocks whose rates differ by less than the drift bound.
+    /// See `docs/raft.md`, "Leases".
     pub lease_read: bool,
-    /// Ticks subtracted from the lease to cover clock drift between nodes.
+    /// Ticks subtracted from the lease to cover clock drift between nodes and the phase of a
+    /// follower's ticks (a follower's first tick after a heartbeat may come at once): at least 1.
     pub lease_drift_ticks: u32,
+    /// Length of a tick on the driver's monotonic clock, in nanoseconds. The lease is measured
+    /// on that clock, not in ticks: a driver that falls behind on ticks (a stalled process)
+    /// must not make a lease last longer. A lease confirmed by a heartbeat round sent at `t`
+    /// holds until `t + (election_ticks - lease_drift_ticks) * tick_interval_ns`.
+    pub tick_interval_ns: u64,
     /// Append messages in flight per follower.
     pub inflight_messages_max: usize,
     /// Bytes of entries in one append message (at least one entry is always sent).
@@ -67,6 +76,7 @@ impl Config {
             check_quorum: true,
             lease_read: false,
             lease_drift_ticks: 2,
+            tick_interval_ns: 100_000_000,
             inflight_messages_max: 256,
             append_bytes_max: 1024 * 1024,
             apply_bytes_max: 16 * 1024 * 1024,
@@ -90,8 +100,11 @@ impl Config {
         if self.lease_read && !self.check_quorum {
             return invalid("lease_read needs check_quorum");
         }
-        if self.lease_read && self.lease_drift_ticks >= self.election_ticks {
-            return invalid("lease_drift_ticks must be less than election_ticks");
+        if self.lease_read && (self.lease_drift_ticks == 0 || self.lease_drift_ticks >= self.election_ticks) {
+            return invalid("lease_read needs 0 < lease_drift_ticks < election_ticks");
+        }
+        if self.lease_read && self.tick_interval_ns == 0 {
+            return invalid("lease_read needs tick_interval_ns");
         }
         if self.inflight_messages_max == 0 {
             return invalid("inflight_messages_max must be positive");

@@ -5,7 +5,12 @@
 //! must differ from each other (ballot's carry a unique request id). The memory outlives terms
 //! (forwarded proposals are taken whatever their term) and holds the last [`WINDOW`] proposals
 //! of each sender: a copy delayed past that many later proposals would pass, which a stream
-//! transport never does and the simulator's delays are far too short for.
+//! transport never does and the simulator's delays are far too short for. The memory is not
+//! durable either: a copy that reached this node after it restarted would pass too. So the
+//! transport must not deliver a second copy of a `Propose` to a later incarnation of its
+//! receiver. A stream transport never duplicates at all; the simulator, whose network does,
+//! drops the copies in flight to a node when it restarts (a long soak found a duplicate
+//! delivered after its receiver restarted, passed on to the next leader and applied twice).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 

@@ -1,7 +1,9 @@
 //! # ballot-raft: a pure, deterministic Raft consensus core
 //!
-//! No I/O, no clock, no threads, no global randomness. Time arrives as [`RawNode::tick`];
-//! randomness comes from [`Config::seed`]. Everything the node must do comes out of a
+//! No I/O, no clock, no threads, no global randomness. Time arrives as [`RawNode::tick`]
+//! (elections, heartbeats) and as a [`Monotonic`] clock reading passed to [`RawNode::ready`]
+//! and [`RawNode::take_messages`] (the leader lease, which must not depend on ticks arriving on
+//! time); randomness comes from [`Config::seed`]. Everything the node must do comes out of a
 //! [`Ready`], which the caller carries out in order and acknowledges with [`RawNode::advance`]:
 //!
 //! 1. send `ready.messages` (they may leave before anything is durable);
@@ -15,17 +17,26 @@
 //! The node may be stepped and ticked between `ready` and `advance` (while the disk works);
 //! a new `Ready` is only produced after `advance`.
 //!
+//! What a driver owes the core in time (`docs/raft.md`, "Time and leases"): one `tick` per tick
+//! interval of its monotonic clock, and after a stall every tick it missed, before anything else
+//! it received meanwhile; and to `ready` and `take_messages`, a reading of that clock taken for
+//! the call, never going back. Late ticks only make elections and check-quorum late; the
+//! lease is measured on the clock readings, so a driver that falls behind cannot stretch it.
+//!
 //! ```
 //! use ballot_raft::{Config, ConfState, RawNode};
+//! use ballot_raft::Monotonic;
 //! let mut node = RawNode::new(Config::new(1), ConfState::with_voters([1])).unwrap();
+//! let mut clock_ns = 0;
 //! while node.raft().soft_state().role != ballot_raft::Role::Leader {
 //!     node.tick();
+//!     clock_ns += 100_000_000; // one tick of the default 100 ms
 //! }
 //! node.propose(b"x=1".to_vec()).unwrap();
 //! let mut applied = Vec::new();
 //! for _ in 0..3 {
 //!     if !node.has_ready() { break; }
-//!     let ready = node.ready();
+//!     let ready = node.ready(Monotonic::from_nanos(clock_ns));
 //!     // (persist ready.entries and ready.hard_state here, then send and apply)
 //!     applied.extend(ready.committed_entries.iter().map(|e| e.data.clone()));
 //!     node.advance();

@@ -24,6 +24,12 @@ pub fn apply_change(conf: &ConfState, change: &ConfChange) -> Result<ConfState, 
         next.learners.extend(demoted);
         return Ok(next);
     }
+    if let [ConfChangeStep::ForceAlone(id)] = change.steps[..] {
+        return Ok(ConfState::with_voters([id]));
+    }
+    if change.steps.iter().any(|step| matches!(step, ConfChangeStep::ForceAlone(_))) {
+        return invalid("a forced configuration has one step".into());
+    }
     if conf.is_joint() {
         return invalid("a membership change is already in progress".into());
     }
@@ -32,7 +38,10 @@ pub fn apply_change(conf: &ConfState, change: &ConfChange) -> Result<ConfState, 
     next.voters_outgoing = conf.voters.clone();
     for step in &change.steps {
         let id = match *step {
-            ConfChangeStep::AddVoter(id) | ConfChangeStep::AddLearner(id) | ConfChangeStep::Remove(id) => id,
+            ConfChangeStep::AddVoter(id)
+            | ConfChangeStep::AddLearner(id)
+            | ConfChangeStep::Remove(id)
+            | ConfChangeStep::ForceAlone(id) => id,
         };
         if !seen.insert(id) {
             return invalid(format!("node {id} appears twice in one change"));
@@ -61,6 +70,7 @@ pub fn apply_change(conf: &ConfState, change: &ConfChange) -> Result<ConfState, 
                     return invalid(format!("node {id} is not a member"));
                 }
             }
+            ConfChangeStep::ForceAlone(_) => unreachable!("checked above"),
         }
     }
     if next.voters.is_empty() {

@@ -56,8 +56,15 @@ pub struct Raft {
     election_elapsed: u32,
     heartbeat_elapsed: u32,
     election_timeout: u32,
-    /// Ticks since this node started: the clock of the leader lease.
+    /// Ticks since this node started (snapshot resends, the restart guard of leases).
     ticks: u64,
+    /// The latest reading of the driver's clock (see [`Monotonic`]): never later than now, so
+    /// a heartbeat round stamped with it was sent no earlier than its stamp.
+    clock: Monotonic,
+    /// Set at a restart (not for a new node): this node may have confirmed a leader's lease
+    /// before it stopped, and forgot that leader, so it refuses to help elect another for an
+    /// election timeout (see [`Raft::in_leader_lease`]).
+    pub(crate) restarted: bool,
     rng: Rng,
     /// Proposals appended since the last broadcast; sent together in one append.
     broadcast_pending: bool,
@@ -66,14 +73,16 @@ pub struct Raft {
     /// Index of this leader's first entry: until it commits, no reads and no conf changes.
     term_start_index: Index,
     heartbeat_round: u64,
-    /// Tick at which each recent heartbeat round was sent (for the lease).
-    round_sent_ticks: VecDeque<(u64, u64)>,
+    /// When each recent heartbeat round was sent, on the driver's clock (for the lease).
+    round_sent_at: VecDeque<(u64, Monotonic)>,
     /// Reads waiting for this leader's first commit.
     reads_before_commit: Vec<ReadRequest>,
     reads_queued: Vec<ReadRequest>,
+    /// Reads the lease may answer, checked against a fresh clock reading at the next flush.
+    reads_lease: Vec<ReadRequest>,
     read_rounds: VecDeque<ReadRound>,
-    /// Lease-read validity: the lease holds while `ticks < lease_until_tick`.
-    lease_until_tick: u64,
+    /// Lease-read validity: the lease holds while the driver's clock reads less than this.
+    lease_until: Monotonic,
     /// Proposals forwarded to this node, to drop duplicated messages.
     forwarded: Forwarded,
     /// Forwarded proposals waiting for a leader that can take them: this node while no transfer
@@ -116,17 +125,20 @@ impl Raft {
             heartbeat_elapsed: 0,
             election_timeout: config.election_ticks,
             ticks: 0,
+            clock: Monotonic::default(),
+            restarted: true,
             rng,
             broadcast_pending: false,
             uncommitted_bytes: 0,
             leader_transferee: None,
             term_start_index: 0,
             heartbeat_round: 0,
-            round_sent_ticks: VecDeque::new(),
+            round_sent_at: VecDeque::new(),
             reads_before_commit: Vec::new(),
             reads_queued: Vec::new(),
+            reads_lease: Vec::new(),
             read_rounds: VecDeque::new(),
-            lease_until_tick: 0,
+            lease_until: Monotonic::default(),
             forwarded: Forwarded::default(),
             held: Vec::new(),
             lease_void_in_term: false,
@@ -218,9 +230,10 @@ impl Raft {
         self.uncommitted_bytes = 0;
         self.reads_before_commit.clear();
         self.reads_queued.clear();
+        self.reads_lease.clear();
         self.read_rounds.clear();
-        self.round_sent_ticks.clear();
-        self.lease_until_tick = 0;
+        self.round_sent_at.clear();
+        self.lease_until = Monotonic::default();
         self.lease_void_in_term = false;
     }
 
@@ -380,9 +393,15 @@ impl Raft {
         joint_vote(&conf.voters, &conf.voters_outgoing, &self.votes)
     }
 
-    /// True if this node heard from a leader recently enough that it must not help depose it.
+    /// True if this node heard from a leader recently enough that it must not help depose it,
+    /// or restarted less than an election timeout ago (it may have answered a leader's heartbeat
+    /// just before it stopped and forgot which leader that was: a leader counting on that answer
+    /// for its lease must not be deposed with this node's vote meanwhile).
     fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum && self.leader != NO_NODE && self.election_elapsed < self.config.election_ticks
+        let election_ticks = self.config.election_ticks;
+        let heard_lately = self.leader != NO_NODE && self.election_elapsed < election_ticks;
+        let restarted_lately = self.restarted && self.ticks < election_ticks as u64;
+        self.config.check_quorum && (heard_lately || restarted_lately)
     }
 
     fn handle_vote_request(&mut self, message: &Message, pre_vote: bool, last_index: Index, last_term: Term) {
@@ -411,8 +430,9 @@ impl Raft {
         }
         if let MessageBody::Propose { entries } = message.body {
             // A client request, not protocol state: its term neither deposes this node nor makes
-            // it stale. One sent to this node as the leader of a past term was appended nowhere
-            // (a leader appends what it receives), so it is taken and passed on.
+            // it stale. One sent to this node as the leader of a past term is taken and passed
+            // on: if this node appended it then, this is a duplicate, which the memory of
+            // forwarded proposals drops (see `forwarded.rs` for what the transport must keep).
             self.hold_forwarded(message.from, entries);
             self.release_held();
             return Ok(());
@@ -673,7 +693,8 @@ impl Raft {
     }
 
     /// Forgets the known leader (e.g. the transport knows it is gone), so this follower stops
-    /// honouring its lease and can vote at once. The term does not change.
+    /// honouring its lease and can vote at once. The term does not change. Not for clusters with
+    /// lease reads: the leader may be alive and counting on this follower's promise.
     pub(crate) fn forget_leader(&mut self) {
         if self.role == Role::Follower {
             self.leader = NO_NODE;
@@ -863,6 +884,9 @@ impl Raft {
         if change.steps.is_empty() {
             return Err(Error::InvalidConfChange("an empty change is only proposed by the leader itself".into()));
         }
+        if change.steps.iter().any(|step| matches!(step, ConfChangeStep::ForceAlone(_))) {
+            return Err(Error::InvalidConfChange("a forced configuration is never proposed (see force_alone)".into()));
+        }
         let committed = self.log.committed();
         if committed < self.term_start_index || self.conf.current_index() > committed || self.conf.current().is_joint()
         {
@@ -922,13 +946,48 @@ impl Raft {
         let index = self.log.committed();
         let conf = self.conf.current();
         let lone_voter = conf.voters.len() == 1 && conf.voters.contains(&self.id()) && !conf.is_joint();
-        let lease_ok = self.config.lease_read && !self.lease_void_in_term && self.ticks < self.lease_until_tick;
-        if lone_voter || lease_ok || self.config.has_bug(InjectedBug::ReadIndexWithoutQuorum) {
+        if lone_voter || self.config.has_bug(InjectedBug::ReadIndexWithoutQuorum) {
             self.answer_read(request, index);
+            return;
+        }
+        if self.lease_may_hold(self.clock) {
+            // Judged at the next flush, against a clock reading taken then: the last reading
+            // may be old (the process may have stopped since), and a lease must never be
+            // judged by a clock that stood still.
+            self.reads_lease.push(request);
             return;
         }
         // The round starts at the next flush, so reads that arrive together share it.
         self.reads_queued.push(request);
+    }
+
+    /// True if the leader lease holds at `now` (lease reads on, not voided by a transfer).
+    fn lease_may_hold(&self, now: Monotonic) -> bool {
+        self.config.lease_read && !self.lease_void_in_term && now < self.lease_until
+    }
+
+    /// Takes a reading of the driver's clock: answers the reads waiting on the lease if it
+    /// still holds (or sends them to a confirmation round), then flushes what is pending.
+    pub(crate) fn flush(&mut self, now: Monotonic) {
+        assert!(now >= self.clock, "node {}: the clock went back from {:?} to {now:?}", self.id(), self.clock);
+        self.clock = now;
+        if !self.reads_lease.is_empty() {
+            let reads = std::mem::take(&mut self.reads_lease);
+            if self.role == Role::Leader && self.lease_may_hold(now) {
+                let index = self.log.committed();
+                for request in reads {
+                    self.answer_read(request, index);
+                }
+            } else {
+                self.reads_queued.extend(reads);
+            }
+        }
+        self.flush_broadcast();
+    }
+
+    /// True if reads wait for a clock reading (see [`Raft::flush`]).
+    pub(crate) fn has_lease_reads(&self) -> bool {
+        !self.reads_lease.is_empty()
     }
 
     fn answer_read(&mut self, request: ReadRequest, index: Index) {
@@ -943,9 +1002,12 @@ impl Raft {
     fn start_heartbeat_round(&mut self) {
         self.heartbeat_round += 1;
         let round = self.heartbeat_round;
-        self.round_sent_ticks.push_back((round, self.ticks));
-        if self.round_sent_ticks.len() > ROUND_HISTORY_MAX {
-            self.round_sent_ticks.pop_front();
+        // Stamped with the latest reading, which is no later than the moment these heartbeats
+        // leave (they go out after this call returns): a lease counted from the stamp ends no
+        // later than one counted from the true sending time.
+        self.round_sent_at.push_back((round, self.clock));
+        if self.round_sent_at.len() > ROUND_HISTORY_MAX {
+            self.round_sent_at.pop_front();
         }
         if !self.reads_queued.is_empty() {
             let requests = std::mem::take(&mut self.reads_queued);
@@ -997,11 +1059,12 @@ impl Raft {
         if confirmed == Index::MAX {
             return;
         }
-        if let Some((_, sent_tick)) = self.round_sent_ticks.iter().find(|(round, _)| *round == confirmed) {
+        if let Some((_, sent_at)) = self.round_sent_at.iter().find(|(round, _)| *round == confirmed) {
             // Followers that answered round `confirmed` will not vote for another candidate for
-            // election_ticks (their own clocks) after they received it, which is after `sent_tick`.
+            // election_ticks (their own clocks) after they received it, which is after `sent_at`.
             let lease_ticks = (self.config.election_ticks - self.config.lease_drift_ticks) as u64;
-            self.lease_until_tick = self.lease_until_tick.max(sent_tick + lease_ticks);
+            let until = sent_at.plus_nanos(lease_ticks.saturating_mul(self.config.tick_interval_ns));
+            self.lease_until = self.lease_until.max(until);
         }
         while self.read_rounds.front().is_some_and(|r| r.round <= confirmed) {
             let round = self.read_rounds.pop_front().expect("checked");

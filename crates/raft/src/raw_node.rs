@@ -59,6 +59,47 @@ pub struct RestartState {
     pub applied: Index,
 }
 
+impl RestartState {
+    /// Recovery after a majority of the configuration was lost for good (etcd's
+    /// `--force-new-cluster`): this member becomes the one voter of its configuration. Entries
+    /// after the commit index are dropped (they may never have committed); one entry is appended
+    /// at the next index, in the current term, that sets the configuration to `id` alone
+    /// ([`ConfChangeStep::ForceAlone`]), with the context `context` makes from the members it
+    /// drops; and the hard state commits it. The caller persists `entries` from the returned
+    /// entry's index on and the hard state, durably, before restarting from this state.
+    ///
+    /// `applied` is what the state machine has durably applied: committed, even if the commit
+    /// index the hard state kept is older. The members dropped must never rejoin with their old
+    /// data (their logs may hold other entries at the forced index): they are added again as
+    /// new members, as in etcd.
+    pub fn force_alone(
+        &mut self,
+        id: NodeId,
+        applied: Index,
+        context: impl FnOnce(&[NodeId]) -> Vec<u8>,
+    ) -> Result<Entry, Error> {
+        let snapshot_index = self.snapshot.meta.index;
+        let last = snapshot_index + self.entries.len() as u64;
+        let commit = self.hard_state.commit.max(applied).clamp(snapshot_index, last);
+        self.entries.truncate((commit - snapshot_index) as usize);
+        let mut history = crate::membership::ConfHistory::new(self.snapshot.meta.conf_state.clone());
+        history.observe(&self.entries);
+        let conf = history.current();
+        if !conf.members().contains(&id) {
+            return Err(Error::InvalidConfChange(format!(
+                "node {id} is not a member of the configuration at the commit index ({conf:?})"
+            )));
+        }
+        let dropped: Vec<NodeId> = conf.members().into_iter().filter(|member| *member != id).collect();
+        let term = self.hard_state.term.max(self.entries.last().map_or(self.snapshot.meta.term, |e| e.term));
+        let change = ConfChange { steps: vec![ConfChangeStep::ForceAlone(id)], context: context(&dropped) };
+        let entry = Entry { term, index: commit + 1, kind: EntryKind::ConfChange, data: change.encode() };
+        self.entries.push(entry.clone());
+        self.hard_state = HardState { term, vote: self.hard_state.vote, commit: entry.index };
+        Ok(entry)
+    }
+}
+
 /// A Raft node driven by its caller.
 #[derive(Debug)]
 pub struct RawNode {
@@ -101,6 +142,8 @@ impl RawNode {
         let mut node = Self::restart(config, state)?;
         // Nothing of the bootstrap state is on disk yet: the first Ready carries all of it.
         node.prev_hard_state = HardState::default();
+        // A new node never answered a leader, so it has no lease to honour after its start.
+        node.raft.restarted = false;
         node.raft.log.mark_unpersisted_from(1);
         Ok(node)
     }
@@ -180,9 +223,10 @@ impl RawNode {
 
     /// Takes the messages that need no persistence (heartbeats and their answers, a leader's
     /// appends, read-index traffic) while a `Ready` is outstanding, so a slow disk does not hold
-    /// them back. Messages that must wait for persistence stay for the next `Ready`.
-    pub fn take_messages(&mut self) -> Vec<Message> {
-        self.raft.flush_broadcast();
+    /// them back. Messages that must wait for persistence stay for the next `Ready`. `now` is a
+    /// reading of the driver's clock taken for this call (see [`Monotonic`]).
+    pub fn take_messages(&mut self, now: Monotonic) -> Vec<Message> {
+        self.raft.flush(now);
         std::mem::take(&mut self.raft.messages)
     }
 
@@ -201,12 +245,15 @@ impl RawNode {
             || !raft.messages_after_persist.is_empty()
             || raft.log.has_next_committed_entries()
             || !raft.read_states.is_empty()
+            || raft.has_lease_reads()
     }
 
-    /// Takes the pending work. Panics if the previous `Ready` was not advanced.
-    pub fn ready(&mut self) -> Ready {
+    /// Takes the pending work. `now` is a reading of the driver's clock taken for this call
+    /// (see [`Monotonic`]): reads the leader lease may answer are judged against it. Panics if
+    /// the previous `Ready` was not advanced, or if `now` is earlier than a reading passed before.
+    pub fn ready(&mut self, now: Monotonic) -> Ready {
         assert!(self.outstanding.is_none(), "ready() called before advance() of the previous Ready");
-        self.raft.flush_broadcast();
+        self.raft.flush(now);
         let raft = &mut self.raft;
         let mut ready = Ready::default();
         let soft = raft.soft_state();

@@ -22,7 +22,12 @@ struct Cluster {
     drop_snapshots: bool,
     /// Drop appends that carry the empty conf change (the leave of a joint configuration).
     drop_leave: bool,
+    /// The drivers' clock, nanoseconds: one tick's length per round of ticks.
+    clock_ns: u64,
 }
+
+/// The length of a tick on the harness's clock (the default `Config::tick_interval_ns`).
+const TICK_NS: u64 = 100_000_000;
 
 fn config(id: NodeId) -> Config {
     let mut config = Config::new(id);
@@ -48,6 +53,7 @@ impl Cluster {
             drop_acks: false,
             drop_snapshots: false,
             drop_leave: false,
+            clock_ns: 0,
         };
         for id in 1..=size {
             cluster.add_node(id, ConfState::with_voters(voters.iter().copied()), make(id));
@@ -129,7 +135,7 @@ impl Cluster {
         if !node.has_ready() {
             return false;
         }
-        let ready = node.ready();
+        let ready = node.ready(Monotonic::from_nanos(self.clock_ns));
         self.inbox.extend(ready.messages);
         let disk = self.disks.get_mut(&id).unwrap();
         if let Some(snapshot) = ready.snapshot {
@@ -153,6 +159,7 @@ impl Cluster {
 
     fn tick(&mut self, id: NodeId, ticks: u32) {
         for _ in 0..ticks {
+            self.clock_ns += TICK_NS;
             self.node(id).tick();
             self.settle();
         }
@@ -160,6 +167,7 @@ impl Cluster {
 
     fn tick_all(&mut self, ticks: u32) {
         for _ in 0..ticks {
+            self.clock_ns += TICK_NS;
             let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
             for id in ids {
                 self.node(id).tick();
@@ -503,11 +511,11 @@ fn commit_waits_for_the_leaders_own_disk() {
     while node.raft().soft_state().role != Role::Leader {
         node.tick();
     }
-    let ready = node.ready();
+    let ready = node.ready(Monotonic::default());
     let noop = ready.entries.last().unwrap().index;
     assert!(ready.committed_entries.iter().all(|e| e.index < noop), "nothing of the term commits before it is durable");
     node.advance();
-    let ready = node.ready();
+    let ready = node.ready(Monotonic::default());
     assert_eq!(ready.committed_entries.last().unwrap().index, noop, "the no-op commits once persisted");
     node.advance();
 }
@@ -517,11 +525,12 @@ fn follower_acks_wait_for_persistence() {
     let mut cluster = Cluster::new(3);
     cluster.elect(1);
     cluster.node(1).propose(b"a".to_vec()).unwrap();
-    let ready = cluster.node(1).ready();
+    let now = Monotonic::from_nanos(cluster.clock_ns);
+    let ready = cluster.node(1).ready(now);
     cluster.node(1).advance();
     let append = ready.messages.into_iter().find(|m| m.to == 2).unwrap();
     cluster.node(2).step(append).unwrap();
-    let ready = cluster.node(2).ready();
+    let ready = cluster.node(2).ready(now);
     assert!(ready.messages.iter().all(|m| !matches!(m.body, MessageBody::AppendResponse { .. })));
     assert!(ready
         .messages_after_persist
@@ -687,6 +696,74 @@ fn lease_reads_answer_without_a_round_while_the_lease_holds() {
     cluster.node(1).read_index(b"late".to_vec()).unwrap();
     cluster.settle();
     assert!(!cluster.reads[&1].iter().any(|r| r.context == b"late"));
+}
+
+#[test]
+fn a_lease_is_measured_on_the_clock_not_in_ticks() {
+    // A leader whose driver stalled (stopped process, slow disk on its loop) gets no ticks for a
+    // while; its lease must still end when the clock says, or it would answer from stale state
+    // while the others elect a new leader.
+    let mut cluster = Cluster::with_config(3, |id| {
+        let mut config = config(id);
+        config.lease_read = true;
+        config
+    });
+    cluster.elect(1);
+    cluster.tick_all(2);
+    cluster.isolate(1);
+    cluster.node(1).read_index(b"fresh".to_vec()).unwrap();
+    cluster.settle();
+    assert!(cluster.reads[&1].iter().any(|r| r.context == b"fresh"), "served from the lease");
+    // Time passes with no tick at all: the lease (8 ticks from the last confirmed round) runs out.
+    cluster.clock_ns += 9 * TICK_NS;
+    cluster.node(1).read_index(b"stalled".to_vec()).unwrap();
+    cluster.settle();
+    assert!(
+        !cluster.reads[&1].iter().any(|r| r.context == b"stalled"),
+        "a stalled clock of ticks must not stretch the lease"
+    );
+    assert_eq!(cluster.role(1), Role::Leader, "no tick came, so check-quorum has not deposed it");
+}
+
+#[test]
+fn a_lease_read_is_judged_when_the_ready_is_taken() {
+    // The read arrives while the lease holds by the last reading, but the Ready is taken later,
+    // after the lease ended: it is the later reading that counts.
+    let mut cluster = Cluster::with_config(3, |id| {
+        let mut config = config(id);
+        config.lease_read = true;
+        config
+    });
+    cluster.elect(1);
+    cluster.tick_all(2);
+    cluster.isolate(1);
+    cluster.node(1).read_index(b"late".to_vec()).unwrap();
+    cluster.clock_ns += 20 * TICK_NS;
+    cluster.settle();
+    assert!(!cluster.reads[&1].iter().any(|r| r.context == b"late"));
+}
+
+#[test]
+fn a_restarted_follower_honours_a_lease_it_may_have_confirmed() {
+    // Node 3 answers leader 1's heartbeats, restarts at once and so forgets node 1. Node 2,
+    // cut off from the leader, asks for votes: node 3 must refuse for an election timeout, or
+    // node 2 could win while node 1 still serves reads from a lease node 3 helped confirm.
+    let mut cluster = Cluster::with_config(3, |id| {
+        let mut config = config(id);
+        config.lease_read = true;
+        config
+    });
+    cluster.elect(1);
+    cluster.tick_all(2);
+    cluster.cut.insert((1, 2));
+    cluster.cut.insert((2, 1));
+    cluster.restart(3);
+    cluster.tick(2, 25);
+    assert_ne!(cluster.role(2), Role::Leader, "node 3 refused while it might owe node 1 its lease");
+    cluster.cut.insert((1, 3));
+    cluster.cut.insert((3, 1));
+    cluster.tick_all(30);
+    assert!(cluster.role(2) == Role::Leader || cluster.role(3) == Role::Leader, "after the guard, an election");
 }
 
 // ------------------------------------------------------------------- membership
@@ -925,4 +1002,52 @@ fn the_same_inputs_give_the_same_outputs() {
         format!("{:?}", cluster.delivered)
     };
     assert_eq!(run(), run());
+}
+
+// ------------------------------------------------------------------- forced recovery
+
+#[test]
+fn a_survivor_forced_alone_keeps_what_committed_and_leads_a_cluster_of_one() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.node(1).propose(b"committed".to_vec()).unwrap();
+    cluster.settle();
+    // Nodes 2 and 3 are gone for good; node 1 appends one more entry, which can never commit.
+    cluster.isolate(1);
+    cluster.node(1).propose(b"never committed".to_vec()).unwrap();
+    cluster.settle();
+    let mut state = cluster.disks[&1].clone();
+    let commit = state.hard_state.commit;
+    assert!(state.entries.last().unwrap().index > commit, "an uncommitted entry is on disk");
+    let entry = state.force_alone(1, 0, |dropped| format!("{dropped:?}").into_bytes()).unwrap();
+    assert_eq!(entry.index, commit + 1, "the forced configuration replaces what did not commit");
+    assert_eq!(ConfChange::decode(&entry.data).unwrap().context, b"[2, 3]");
+    assert_eq!(state.hard_state.commit, entry.index);
+    let mut node = RawNode::restart(config(1), state).unwrap();
+    assert_eq!(node.raft().conf_state(), &ConfState::with_voters([1]));
+    for _ in 0..30 {
+        node.tick();
+    }
+    assert_eq!(node.raft().soft_state().role, Role::Leader, "a lone voter elects itself");
+    node.propose(b"after".to_vec()).unwrap();
+    let mut applied = Vec::new();
+    for _ in 0..4 {
+        if node.has_ready() {
+            let ready = node.ready(Monotonic::default());
+            applied.extend(ready.committed_entries.into_iter().map(|e| e.data));
+            node.advance();
+        }
+    }
+    assert!(applied.contains(&b"committed".to_vec()) && applied.contains(&b"after".to_vec()));
+    assert!(!applied.contains(&b"never committed".to_vec()));
+}
+
+#[test]
+fn a_forced_configuration_is_never_proposed_and_needs_a_member() {
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    let forced = ConfChange { steps: vec![ConfChangeStep::ForceAlone(1)], ..Default::default() };
+    assert!(matches!(cluster.node(1).propose_conf_change(forced), Err(Error::InvalidConfChange(_))));
+    let mut state = cluster.disks[&1].clone();
+    assert!(state.force_alone(9, 0, |_| Vec::new()).is_err(), "node 9 was never a member");
 }

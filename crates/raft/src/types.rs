@@ -12,6 +12,32 @@ pub type Index = u64;
 /// Marker for "no node" in `vote` and `leader` fields.
 pub const NO_NODE: NodeId = 0;
 
+/// A reading of the driver's monotonic clock: nanoseconds from an origin the driver fixes for
+/// the life of the node. The core reads no clock; it measures real time (only the leader lease)
+/// against readings the driver passes to [`crate::RawNode::ready`] and
+/// [`crate::RawNode::take_messages`], each taken at the call, never earlier. The clock must
+/// keep running while the process is stopped or the machine sleeps (a suspended leader whose
+/// clock stood still would think its lease still held), and readings never go back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Monotonic(u64);
+
+impl Monotonic {
+    /// The reading `nanos` nanoseconds after the origin.
+    pub const fn from_nanos(nanos: u64) -> Monotonic {
+        Monotonic(nanos)
+    }
+
+    /// Nanoseconds since the origin.
+    pub const fn nanos(self) -> u64 {
+        self.0
+    }
+
+    /// This reading plus `nanos` (saturating).
+    pub const fn plus_nanos(self, nanos: u64) -> Monotonic {
+        Monotonic(self.0.saturating_add(nanos))
+    }
+}
+
 /// What an entry carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EntryKind {
@@ -101,6 +127,11 @@ pub enum ConfChangeStep {
     AddLearner(NodeId),
     /// Remove a node entirely.
     Remove(NodeId),
+    /// Recovery after a majority was lost for good: the configuration becomes this one voter
+    /// alone, whatever it was (joint or not). Never proposed: only written into a survivor's
+    /// own log, as a committed entry, by an operator's forced restart (etcd's
+    /// `--force-new-cluster`); see [`crate::RestartState::force_alone`].
+    ForceAlone(NodeId),
 }
 
 /// A membership change. Any non-empty change runs through joint consensus (§6 of the Raft
@@ -125,6 +156,7 @@ impl ConfChange {
                 ConfChangeStep::AddVoter(id) => (1u8, id),
                 ConfChangeStep::AddLearner(id) => (2u8, id),
                 ConfChangeStep::Remove(id) => (3u8, id),
+                ConfChangeStep::ForceAlone(id) => (5u8, id),
             };
             out.push(tag);
             out.extend_from_slice(&id.to_be_bytes());
@@ -160,6 +192,7 @@ impl ConfChange {
                 1 => ConfChangeStep::AddVoter(value),
                 2 => ConfChangeStep::AddLearner(value),
                 3 => ConfChangeStep::Remove(value),
+                5 => ConfChangeStep::ForceAlone(value),
                 _ => return Err(crate::Error::MalformedConfChange),
             });
         }

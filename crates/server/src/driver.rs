@@ -270,8 +270,10 @@ impl Core {
 
     /// Reloads the member table from the store after a change was applied. A removed member
     /// stays addressable while Raft's configuration still has it (it may have to vote in the
-    /// joint configuration); this member stops once it is removed and out of its own
-    /// configuration.
+    /// joint configuration); this member stops once it is removed and out of the committed
+    /// configuration. Committed, not the latest: a leader that appended the end of a joint
+    /// configuration without itself must replicate it until it commits, or the joint
+    /// configuration, which still counts this member, could be left without a majority.
     fn reload_members(&mut self) {
         let (records, removed) = match self.replica.store().members() {
             Ok(table) => table,
@@ -281,7 +283,7 @@ impl Core {
             // A store from before the member table: the flags' table stands.
             return;
         }
-        let conf = self.replica.raft().raft().conf_state();
+        let conf = self.replica.raft().raft().committed_conf_state();
         let in_conf = |id: &NodeId| conf.is_voter(*id) || conf.learners.contains(id) || conf.learners_next.contains(id);
         let departing: Vec<NodeId> = removed.iter().copied().filter(in_conf).collect();
         let gone: Vec<NodeId> = removed.iter().copied().filter(|id| !in_conf(id)).collect();
@@ -556,11 +558,11 @@ impl Core {
     /// Moves the replica on as far as it goes without waiting for the disk.
     fn drive(&mut self) -> Result<(), ballot_node::NodeError> {
         if self.syncing {
-            let messages = self.replica.take_messages()?;
+            let messages = self.replica.take_messages(crate::clock::now())?;
             self.send(messages);
             return Ok(());
         }
-        while let Some(written) = self.replica.next_ready()? {
+        while let Some(written) = self.replica.next_ready(crate::clock::now())? {
             if let Some(soft) = written.soft_state {
                 self.on_soft_state(soft.leader, soft.role);
             }
@@ -700,8 +702,9 @@ impl Core {
         }
     }
 
-    /// Once per tick: the leader revokes expired leases; every member drops abandoned waiters.
-    fn on_tick(&mut self, ticks: u64) {
+    /// Once per turn with ticks due (`ticks` counts every tick since start): the leader revokes
+    /// expired leases; every member drops abandoned waiters.
+    fn on_tick(&mut self, ticks: u64, due: u64) {
         let now = Instant::now();
         if self.replica.raft().raft().soft_state().role == Role::Leader {
             let expired: Vec<i64> = self
@@ -749,7 +752,7 @@ impl Core {
             .alarms()
             .is_ok_and(|alarms| alarms.iter().any(|(kind, _)| *kind == AlarmKind::Corrupt));
         self.settings.corrupt.store(corrupt, Ordering::Relaxed);
-        if ticks.is_multiple_of(10) {
+        if ticks / 10 != (ticks - due) / 10 {
             self.check_quota();
             self.promote_caught_up();
             let abandoned: Vec<RequestId> = self
@@ -899,8 +902,24 @@ pub fn start(
         .expect("spawn the Raft loop")
 }
 
+/// Ticks delivered at most in one turn after a stall: more would leave Raft where this many
+/// does (its longest timer, the randomized election timeout, is under two election timeouts;
+/// snapshot resends wait two), at the cost of a burst of heartbeats and campaigns.
+const CATCH_UP_ELECTIONS_MAX: u64 = 4;
+
+/// Ticks whose time has come by `now` on the schedule `next_tick`, which moves past them.
+fn ticks_due(next_tick: &mut Instant, now: Instant, tick: Duration) -> u64 {
+    if now < *next_tick {
+        return 0;
+    }
+    let due = 1 + ((now - *next_tick).as_nanos() / tick.as_nanos().max(1)) as u64;
+    *next_tick += tick * due.min(u32::MAX as u64) as u32;
+    due
+}
+
 fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
     let tick = core.settings.tick;
+    let election_ticks = (core.settings.election.as_nanos() / tick.as_nanos().max(1)).max(1) as u64;
     let mut next_tick = Instant::now() + tick;
     let mut ticks: u64 = 0;
     let mut stepping_down: Option<(Instant, oneshot::Sender<()>)> = None;
@@ -912,6 +931,20 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
             Err(std_mpsc::RecvTimeoutError::Timeout) => None,
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         };
+        // Time first: every tick whose time has come, before the inputs that waited meanwhile
+        // (the driver contract in ballot-raft's docs). After a stall (the process stopped, a
+        // slow fsync or apply on this thread) that is many ticks, none dropped.
+        let due = ticks_due(&mut next_tick, Instant::now(), tick);
+        if due > 0 {
+            if due > 1 {
+                tracing::debug!(ticks = due, "the loop fell behind; delivering the ticks it owes");
+            }
+            for _ in 0..due.min(CATCH_UP_ELECTIONS_MAX * election_ticks) {
+                core.replica.raft_mut().tick();
+            }
+            ticks += due;
+            core.on_tick(ticks, due);
+        }
         // Take what else arrived, bounded so ticks stay on time under load.
         for input in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok()).take(4096)) {
             match core.handle(input) {
@@ -927,16 +960,6 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
                 }
                 Some(Stop::Now(done)) => stopping = Some(done),
                 None => {}
-            }
-        }
-        let now = Instant::now();
-        if now >= next_tick {
-            core.replica.raft_mut().tick();
-            ticks += 1;
-            core.on_tick(ticks);
-            next_tick += tick;
-            if next_tick < now {
-                next_tick = now + tick;
             }
         }
         if let Err(error) = core.drive() {
@@ -959,5 +982,23 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
             let _ = stopping.take().expect("checked").send(());
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tick_owed_after_a_stall_is_due_and_the_schedule_keeps_its_phase() {
+        let tick = Duration::from_millis(100);
+        let start = Instant::now();
+        let mut next = start + tick;
+        assert_eq!(ticks_due(&mut next, start + Duration::from_millis(50), tick), 0);
+        assert_eq!(ticks_due(&mut next, start + Duration::from_millis(100), tick), 1);
+        assert_eq!(next, start + Duration::from_millis(200));
+        // Stopped for 5.05 s: the ticks at 0.2, 0.3, … 5.1 s are owed, 50 of them.
+        assert_eq!(ticks_due(&mut next, start + Duration::from_millis(5_150), tick), 50);
+        assert_eq!(next, start + Duration::from_millis(5_200), "the next tick stays on the schedule");
     }
 }

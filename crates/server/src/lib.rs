@@ -14,6 +14,7 @@ pub static STALE_READS: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod codec;
 pub mod compactor;
 pub mod corrupt;

@@ -65,6 +65,11 @@ pub struct ServerConfig {
     pub auto_compaction_retention: String,
     /// Promote a learner as soon as it has caught up with the leader.
     pub auto_promote_learners: bool,
+    /// Restart as the only member of the cluster, keeping what committed (etcd's
+    /// `--force-new-cluster`; see `ballot_node::Replica::force_new_cluster`).
+    pub force_new_cluster: bool,
+    /// Leader lease reads (see `ballot_raft::Config::lease_read`).
+    pub lease_reads: bool,
     /// How often the leader compares members' `hash_kv` (a duration such as `5m`; 0 turns the
     /// check off), etcd's `--experimental-corrupt-check-time`.
     pub experimental_corrupt_check_time: String,
@@ -112,6 +117,8 @@ impl Default for ServerConfig {
             auto_compaction_mode: "periodic".into(),
             auto_compaction_retention: "0".into(),
             auto_promote_learners: false,
+            force_new_cluster: false,
+            lease_reads: false,
             experimental_corrupt_check_time: "0".into(),
             auth_token: "simple".into(),
             auth_token_ttl: 300,
@@ -291,9 +298,20 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let mut raft_config = Config::new(id);
     raft_config.election_ticks = election_ticks;
     raft_config.seed = id ^ cluster_id;
+    raft_config.tick_interval_ns = heartbeat.as_nanos() as u64;
+    raft_config.lease_read = config.lease_reads;
     let disk = FsDisk::open(&config.data_dir.join("wal"), true)?;
     let options = WalOptions::default();
-    let replica = if restarting {
+    if config.force_new_cluster && !restarting {
+        bail!("--force-new-cluster restarts a member from its data dir, and {} has none", config.data_dir.display());
+    }
+    let replica = if config.force_new_cluster {
+        tracing::warn!(
+            member = format!("{id:x}"),
+            "--force-new-cluster: restarting as the only member; what committed is kept, every other member is dropped"
+        );
+        Replica::force_new_cluster(raft_config, disk, options, store, config.snapshot_count)?
+    } else if restarting {
         Replica::restart(raft_config, disk, options, store, config.snapshot_count)?
     } else {
         let replica = if joining {

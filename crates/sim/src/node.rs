@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ballot_mvcc::{MemberChange, MemberRecord, SimFile, Store, WatchHub, WatchId, WatchRequest};
 use ballot_node::Replica;
-use ballot_raft::{ConfState, Config, Index, NodeId, RawNode};
+use ballot_raft::{ConfState, Config, Index, Monotonic, NodeId, RawNode};
 use ballot_storage::{SimDisk, WalOptions};
 
 use crate::kv::RequestId;
@@ -33,14 +33,20 @@ pub struct SimNode {
     pub pending_writes: BTreeMap<RequestId, (ClientId, u8)>,
     /// Clients waiting for reads, by request id.
     pub pending_reads: BTreeMap<RequestId, (ClientId, u8)>,
-    /// Virtual microseconds per tick (clock skew).
+    /// Virtual microseconds per tick (clock skew: the node's clock runs at
+    /// [`TICK_US`]` / tick_us` of the virtual clock's rate).
     pub tick_us: u64,
+    /// Virtual time (ns) of the node's next tick. Ticks are owed by this schedule, whatever
+    /// happens to the events that deliver them: a node back from a pause gets every tick whose
+    /// time has come, however its pauses overlapped.
+    pub next_tick_at: u64,
+    /// Generation of the node's chain of tick events: a restart or a resume starts a new
+    /// chain, and events of an older one are ignored (so a node never ticks twice as fast).
+    pub tick_chain: u64,
     /// Paused until this virtual time (ns), if paused.
     pub paused_until: Option<u64>,
-    /// When the current pause began.
-    pub paused_at: Option<u64>,
-    /// Has been a member of the committed configuration.
-    pub was_member: bool,
+    /// Ticks delivered since the node was created (across restarts).
+    pub ticks_delivered: u64,
     /// Left the cluster (removed and stopped for good).
     pub removed: bool,
     /// Compact the log after this many applied entries.
@@ -57,6 +63,10 @@ pub struct SimNode {
     /// Ticks since the store was last made durable.
     ticks_since_durable: u32,
 }
+
+/// Nominal virtual time per tick, µs: with 10 election ticks, a 100 ms election timeout. A
+/// node's clock (see [`SimNode::clock`]) counts this much per tick of its own.
+pub const TICK_US: u64 = 10_000;
 
 /// Ticks between the store's durable commits (a server makes its store durable every second).
 const STORE_DURABLE_TICKS: u32 = 10;
@@ -127,9 +137,10 @@ impl SimNode {
             pending_writes: BTreeMap::new(),
             pending_reads: BTreeMap::new(),
             tick_us,
+            next_tick_at: 0,
+            tick_chain: 0,
             paused_until: None,
-            paused_at: None,
-            was_member: false,
+            ticks_delivered: 0,
             removed: false,
             compact_every,
             corrupt: None,
@@ -163,10 +174,22 @@ impl SimNode {
         self.replica.as_mut().map(Replica::raft_mut)
     }
 
+    /// The node's monotonic clock at virtual time `now` (ns): it runs at the node's own rate
+    /// (skew), and on through pauses, as a process's clock does.
+    pub fn clock(&self, now: u64) -> Monotonic {
+        Monotonic::from_nanos((now as u128 * TICK_US as u128 / self.tick_us as u128) as u64)
+    }
+
+    /// The length of one of this node's ticks in virtual time, ns.
+    pub fn tick_ns(&self) -> u64 {
+        self.tick_us * 1000
+    }
+
     /// One tick of the node's clock: Raft's, and now and then a durable commit of the store.
     pub fn tick(&mut self) {
         let Some(replica) = self.replica.as_mut() else { return };
         replica.raft_mut().tick();
+        self.ticks_delivered += 1;
         self.ticks_since_durable += 1;
         if self.ticks_since_durable >= STORE_DURABLE_TICKS {
             self.ticks_since_durable = 0;
@@ -185,7 +208,6 @@ impl SimNode {
         self.pending_writes.clear();
         self.pending_reads.clear();
         self.paused_until = None;
-        self.paused_at = None;
         self.watch = None;
         if let Some(replica) = self.replica.take() {
             // The store's file dies first, so nothing the dropped store does reaches it.

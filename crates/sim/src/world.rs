@@ -7,22 +7,22 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use ballot_check::{Event, EventType};
 use ballot_raft::rng::Rng;
-use ballot_raft::{ConfState, Config, Error as RaftError, Message, NodeId, Role};
+use ballot_raft::{ConfState, Config, Error as RaftError, Message, MessageBody, NodeId, Role};
 
 use crate::client::{completion_event, invoke_event, Outstanding, SimClient};
 use crate::config::SimConfig;
 use crate::invariants::Invariants;
 use crate::kv::{command, read_request, result_of, value_of, KvOp, KvResult, RequestId};
 use crate::network::{Network, NetworkProfile};
-use crate::node::{ClientId, SimNode};
+use crate::node::{ClientId, SimNode, TICK_US};
 use crate::trace::Trace;
 use ballot_storage::WalOptions;
 
 mod nemesis;
+#[cfg(test)]
+mod tests;
 
 const MS: u64 = 1_000_000;
-/// Virtual time per tick (before skew): with 10 election ticks, a 100 ms election timeout.
-const TICK_US: u64 = 10_000;
 /// A client gives up on a request after this long and records an unknown outcome.
 const CLIENT_TIMEOUT_NS: u64 = 500 * MS;
 /// Bound on the heal phase: a leader and progress must come within this much virtual time.
@@ -51,13 +51,38 @@ enum Reply {
 
 #[derive(Clone, Debug)]
 enum Action {
-    Tick(NodeId),
-    Deliver(Message),
-    Request { node: NodeId, client: ClientId, request_id: RequestId, key: u8, op: KvOp },
-    Response { client: ClientId, request_id: RequestId, reply: Reply },
-    DiskSynced { node: NodeId, incarnation: u64 },
+    /// A node's next tick is due (if `chain` is still the node's chain of tick events).
+    Tick {
+        node: NodeId,
+        chain: u64,
+    },
+    /// A message arrives. `incarnation`: for a forwarded proposal, the receiver's incarnation
+    /// when it was sent; the copy is lost if the receiver restarted since (see `send`).
+    Deliver {
+        message: Message,
+        incarnation: Option<u64>,
+    },
+    Request {
+        node: NodeId,
+        client: ClientId,
+        request_id: RequestId,
+        key: u8,
+        op: KvOp,
+    },
+    Response {
+        client: ClientId,
+        request_id: RequestId,
+        reply: Reply,
+    },
+    DiskSynced {
+        node: NodeId,
+        incarnation: u64,
+    },
     ClientWake(ClientId),
-    ClientTimeout { client: ClientId, request_id: RequestId },
+    ClientTimeout {
+        client: ClientId,
+        request_id: RequestId,
+    },
     Nemesis,
     Restart(NodeId),
 }
@@ -94,6 +119,9 @@ pub struct SimReport {
     pub seed: u64,
     /// Safety and liveness violations (empty: the run passed).
     pub violations: Vec<String>,
+    /// Expected outcomes worth reporting that are not violations (a cluster that lost a
+    /// majority for good cannot elect a leader, and must not).
+    pub notes: Vec<String>,
     /// The client history.
     pub history: Vec<Event>,
     /// The linearizability violation, if the checker found one.
@@ -139,6 +167,11 @@ pub struct World {
     outcomes: Outcomes,
     /// The node whose disk had a bit flipped, if any: it must refuse to start from it.
     flipped: Option<NodeId>,
+    /// Leader leases are on in this run: every node then runs check-quorum, which leases need
+    /// of every voter (a voter that ignores leases may elect a new leader during one).
+    lease_reads: bool,
+    /// See [`SimReport::notes`].
+    notes: Vec<String>,
 }
 
 impl World {
@@ -166,8 +199,11 @@ impl World {
             joiners: 0,
             outcomes: Outcomes::default(),
             flipped: None,
+            lease_reads: false,
+            notes: Vec::new(),
             config,
         };
+        world.lease_reads = world.rng.chance(1, 4);
         let voters: Vec<NodeId> = (1..=world.config.nodes as u64).collect();
         for id in voters.clone() {
             world.add_node(id, ConfState::with_voters(voters.iter().copied()));
@@ -189,8 +225,9 @@ impl World {
         let mut config = Config::new(id);
         config.seed = self.rng.next_u64();
         config.pre_vote = true;
-        config.check_quorum = self.rng.chance(3, 4);
-        config.lease_read = config.check_quorum && self.rng.chance(1, 3);
+        config.check_quorum = self.lease_reads || self.rng.chance(3, 4);
+        config.lease_read = self.lease_reads && self.rng.chance(3, 4);
+        config.tick_interval_ns = TICK_US * 1000;
         config.inflight_messages_max = self.rng.range(1, 64) as usize;
         config.append_bytes_max = self.rng.range(64, 4096);
         #[cfg(any(test, feature = "fault-injection"))]
@@ -206,9 +243,18 @@ impl World {
         let tick_us = (TICK_US as i64 * (1000 + skew) / 1000) as u64;
         let compact_every = self.rng.range(10, 200);
         let wal_options = WalOptions { segment_bytes: self.rng.range(2_048, 65_536), repair: false, zero_fill: false };
-        self.nodes.insert(id, SimNode::new(config, initial, tick_us, compact_every, wal_options));
-        let first_tick = self.rng.range(0, tick_us * 1000);
-        self.schedule(first_tick, Action::Tick(id));
+        let mut node = SimNode::new(config, initial, tick_us, compact_every, wal_options);
+        node.next_tick_at = self.now + self.rng.range(0, tick_us * 1000);
+        self.nodes.insert(id, node);
+        self.start_tick_chain(id);
+    }
+
+    /// Schedules the node's next tick as the start of a new chain of tick events.
+    fn start_tick_chain(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("exists");
+        node.tick_chain += 1;
+        let (at, chain) = (node.next_tick_at, node.tick_chain);
+        self.schedule_at(at, Action::Tick { node: id, chain });
     }
 
     fn schedule(&mut self, delay_ns: u64, action: Action) {
@@ -246,11 +292,17 @@ impl World {
         if let Some(node) = scheduled_node(&scheduled.action) {
             if let Some(until) = self.nodes.get(&node).and_then(|n| n.paused_until) {
                 if until > self.now {
-                    // A paused process handles nothing; everything for it waits until it resumes.
+                    // A paused process handles nothing; everything for it waits until it
+                    // resumes (a tick event too: it wakes the node when the pause ends).
                     self.schedule_at(until, scheduled.action);
                     return true;
                 }
+                // `resume` delivers every tick owed and starts a new chain of tick events, so
+                // a tick event that waited for the pause is spent.
                 self.resume(node);
+                if matches!(scheduled.action, Action::Tick { .. }) {
+                    return true;
+                }
             }
         }
         self.handle(scheduled.action);
@@ -259,8 +311,8 @@ impl World {
 
     fn handle(&mut self, action: Action) {
         match action {
-            Action::Tick(id) => self.on_tick(id),
-            Action::Deliver(message) => self.on_deliver(message),
+            Action::Tick { node, chain } => self.on_tick(node, chain),
+            Action::Deliver { message, incarnation } => self.on_deliver(message, incarnation),
             Action::Request { node, client, request_id, key, op } => self.on_request(node, client, request_id, key, op),
             Action::Response { client, request_id, reply } => self.on_response(client, request_id, reply),
             Action::DiskSynced { node, incarnation } => self.on_disk_synced(node, incarnation),
@@ -273,34 +325,48 @@ impl World {
 
     // ------------------------------------------------------------------ nodes
 
-    fn on_tick(&mut self, id: NodeId) {
+    fn on_tick(&mut self, id: NodeId, chain: u64) {
         let Some(node) = self.nodes.get_mut(&id) else { return };
-        if !node.is_up() {
+        if !node.is_up() || node.tick_chain != chain {
             return;
         }
-        node.tick();
-        let delay = node.tick_us * 1000;
-        self.schedule(delay, Action::Tick(id));
+        self.deliver_owed_ticks(id);
+        let node = &self.nodes[&id];
+        let (at, chain) = (node.next_tick_at, node.tick_chain);
+        self.schedule_at(at, Action::Tick { node: id, chain });
         self.drive(id);
     }
 
-    /// A paused node resumes. Its clock kept running while it was stopped, so the ticks it
-    /// missed are delivered first, before any message that waited: otherwise a paused leader
-    /// would believe its lease still holds (the driver contract in `ballot_raft`'s docs).
+    /// Every tick whose time has come, as the driver contract in `ballot_raft`'s docs asks.
+    fn deliver_owed_ticks(&mut self, id: NodeId) {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).expect("exists");
+        while node.next_tick_at <= now {
+            node.tick();
+            node.next_tick_at += node.tick_ns();
+        }
+    }
+
+    /// A paused node resumes. Its clock kept running while it was stopped, so every tick it
+    /// missed is delivered first, before any message that waited (the driver contract in
+    /// `ballot_raft`'s docs), and its ticks go on from its schedule.
     fn resume(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("exists");
-        let (Some(_), Some(started)) = (node.paused_until.take(), node.paused_at.take()) else { return };
-        let missed = (self.now - started) / (node.tick_us * 1000);
-        if let Some(raft) = node.raft_mut() {
-            for _ in 0..missed {
-                raft.tick();
-            }
+        if node.paused_until.take().is_none() {
+            return;
+        }
+        if node.is_up() {
+            self.deliver_owed_ticks(id);
+            self.start_tick_chain(id);
         }
         self.drive(id);
     }
 
-    fn on_deliver(&mut self, message: Message) {
+    fn on_deliver(&mut self, message: Message, incarnation: Option<u64>) {
         let to = message.to;
+        if incarnation.is_some_and(|sent_to| self.nodes.get(&to).is_some_and(|node| node.incarnation != sent_to)) {
+            return;
+        }
         let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft_mut()) else { return };
         self.trace.record(
             self.now,
@@ -316,8 +382,17 @@ impl World {
         if self.network.is_cut(message.from, message.to) {
             return;
         }
+        // A forwarded proposal is not idempotent: its receiver drops duplicates by memory
+        // (ballot-raft's `forwarded.rs`), which a restart wipes. The server's TCP streams never
+        // duplicate; this network does, so the copies in flight to a node are lost when it
+        // restarts, as bytes in a stream are when its process dies. Raft's own messages are
+        // idempotent and may arrive late whatever happened meanwhile, harsher than TCP.
+        let incarnation = match message.body {
+            MessageBody::Propose { .. } => self.nodes.get(&message.to).map(|node| node.incarnation),
+            _ => None,
+        };
         for delay in self.network.fates(&mut self.rng) {
-            self.schedule(delay, Action::Deliver(message.clone()));
+            self.schedule(delay, Action::Deliver { message: message.clone(), incarnation });
         }
     }
 
@@ -326,14 +401,15 @@ impl World {
         loop {
             let node = self.nodes.get_mut(&id).expect("node exists");
             let incarnation = node.incarnation;
+            let clock = node.clock(self.now);
             let Some(replica) = node.replica.as_mut() else { return };
-            let written = match replica.next_ready() {
+            let written = match replica.next_ready(clock) {
                 Ok(Some(written)) => written,
                 Ok(None) => {
                     // While the disk works on the last Ready, what needs no persistence
                     // (heartbeats and their answers, appends, read-index traffic) still leaves,
                     // as the server does it.
-                    match replica.take_messages() {
+                    match replica.take_messages(clock) {
                         Ok(messages) => messages.into_iter().for_each(|message| self.send(message)),
                         Err(error) => self.invariants.violations.push(format!("node {id}: {error}")),
                     }
@@ -408,7 +484,14 @@ impl World {
             match read {
                 Ok(response) => {
                     let value = response.kvs.first().and_then(|kv| value_of(&kv.value));
-                    self.trace.record(self.now, format_args!("node {id} serves read {request_id:x} k{key}={value:?}"));
+                    self.trace.record(
+                        self.now,
+                        format_args!(
+                            "node {id} serves read {request_id:x} k{key}={value:?} (revision {}, applied {})",
+                            node.replica.as_ref().map_or(0, |replica| replica.store().revision()),
+                            node.applied()
+                        ),
+                    );
                     replies.push((client, request_id, Reply::Done(KvResult::Value(value))));
                 }
                 Err(error) => self.invariants.violations.push(format!("node {id}: a read failed: {error}")),
@@ -468,17 +551,29 @@ impl World {
         }
     }
 
-    /// A node that sees itself removed by a committed configuration stops for good, as a
-    /// removed member does.
+    /// A node that sees itself removed stops for good, as a removed member does: when its
+    /// member table (applied state) records its removal and the committed configuration no
+    /// longer has it. Only that positive evidence counts: a node that restarted from a disk
+    /// behind its join (a learner whose snapshot was not yet durable) has a configuration
+    /// without itself, yet was never removed. And only a committed configuration: a leader
+    /// that appended the end of a joint configuration without itself must stay until that
+    /// commits, or the joint one, which still counts it, may be left without a majority (the
+    /// server decides the same way).
     fn maybe_leave(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node exists");
-        let raft = node.raft().expect("running");
-        let conf = raft.raft().committed_conf_state();
-        let member = conf.members().contains(&id);
-        let joint = conf.is_joint();
-        if member {
-            node.was_member = true;
-        } else if node.was_member && !joint {
+        let replica = node.replica.as_ref().expect("running");
+        let conf = replica.raft().raft().committed_conf_state();
+        if conf.is_joint() || conf.members().contains(&id) {
+            return;
+        }
+        let removed = match replica.store().members() {
+            Ok((_, removed)) => removed.contains(&id),
+            Err(error) => {
+                self.invariants.violations.push(format!("node {id}: member table: {error}"));
+                return;
+            }
+        };
+        if removed {
             node.removed = true;
             node.stop();
             self.trace.record(self.now, format_args!("node {id} removed; stops"));
@@ -523,9 +618,9 @@ impl World {
         if self.flipped == Some(id) {
             self.invariants.violations.push(format!("node {id} started from a disk with a flipped bit"));
         }
-        let delay = node.tick_us * 1000;
+        node.next_tick_at = self.now + node.tick_ns();
         self.trace.record(self.now, format_args!("node {id} restarts"));
-        self.schedule(delay, Action::Tick(id));
+        self.start_tick_chain(id);
         self.drive(id);
     }
 
@@ -669,8 +764,8 @@ impl World {
 
 fn scheduled_node(action: &Action) -> Option<NodeId> {
     match action {
-        Action::Tick(id) | Action::DiskSynced { node: id, .. } => Some(*id),
-        Action::Deliver(message) => Some(message.to),
+        Action::Tick { node: id, .. } | Action::DiskSynced { node: id, .. } => Some(*id),
+        Action::Deliver { message, .. } => Some(message.to),
         Action::Request { node, .. } => Some(*node),
         _ => None,
     }

@@ -60,6 +60,10 @@ pub struct TortureArgs {
     /// itself, and a comparison).
     #[arg(long, default_value = "ballot", value_parser = ["ballot", "etcd"])]
     target: String,
+    /// Start the members with `--lease-reads`: the leader answers linearizable reads from its
+    /// lease, which the pause nemesis (SIGSTOP past the lease) puts to the test.
+    #[arg(long)]
+    lease_reads: bool,
     /// Start the members with `--inject-bug BUG` (e.g. `stale-reads`), to show that torture
     /// catches a broken server (needs a build with `--features fault-injection`).
     #[cfg(feature = "fault-injection")]
@@ -82,11 +86,16 @@ pub fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
     });
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("torture-{seed}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    #[allow(unused_mut)]
     let mut extra: Vec<String> = Vec::new();
+    if args.lease_reads {
+        extra.push("--lease-reads".to_string());
+    }
     #[cfg(feature = "fault-injection")]
     if let Some(bug) = &args.inject_bug {
         extra.extend(["--inject-bug".to_string(), bug.clone()]);
+    }
+    if args.lease_reads && args.target == "etcd" {
+        bail!("--lease-reads is ballot's own: etcd always confirms reads with a heartbeat round");
     }
     let target = match args.target.as_str() {
         "etcd" => Target::Etcd,
