@@ -276,12 +276,13 @@ impl Store {
             }
             Command::Alarm { activate, kind, member_id } => {
                 let alarms = &mut others.alarms;
-                if *activate {
-                    alarms.insert((alarm_code(*kind), *member_id), ()).map_err(storage_error)?;
+                let key = (alarm_code(*kind), *member_id);
+                let was_raised = if *activate {
+                    alarms.insert(key, ()).map_err(storage_error)?.is_some()
                 } else {
-                    alarms.remove((alarm_code(*kind), *member_id)).map_err(storage_error)?;
-                }
-                Response::Done
+                    alarms.remove(key).map_err(storage_error)?.is_some()
+                };
+                Response::Alarm { was_raised }
             }
             Command::Put(put) => Response::Put(writer.put(put)?),
             Command::DeleteRange(delete) => Response::DeleteRange(writer.delete_range(delete)?),
@@ -355,18 +356,7 @@ impl Store {
 
     /// The raised alarms, as (kind, member id).
     pub fn alarms(&self) -> Result<Vec<(AlarmKind, u64)>, Error> {
-        let read = self.db.begin_read().map_err(storage_error)?;
-        let alarms = read.open_table(tables::ALARMS).map_err(storage_error)?;
-        alarms
-            .iter()
-            .map_err(storage_error)?
-            .map(|item| {
-                let (key, _) = item.map_err(storage_error)?;
-                let (code, member) = key.value();
-                let kind = if code == alarm_code(AlarmKind::NoSpace) { AlarmKind::NoSpace } else { AlarmKind::Corrupt };
-                Ok((kind, member))
-            })
-            .collect()
+        alarms_in(&self.db.begin_read().map_err(storage_error)?)
     }
 
     /// The backend's size: what the space quota is checked against (as etcd checks its bbolt
@@ -767,6 +757,11 @@ impl Reader {
         Ok(Meta::read(&self.db().begin_read().map_err(storage_error)?)?.revision)
     }
 
+    /// The raised alarms, as (kind, member id).
+    pub fn alarms(&self) -> Result<Vec<(AlarmKind, u64)>, Error> {
+        alarms_in(&self.db().begin_read().map_err(storage_error)?)
+    }
+
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
@@ -774,6 +769,21 @@ impl Reader {
         let meta = Meta::read(&read)?;
         Ok((range_in(&read, request, meta.revision, meta.compact_revision)?, meta.revision))
     }
+}
+
+/// The raised alarms in a read transaction, as (kind, member id).
+fn alarms_in(read: &redb::ReadTransaction) -> Result<Vec<(AlarmKind, u64)>, Error> {
+    let alarms = read.open_table(tables::ALARMS).map_err(storage_error)?;
+    alarms
+        .iter()
+        .map_err(storage_error)?
+        .map(|item| {
+            let (key, _) = item.map_err(storage_error)?;
+            let (code, member) = key.value();
+            let kind = if code == alarm_code(AlarmKind::NoSpace) { AlarmKind::NoSpace } else { AlarmKind::Corrupt };
+            Ok((kind, member))
+        })
+        .collect()
 }
 
 /// The auth tables in a read transaction.

@@ -372,6 +372,11 @@ pub enum Response {
     Txn(TxnResponse),
     /// Compact, grant, revoke, checkpoint.
     Done,
+    /// An alarm raised or cleared: whether it was raised before.
+    Alarm {
+        /// The alarm was raised before the command.
+        was_raised: bool,
+    },
 }
 
 /// A response with the store's revision after the command (etcd's header revision).

@@ -235,6 +235,10 @@ pub struct Core {
     last_heard: LastHeard,
     /// When this member last published its name and client URLs.
     published_at: Option<Instant>,
+    /// The request id of this member's last publication, until one is applied in this run.
+    publishing: Option<RequestId>,
+    /// A publication of this run was applied.
+    published: bool,
     /// A defragmentation under way.
     defrag: Option<Defrag>,
     /// The store has a member table (see `seed_member_table`).
@@ -347,10 +351,15 @@ impl Core {
         }
     }
 
-    /// A member publishes its name and client URLs (through the log) while the table has others.
+    /// A member publishes its name and client URLs through the log once at every start, as etcd
+    /// publishes its attributes (retrying until it is applied), and again whenever the
+    /// replicated table has others: every member then lists every member's client URLs
+    /// (clients discover endpoints from the member list). The replicated table is what counts,
+    /// not this member's view, which learns client URLs from the peers that connect to it.
     fn publish_self(&mut self, now: Instant) {
-        let Some(me) = self.settings.members.get(self.settings.id) else { return };
-        let stale = me.name != self.settings.name || me.client_urls != self.settings.client_urls;
+        let Ok((records, _)) = self.replica.store().members() else { return };
+        let Some(me) = records.iter().find(|record| record.id == self.settings.id) else { return };
+        let stale = !self.published || me.name != self.settings.name || me.client_urls != self.settings.client_urls;
         let recently = self.published_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(3));
         if stale && !recently && self.leader != 0 {
             self.published_at = Some(now);
@@ -360,7 +369,10 @@ impl Core {
                 client_urls: self.settings.client_urls.clone(),
             }]);
             let id = self.request_id();
-            let _ = self.replica.propose(id, &publish);
+            if self.replica.propose(id, &publish).is_ok() {
+                self.publishing = Some(id);
+                tracing::debug!(urls = ?self.settings.client_urls, "publishing this member's name and client URLs");
+            }
         }
     }
 
@@ -641,6 +653,9 @@ impl Core {
         self.deliver_watches();
         let term = self.term();
         for (id, applied) in finished.writes {
+            if self.publishing == Some(id) && applied.result.is_ok() {
+                self.published = true;
+            }
             let revision = applied.revision;
             match self.waiting.remove(&id) {
                 Some(Waiter::Write(reply)) => {
@@ -882,6 +897,8 @@ pub fn start(
         quota_walked_at: None,
         last_heard: LastHeard::default(),
         published_at: None,
+        publishing: None,
+        published: false,
         defrag: None,
         table_seeded: false,
         inbox: inbox_tx.clone(),

@@ -20,6 +20,7 @@ pub mod compactor;
 pub mod corrupt;
 pub mod driver;
 pub mod etcd_snapshot;
+pub mod h2_authority;
 pub mod http;
 pub mod listener;
 pub mod members;

@@ -16,14 +16,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
+use crate::h2_authority::AuthorityFix;
 use crate::tls::{ServerTls, PLAINTEXT_REFUSED, TLS_HANDSHAKE_BYTE};
 
-/// A client connection, plain or TLS.
+/// A client connection, plain or TLS, read through the `:authority` filter (see
+/// [`crate::h2_authority`]).
 pub enum ClientStream {
     /// Plain TCP (a port without TLS).
-    Plain(TcpStream),
+    Plain(AuthorityFix<TcpStream>),
     /// TLS over TCP.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<AuthorityFix<tokio_rustls::server::TlsStream<TcpStream>>>),
 }
 
 /// What requests learn of their connection (in their extensions).
@@ -40,9 +42,9 @@ impl tonic::transport::server::Connected for ClientStream {
 
     fn connect_info(&self) -> ClientConnInfo {
         match self {
-            ClientStream::Plain(stream) => ClientConnInfo { remote: stream.peer_addr().ok(), certs: None },
+            ClientStream::Plain(stream) => ClientConnInfo { remote: stream.get_ref().peer_addr().ok(), certs: None },
             ClientStream::Tls(stream) => {
-                let (tcp, session) = stream.get_ref();
+                let (tcp, session) = stream.get_ref().get_ref();
                 ClientConnInfo {
                     remote: tcp.peer_addr().ok(),
                     certs: session.peer_certificates().map(|certs| Arc::new(certs.to_vec())),
@@ -124,7 +126,7 @@ pub fn accept(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> (Incoming<C
             // Without no-delay, small responses wait for the client's delayed ACK (~40 ms).
             let _ = stream.set_nodelay(true);
             let Some(tls) = tls.clone() else {
-                if clients.send(Ok(ClientStream::Plain(stream))).await.is_err() {
+                if clients.send(Ok(ClientStream::Plain(AuthorityFix::new(stream)))).await.is_err() {
                     return;
                 }
                 continue;
@@ -143,7 +145,7 @@ pub fn accept(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> (Incoming<C
                     return;
                 }
                 match tls.accept(stream).await {
-                    Ok(stream) => drop(clients.send(Ok(ClientStream::Tls(Box::new(stream)))).await),
+                    Ok(stream) => drop(clients.send(Ok(ClientStream::Tls(Box::new(AuthorityFix::new(stream))))).await),
                     Err(error) => tracing::info!(%remote, %error, "TLS handshake with a client failed"),
                 }
             });

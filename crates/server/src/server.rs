@@ -235,6 +235,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     ));
     let tls = Tls::of(&config)?;
     let (table, founding_id, founding_cluster) = founding(&config)?;
+    // The founding membership entry: the same on every founder (names and peer URLs from the
+    // flags; each member publishes its client URLs through the log once running).
+    let founders: Vec<MemberChange> = table.iter().map(|member| MemberChange::Upsert(member.clone())).collect();
     let peer_urls = split_urls(&config.initial_advertise_peer_urls);
     let joining = config.initial_cluster_state == "existing";
     if !joining && config.initial_cluster_state != "new" {
@@ -317,8 +320,6 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         let replica = if joining {
             Replica::new(raft_config, ConfState::default(), disk, options, store, config.snapshot_count)?
         } else {
-            let founders: Vec<MemberChange> =
-                members.list().iter().map(|member| MemberChange::Upsert(member.clone())).collect();
             let context = command_codec::encode(&Command::Members(founders));
             let initial = ConfState::with_voters(members.list().iter().map(|member| member.id));
             Replica::new_with_context(raft_config, initial, context, disk, options, store, config.snapshot_count)?
@@ -404,26 +405,45 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));
     }
     let message_bytes_max = config.max_request_bytes + 512 * 1024;
+    let grpc = |service| api::grpc::Grpc::new(service, handle.clone());
     let routes = tonic::service::Routes::new(
-        pb::kv_server::KvServer::new(api::kv::Kv { handle: handle.clone() })
+        pb::kv_server::KvServer::new(grpc(api::kv::Kv { handle: handle.clone() }))
             .max_decoding_message_size(message_bytes_max)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        pb::watch_server::WatchServer::new(api::watch::Watch { handle: handle.clone() })
-            .max_decoding_message_size(message_bytes_max),
+        pb::watch_server::WatchServer::new(api::grpc::Grpc::new(
+            api::watch::Watch { handle: handle.clone() },
+            handle.clone(),
+        ))
+        .max_decoding_message_size(message_bytes_max),
     )
-    .add_service(pb::lease_server::LeaseServer::new(api::lease::Lease { handle: handle.clone() }))
-    .add_service(pb::cluster_server::ClusterServer::new(api::cluster::Cluster { handle: handle.clone() }))
-    .add_service(pb::maintenance_server::MaintenanceServer::new(api::maintenance::Maintenance {
-        handle: handle.clone(),
-    }))
-    .add_service(pb::auth_server::AuthServer::new(api::auth::Auth { handle: handle.clone() }))
-    .add_service(v3lockpb::lock_server::LockServer::new(api::lock::Lock { handle: handle.clone() }))
-    .add_service(v3electionpb::election_server::ElectionServer::new(api::election::Election {
-        handle: handle.clone(),
-    }));
-    let router = routes.into_axum_router().merge(crate::http::router(handle.clone()));
+    .add_service(pb::lease_server::LeaseServer::new(api::grpc::Grpc::new(
+        api::lease::Lease { handle: handle.clone() },
+        handle.clone(),
+    )))
+    .add_service(pb::cluster_server::ClusterServer::new(api::grpc::Grpc::new(
+        api::cluster::Cluster { handle: handle.clone() },
+        handle.clone(),
+    )))
+    .add_service(pb::maintenance_server::MaintenanceServer::new(api::grpc::Grpc::new(
+        api::maintenance::Maintenance { handle: handle.clone() },
+        handle.clone(),
+    )))
+    .add_service(pb::auth_server::AuthServer::new(api::grpc::Grpc::new(
+        api::auth::Auth { handle: handle.clone() },
+        handle.clone(),
+    )))
+    .add_service(v3lockpb::lock_server::LockServer::new(api::grpc::Grpc::new(
+        api::lock::Lock { handle: handle.clone() },
+        handle.clone(),
+    )))
+    .add_service(v3electionpb::election_server::ElectionServer::new(api::grpc::Grpc::new(
+        api::election::Election { handle: handle.clone() },
+        handle.clone(),
+    )));
+    let gateway = api::gateway::router(Arc::new(api::gateway::Services::new(handle.clone())));
+    let router = routes.into_axum_router().merge(crate::http::router(handle.clone())).merge(gateway);
 
     tracing::info!(
         name = config.name,

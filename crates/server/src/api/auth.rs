@@ -11,9 +11,9 @@ use ballot_mvcc::Command;
 use ballot_proto::authpb;
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::auth_client::AuthClient;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
-use super::{forwarded, status, Handle};
+use super::{status, Caller, Handle};
 use crate::auth::{hash_password, password_matches, Identity, Tokens};
 use crate::driver::ApiError;
 
@@ -39,17 +39,18 @@ fn mvcc(error: ballot_mvcc::Error) -> Status {
     status(ApiError::Mvcc(error))
 }
 
-/// Proposes an auth change for `$identity`; on a follower, forwards the request to the leader.
+/// Proposes an auth change for `$identity`; on a follower, forwards the request (`$message`,
+/// kept for that) to the leader.
 macro_rules! change {
-    ($self:ident, $request:ident, $identity:expr, $command:expr, $method:ident, $response:ident) => {{
+    ($self:ident, $caller:ident, $message:ident, $identity:expr, $command:expr, $method:ident, $response:ident) => {{
         match $self.handle.propose_as(&$identity, Command::Auth($command)).await {
             Ok(answer) => {
                 answer.value.result.map_err(mvcc)?;
-                Ok(Response::new(pb::$response { header: $self.handle.header(answer.revision, answer.term) }))
+                Ok(pb::$response { header: $self.handle.header(answer.revision, answer.term) })
             }
             Err(ApiError::NotLeader(leader)) => {
-                let channel = $self.handle.leader_channel(&$request, leader)?;
-                AuthClient::new(channel).$method(forwarded($request)).await
+                let channel = $self.handle.leader_channel($caller, leader)?;
+                Ok(AuthClient::new(channel).$method($message).await?.into_inner())
             }
             Err(error) => Err(status(error)),
         }
@@ -58,8 +59,8 @@ macro_rules! change {
 
 impl Auth {
     /// The caller, who must be root (checked again where the change is applied).
-    async fn admin<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
-        let identity = self.handle.identity(request).await?;
+    async fn admin(&self, caller: &Caller) -> Result<Identity, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         Ok(identity)
     }
@@ -84,47 +85,48 @@ impl Auth {
     }
 }
 
-/// Where a request came from, for the login limit.
-fn source<T>(request: &Request<T>) -> String {
-    let info = request.extensions().get::<crate::listener::ClientConnInfo>();
-    info.and_then(|info| info.remote).map(|address| address.ip().to_string()).unwrap_or_default()
-}
-
-#[tonic::async_trait]
-impl pb::auth_server::Auth for Auth {
-    async fn auth_enable(
+impl Auth {
+    /// etcd's AuthEnable.
+    pub async fn auth_enable(
         &self,
-        request: Request<pb::AuthEnableRequest>,
-    ) -> Result<Response<pb::AuthEnableResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
+        caller: &Caller,
+        message: pb::AuthEnableRequest,
+    ) -> Result<pb::AuthEnableResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         let mut forward_key = vec![0u8; 32];
         getrandom::fill(&mut forward_key).map_err(|error| Status::internal(format!("random source: {error}")))?;
-        change!(self, request, identity, AuthCommand::Enable { forward_key }, auth_enable, AuthEnableResponse)
+        change!(self, caller, message, identity, AuthCommand::Enable { forward_key }, auth_enable, AuthEnableResponse)
     }
 
-    async fn auth_disable(
+    /// etcd's AuthDisable.
+    pub async fn auth_disable(
         &self,
-        request: Request<pb::AuthDisableRequest>,
-    ) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        change!(self, request, identity, AuthCommand::Disable, auth_disable, AuthDisableResponse)
+        caller: &Caller,
+        message: pb::AuthDisableRequest,
+    ) -> Result<pb::AuthDisableResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        change!(self, caller, message, identity, AuthCommand::Disable, auth_disable, AuthDisableResponse)
     }
 
-    async fn auth_status(
+    /// etcd's AuthStatus.
+    pub async fn auth_status(
         &self,
-        _request: Request<pb::AuthStatusRequest>,
-    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
+        _caller: &Caller,
+        _message: pb::AuthStatusRequest,
+    ) -> Result<pb::AuthStatusResponse, Status> {
         self.handle.barrier().await?;
         let (enabled, auth_revision) = self.handle.authorize(|auth| auth.status())?;
-        Ok(Response::new(pb::AuthStatusResponse { header: self.header(), enabled, auth_revision }))
+        Ok(pb::AuthStatusResponse { header: self.header(), enabled, auth_revision })
     }
 
-    async fn authenticate(
+    /// etcd's Authenticate.
+    pub async fn authenticate(
         &self,
-        request: Request<pb::AuthenticateRequest>,
-    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        let source = source(&request);
-        let pb::AuthenticateRequest { name, password } = request.get_ref().clone();
+        caller: &Caller,
+        message: pb::AuthenticateRequest,
+    ) -> Result<pb::AuthenticateResponse, Status> {
+        let source = caller.source_text();
+        let pb::AuthenticateRequest { name, password } = message.clone();
         let tokens = self.handle.tokens().clone();
         let wait = tokens.login_wait(&name, &source);
         if !wait.is_zero() {
@@ -157,21 +159,21 @@ impl pb::auth_server::Auth for Auth {
             tokens.login_outcome(&name, &source, true);
             if !tokens.is_simple() {
                 let token = tokens.sign(&name, revision).map_err(Status::internal)?;
-                return Ok(Response::new(pb::AuthenticateResponse { header: self.header(), token }));
+                return Ok(pb::AuthenticateResponse { header: self.header(), token });
             }
             let (token, hash) = Tokens::new_simple();
             match self.handle.propose(Command::Auth(Tokens::login(&name, hash, revision))).await {
                 Ok(answer) => match answer.value.result {
                     Ok(_) => {
                         let header = self.handle.header(answer.revision, answer.term);
-                        return Ok(Response::new(pb::AuthenticateResponse { header, token }));
+                        return Ok(pb::AuthenticateResponse { header, token });
                     }
                     Err(ballot_mvcc::Error::AuthOldRevision) => continue,
                     Err(error) => return Err(mvcc(error)),
                 },
                 Err(ApiError::NotLeader(leader)) => {
-                    let channel = self.handle.leader_channel(&request, leader)?;
-                    return AuthClient::new(channel).authenticate(forwarded(request)).await;
+                    let channel = self.handle.leader_channel(caller, leader)?;
+                    return Ok(AuthClient::new(channel).authenticate(message).await?.into_inner());
                 }
                 Err(error) => return Err(status(error)),
             }
@@ -180,31 +182,35 @@ impl pb::auth_server::Auth for Auth {
         Err(mvcc(ballot_mvcc::Error::AuthOldRevision))
     }
 
-    async fn user_add(
+    /// etcd's UserAdd.
+    pub async fn user_add(
         &self,
-        request: Request<pb::AuthUserAddRequest>,
-    ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
-        let identity = self.admin(&request).await?;
-        let message = request.get_ref().clone();
-        if message.name.is_empty() {
+        caller: &Caller,
+        message: pb::AuthUserAddRequest,
+    ) -> Result<pb::AuthUserAddResponse, Status> {
+        let identity = self.admin(caller).await?;
+        let fields = message.clone();
+        if fields.name.is_empty() {
             return Err(mvcc(ballot_mvcc::Error::UserEmpty));
         }
-        let no_password = message.options.is_some_and(|options| options.no_password);
+        let no_password = fields.options.is_some_and(|options| options.no_password);
         let password = if no_password {
             String::new()
         } else {
-            Self::password_hash(message.password, message.hashed_password).await?
+            Self::password_hash(fields.password, fields.hashed_password).await?
         };
-        let command = AuthCommand::UserAdd { name: message.name, password, no_password };
-        change!(self, request, identity, command, user_add, AuthUserAddResponse)
+        let command = AuthCommand::UserAdd { name: fields.name, password, no_password };
+        change!(self, caller, message, identity, command, user_add, AuthUserAddResponse)
     }
 
-    async fn user_get(
+    /// etcd's UserGet.
+    pub async fn user_get(
         &self,
-        request: Request<pb::AuthUserGetRequest>,
-    ) -> Result<Response<pb::AuthUserGetResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let name = request.get_ref().name.clone();
+        caller: &Caller,
+        message: pb::AuthUserGetRequest,
+    ) -> Result<pb::AuthUserGetResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let name = message.name.clone();
         // A user may look itself up; anyone else needs root.
         if identity.user != name {
             self.handle.check_admin(&identity).await?;
@@ -214,47 +220,56 @@ impl pb::auth_server::Auth for Auth {
         }
         let user =
             self.handle.authorize(|auth| auth.user(&name))?.ok_or_else(|| mvcc(ballot_mvcc::Error::UserNotFound))?;
-        Ok(Response::new(pb::AuthUserGetResponse { header: self.header(), roles: user.roles }))
+        Ok(pb::AuthUserGetResponse { header: self.header(), roles: user.roles })
     }
 
-    async fn user_list(
+    /// etcd's UserList.
+    pub async fn user_list(
         &self,
-        request: Request<pb::AuthUserListRequest>,
-    ) -> Result<Response<pb::AuthUserListResponse>, Status> {
-        self.admin(&request).await?;
+        caller: &Caller,
+        _message: pb::AuthUserListRequest,
+    ) -> Result<pb::AuthUserListResponse, Status> {
+        self.admin(caller).await?;
         let users = self.handle.authorize(|auth| auth.user_names())?;
-        Ok(Response::new(pb::AuthUserListResponse { header: self.header(), users }))
+        Ok(pb::AuthUserListResponse { header: self.header(), users })
     }
 
-    async fn user_delete(
+    /// etcd's UserDelete.
+    pub async fn user_delete(
         &self,
-        request: Request<pb::AuthUserDeleteRequest>,
-    ) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let command = AuthCommand::UserDelete { name: request.get_ref().name.clone() };
-        change!(self, request, identity, command, user_delete, AuthUserDeleteResponse)
+        caller: &Caller,
+        message: pb::AuthUserDeleteRequest,
+    ) -> Result<pb::AuthUserDeleteResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let command = AuthCommand::UserDelete { name: message.name.clone() };
+        change!(self, caller, message, identity, command, user_delete, AuthUserDeleteResponse)
     }
 
-    async fn user_change_password(
+    /// etcd's UserChangePassword.
+    pub async fn user_change_password(
         &self,
-        request: Request<pb::AuthUserChangePasswordRequest>,
-    ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
-        let identity = self.admin(&request).await?;
-        let message = request.get_ref().clone();
-        let password = Self::password_hash(message.password, message.hashed_password).await?;
-        let command = AuthCommand::UserChangePassword { name: message.name, password };
-        change!(self, request, identity, command, user_change_password, AuthUserChangePasswordResponse)
+        caller: &Caller,
+        message: pb::AuthUserChangePasswordRequest,
+    ) -> Result<pb::AuthUserChangePasswordResponse, Status> {
+        let identity = self.admin(caller).await?;
+        let fields = message.clone();
+        let password = Self::password_hash(fields.password, fields.hashed_password).await?;
+        let command = AuthCommand::UserChangePassword { name: fields.name, password };
+        change!(self, caller, message, identity, command, user_change_password, AuthUserChangePasswordResponse)
     }
 
-    async fn user_grant_role(
+    /// etcd's UserGrantRole.
+    pub async fn user_grant_role(
         &self,
-        request: Request<pb::AuthUserGrantRoleRequest>,
-    ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let pb::AuthUserGrantRoleRequest { user, role } = request.get_ref().clone();
+        caller: &Caller,
+        message: pb::AuthUserGrantRoleRequest,
+    ) -> Result<pb::AuthUserGrantRoleResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let pb::AuthUserGrantRoleRequest { user, role } = message.clone();
         change!(
             self,
-            request,
+            caller,
+            message,
             identity,
             AuthCommand::UserGrantRole { user, role },
             user_grant_role,
@@ -262,31 +277,37 @@ impl pb::auth_server::Auth for Auth {
         )
     }
 
-    async fn user_revoke_role(
+    /// etcd's UserRevokeRole.
+    pub async fn user_revoke_role(
         &self,
-        request: Request<pb::AuthUserRevokeRoleRequest>,
-    ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let pb::AuthUserRevokeRoleRequest { name, role } = request.get_ref().clone();
+        caller: &Caller,
+        message: pb::AuthUserRevokeRoleRequest,
+    ) -> Result<pb::AuthUserRevokeRoleResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let pb::AuthUserRevokeRoleRequest { name, role } = message.clone();
         let command = AuthCommand::UserRevokeRole { user: name, role };
-        change!(self, request, identity, command, user_revoke_role, AuthUserRevokeRoleResponse)
+        change!(self, caller, message, identity, command, user_revoke_role, AuthUserRevokeRoleResponse)
     }
 
-    async fn role_add(
+    /// etcd's RoleAdd.
+    pub async fn role_add(
         &self,
-        request: Request<pb::AuthRoleAddRequest>,
-    ) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let command = AuthCommand::RoleAdd { name: request.get_ref().name.clone() };
-        change!(self, request, identity, command, role_add, AuthRoleAddResponse)
+        caller: &Caller,
+        message: pb::AuthRoleAddRequest,
+    ) -> Result<pb::AuthRoleAddResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let command = AuthCommand::RoleAdd { name: message.name.clone() };
+        change!(self, caller, message, identity, command, role_add, AuthRoleAddResponse)
     }
 
-    async fn role_get(
+    /// etcd's RoleGet.
+    pub async fn role_get(
         &self,
-        request: Request<pb::AuthRoleGetRequest>,
-    ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let name = request.get_ref().role.clone();
+        caller: &Caller,
+        message: pb::AuthRoleGetRequest,
+    ) -> Result<pb::AuthRoleGetResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let name = message.role.clone();
         self.handle.barrier().await?;
         // A user may look up its own roles; other roles need root.
         let own = self.handle.authorize(|auth| {
@@ -302,51 +323,59 @@ impl pb::auth_server::Auth for Auth {
             .into_iter()
             .map(|p| authpb::Permission { perm_type: p.kind as i32, key: p.key, range_end: p.range_end })
             .collect();
-        Ok(Response::new(pb::AuthRoleGetResponse { header: self.header(), perm }))
+        Ok(pb::AuthRoleGetResponse { header: self.header(), perm })
     }
 
-    async fn role_list(
+    /// etcd's RoleList.
+    pub async fn role_list(
         &self,
-        request: Request<pb::AuthRoleListRequest>,
-    ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
-        self.admin(&request).await?;
+        caller: &Caller,
+        _message: pb::AuthRoleListRequest,
+    ) -> Result<pb::AuthRoleListResponse, Status> {
+        self.admin(caller).await?;
         let roles = self.handle.authorize(|auth| auth.role_names())?;
-        Ok(Response::new(pb::AuthRoleListResponse { header: self.header(), roles }))
+        Ok(pb::AuthRoleListResponse { header: self.header(), roles })
     }
 
-    async fn role_delete(
+    /// etcd's RoleDelete.
+    pub async fn role_delete(
         &self,
-        request: Request<pb::AuthRoleDeleteRequest>,
-    ) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let command = AuthCommand::RoleDelete { name: request.get_ref().role.clone() };
-        change!(self, request, identity, command, role_delete, AuthRoleDeleteResponse)
+        caller: &Caller,
+        message: pb::AuthRoleDeleteRequest,
+    ) -> Result<pb::AuthRoleDeleteResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let command = AuthCommand::RoleDelete { name: message.role.clone() };
+        change!(self, caller, message, identity, command, role_delete, AuthRoleDeleteResponse)
     }
 
-    async fn role_grant_permission(
+    /// etcd's RoleGrantPermission.
+    pub async fn role_grant_permission(
         &self,
-        request: Request<pb::AuthRoleGrantPermissionRequest>,
-    ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let message = request.get_ref().clone();
-        let perm = message.perm.ok_or_else(|| Status::invalid_argument("etcdserver: permission not given"))?;
+        caller: &Caller,
+        message: pb::AuthRoleGrantPermissionRequest,
+    ) -> Result<pb::AuthRoleGrantPermissionResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let fields = message.clone();
+        let perm = fields.perm.ok_or_else(|| Status::invalid_argument("etcdserver: permission not given"))?;
         let kind = PermissionKind::from_code(perm.perm_type as u64)
             .ok_or_else(|| Status::invalid_argument("etcdserver: unknown permission type"))?;
         if perm.key.is_empty() {
             return Err(Status::invalid_argument("etcdserver: key is not provided"));
         }
         let permission = Permission { kind, key: perm.key, range_end: perm.range_end };
-        let command = AuthCommand::RoleGrantPermission { role: message.name, permission };
-        change!(self, request, identity, command, role_grant_permission, AuthRoleGrantPermissionResponse)
+        let command = AuthCommand::RoleGrantPermission { role: fields.name, permission };
+        change!(self, caller, message, identity, command, role_grant_permission, AuthRoleGrantPermissionResponse)
     }
 
-    async fn role_revoke_permission(
+    /// etcd's RoleRevokePermission.
+    pub async fn role_revoke_permission(
         &self,
-        request: Request<pb::AuthRoleRevokePermissionRequest>,
-    ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let pb::AuthRoleRevokePermissionRequest { role, key, range_end } = request.get_ref().clone();
+        caller: &Caller,
+        message: pb::AuthRoleRevokePermissionRequest,
+    ) -> Result<pb::AuthRoleRevokePermissionResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let pb::AuthRoleRevokePermissionRequest { role, key, range_end } = message.clone();
         let command = AuthCommand::RoleRevokePermission { role, key, range_end };
-        change!(self, request, identity, command, role_revoke_permission, AuthRoleRevokePermissionResponse)
+        change!(self, caller, message, identity, command, role_revoke_permission, AuthRoleRevokePermissionResponse)
     }
 }

@@ -9,9 +9,9 @@ use ballot_mvcc::{Command, MemberChange, MemberRecord};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballot_raft::{ConfChange, NodeId, Role};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
-use super::{forwarded, status, Handle};
+use super::{status, Caller, Handle};
 use crate::driver::{ApiError, Core};
 use crate::members::Member;
 use crate::membership::{self, errors};
@@ -62,8 +62,8 @@ impl Cluster {
         }
     }
 
-    fn client<T>(&self, request: &Request<T>, leader: NodeId) -> Result<ClusterClient<super::ForwardChannel>, Status> {
-        Ok(ClusterClient::new(self.handle.leader_channel(request, leader)?))
+    fn client(&self, caller: &Caller, leader: NodeId) -> Result<ClusterClient<super::ForwardChannel>, Status> {
+        Ok(ClusterClient::new(self.handle.leader_channel(caller, leader)?))
     }
 
     /// Proposes `change` on the leader after `check` passed there, then waits until `done`
@@ -141,18 +141,19 @@ impl Cluster {
     }
 }
 
-#[tonic::async_trait]
-impl pb::cluster_server::Cluster for Cluster {
-    async fn member_add(
+impl Cluster {
+    /// etcd's MemberAdd: a voter enters as a learner and is promoted once it caught up.
+    pub async fn member_add(
         &self,
-        request: Request<pb::MemberAddRequest>,
-    ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
+        caller: &Caller,
+        message: pb::MemberAddRequest,
+    ) -> Result<pb::MemberAddResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         if let Route::Leader(leader) = self.route().await? {
-            return self.client(&request, leader)?.member_add(forwarded(request)).await;
+            return Ok(self.client(caller, leader)?.member_add(message).await?.into_inner());
         }
-        let pb::MemberAddRequest { peer_ur_ls: peer_urls, is_learner } = request.into_inner();
+        let pb::MemberAddRequest { peer_ur_ls: peer_urls, is_learner } = message;
         let record = MemberRecord {
             id: membership::new_member_id(&peer_urls, self.handle.cluster_id),
             name: String::new(),
@@ -174,20 +175,18 @@ impl pb::cluster_server::Cluster for Cluster {
             .await?;
         tracing::info!(member = format!("{id:x}"), urls = ?record.peer_urls, is_learner, "member added");
         let member = self.handle.members.get(id).map(to_pb);
-        Ok(Response::new(pb::MemberAddResponse {
-            header: self.handle.header(0, term),
-            member,
-            members: self.members(),
-        }))
+        Ok(pb::MemberAddResponse { header: self.handle.header(0, term), member, members: self.members() })
     }
 
-    async fn member_remove(
+    /// etcd's MemberRemove (the leader hands leadership over first).
+    pub async fn member_remove(
         &self,
-        request: Request<pb::MemberRemoveRequest>,
-    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
+        caller: &Caller,
+        message: pb::MemberRemoveRequest,
+    ) -> Result<pb::MemberRemoveResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
-        let id = request.get_ref().id;
+        let id = message.id;
         if self.handle.members.get(id).is_none() {
             return Err(errors::not_found());
         }
@@ -201,7 +200,7 @@ impl pb::cluster_server::Cluster for Cluster {
             Route::Leader(leader) => Some(leader),
         };
         if let Some(leader) = leader {
-            return self.client(&request, leader)?.member_remove(forwarded(request)).await;
+            return Ok(self.client(caller, leader)?.member_remove(message).await?.into_inner());
         }
         let term = self
             .change(
@@ -219,15 +218,17 @@ impl pb::cluster_server::Cluster for Cluster {
             )
             .await?;
         tracing::info!(member = format!("{id:x}"), "member removed");
-        Ok(Response::new(pb::MemberRemoveResponse { header: self.handle.header(0, term), members: self.members() }))
+        Ok(pb::MemberRemoveResponse { header: self.handle.header(0, term), members: self.members() })
     }
 
-    async fn member_update(
+    /// etcd's MemberUpdate.
+    pub async fn member_update(
         &self,
-        request: Request<pb::MemberUpdateRequest>,
-    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let pb::MemberUpdateRequest { id, peer_ur_ls: peer_urls } = request.into_inner();
+        caller: &Caller,
+        message: pb::MemberUpdateRequest,
+    ) -> Result<pb::MemberUpdateResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let pb::MemberUpdateRequest { id, peer_ur_ls: peer_urls } = message;
         let checked = peer_urls.clone();
         self.handle
             .query(move |core| {
@@ -241,27 +242,31 @@ impl pb::cluster_server::Cluster for Cluster {
         let update = Command::Members(vec![MemberChange::SetPeerUrls { id, peer_urls }]);
         let (_, _, term) = self.handle.apply_as(&identity, update).await?;
         tracing::info!(member = format!("{id:x}"), "member peer URLs updated");
-        Ok(Response::new(pb::MemberUpdateResponse { header: self.handle.header(0, term), members: self.members() }))
+        Ok(pb::MemberUpdateResponse { header: self.handle.header(0, term), members: self.members() })
     }
 
-    async fn member_list(
+    /// etcd's MemberList.
+    pub async fn member_list(
         &self,
-        _request: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        _caller: &Caller,
+        _message: pb::MemberListRequest,
+    ) -> Result<pb::MemberListResponse, Status> {
         let term = self.handle.query(|core| core.term()).await?;
-        Ok(Response::new(pb::MemberListResponse { header: self.handle.header(0, term), members: self.members() }))
+        Ok(pb::MemberListResponse { header: self.handle.header(0, term), members: self.members() })
     }
 
-    async fn member_promote(
+    /// etcd's MemberPromote.
+    pub async fn member_promote(
         &self,
-        request: Request<pb::MemberPromoteRequest>,
-    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
+        caller: &Caller,
+        message: pb::MemberPromoteRequest,
+    ) -> Result<pb::MemberPromoteResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         if let Route::Leader(leader) = self.route().await? {
-            return self.client(&request, leader)?.member_promote(forwarded(request)).await;
+            return Ok(self.client(caller, leader)?.member_promote(message).await?.into_inner());
         }
-        let id = request.get_ref().id;
+        let id = message.id;
         let term = self
             .change(
                 move |view| {
@@ -273,6 +278,6 @@ impl pb::cluster_server::Cluster for Cluster {
             )
             .await?;
         tracing::info!(member = format!("{id:x}"), "learner promoted");
-        Ok(Response::new(pb::MemberPromoteResponse { header: self.handle.header(0, term), members: self.members() }))
+        Ok(pb::MemberPromoteResponse { header: self.handle.header(0, term), members: self.members() })
     }
 }

@@ -8,10 +8,10 @@ use ballot_mvcc::{
 };
 use ballot_proto::v3electionpb as pb;
 use ballot_proto::v3electionpb::election_client::ElectionClient;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 
 use super::lock::{acquire, leader_or_forward};
-use super::{async_stream, convert, forwarded, prefix_end, Handle};
+use super::{async_stream, convert, prefix_end, Caller, Handle};
 use crate::auth::Identity;
 
 /// The Election service.
@@ -52,29 +52,41 @@ fn holds(leader: &pb::LeaderKey) -> Compare {
     }
 }
 
-#[tonic::async_trait]
-impl pb::election_server::Election for Election {
-    async fn campaign(&self, request: Request<pb::CampaignRequest>) -> Result<Response<pb::CampaignResponse>, Status> {
-        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return ElectionClient::new(channel).campaign(forwarded(request)).await;
+/// The Observe response stream.
+pub type ObserveStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LeaderResponse, Status>> + Send>>;
+
+impl Election {
+    /// etcd's Campaign: waits until this candidate leads.
+    pub async fn campaign(
+        &self,
+        caller: &Caller,
+        message: pb::CampaignRequest,
+    ) -> Result<pb::CampaignResponse, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
+            return Ok(ElectionClient::new(channel).campaign(message).await?.into_inner());
         }
-        let identity = self.handle.identity(&request).await?;
-        let pb::CampaignRequest { name, lease, value } = request.into_inner();
+        let identity = self.handle.identity(caller).await?;
+        let pb::CampaignRequest { name, lease, value } = message;
         let prefix = prefix_of(&name);
         let key: Vec<u8> = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
         let (rev, term) = acquire(&self.handle, &identity, &prefix, key.clone(), value, lease).await?;
-        Ok(Response::new(pb::CampaignResponse {
+        Ok(pb::CampaignResponse {
             header: self.handle.header(rev, term),
             leader: Some(pb::LeaderKey { name, key, rev, lease }),
-        }))
+        })
     }
 
-    async fn proclaim(&self, request: Request<pb::ProclaimRequest>) -> Result<Response<pb::ProclaimResponse>, Status> {
-        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return ElectionClient::new(channel).proclaim(forwarded(request)).await;
+    /// etcd's Proclaim.
+    pub async fn proclaim(
+        &self,
+        caller: &Caller,
+        message: pb::ProclaimRequest,
+    ) -> Result<pb::ProclaimResponse, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
+            return Ok(ElectionClient::new(channel).proclaim(message).await?.into_inner());
         }
-        let identity = self.handle.identity(&request).await?;
-        let pb::ProclaimRequest { leader, value } = request.into_inner();
+        let identity = self.handle.identity(caller).await?;
+        let pb::ProclaimRequest { leader, value } = message;
         let leader = leader.ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
         let put = PutRequest { key: leader.key.clone(), value, lease: leader.lease, ..Default::default() };
         let txn = TxnRequest { compare: vec![holds(&leader)], success: vec![RequestOp::Put(put)], failure: vec![] };
@@ -82,21 +94,21 @@ impl pb::election_server::Election for Election {
         if !matches!(response, Applied::Txn(ref txn) if txn.succeeded) {
             return Err(Status::failed_precondition("election: not leader"));
         }
-        Ok(Response::new(pb::ProclaimResponse { header: self.handle.header(revision, term) }))
+        Ok(pb::ProclaimResponse { header: self.handle.header(revision, term) })
     }
 
-    async fn leader(&self, request: Request<pb::LeaderRequest>) -> Result<Response<pb::LeaderResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let (kv, revision, term) = leader_of(&self.handle, &identity, &request.get_ref().name).await?;
+    /// etcd's Leader.
+    pub async fn leader(&self, caller: &Caller, message: pb::LeaderRequest) -> Result<pb::LeaderResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let (kv, revision, term) = leader_of(&self.handle, &identity, &message.name).await?;
         let kv = kv.ok_or_else(|| Status::new(Code::Unknown, "election: no leader"))?;
-        Ok(Response::new(pb::LeaderResponse { header: self.handle.header(revision, term), kv: Some(convert::kv(kv)) }))
+        Ok(pb::LeaderResponse { header: self.handle.header(revision, term), kv: Some(convert::kv(kv)) })
     }
 
-    type ObserveStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LeaderResponse, Status>> + Send>>;
-
-    async fn observe(&self, request: Request<pb::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let name = request.into_inner().name;
+    /// etcd's Observe: the leader now, then each change of leader or of its value.
+    pub async fn observe(&self, caller: &Caller, message: pb::LeaderRequest) -> Result<ObserveStream, Status> {
+        let identity = self.handle.identity(caller).await?;
+        let name = message.name;
         let handle = self.handle.clone();
         let stream = async_stream(move |tx| async move {
             let mut last: Option<(Vec<u8>, i64)> = None;
@@ -122,18 +134,16 @@ impl pb::election_server::Election for Election {
                 }
             }
         });
-        Ok(Response::new(stream))
+        Ok(stream)
     }
 
-    async fn resign(&self, request: Request<pb::ResignRequest>) -> Result<Response<pb::ResignResponse>, Status> {
-        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return ElectionClient::new(channel).resign(forwarded(request)).await;
+    /// etcd's Resign.
+    pub async fn resign(&self, caller: &Caller, message: pb::ResignRequest) -> Result<pb::ResignResponse, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
+            return Ok(ElectionClient::new(channel).resign(message).await?.into_inner());
         }
-        let identity = self.handle.identity(&request).await?;
-        let leader = request
-            .into_inner()
-            .leader
-            .ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
+        let identity = self.handle.identity(caller).await?;
+        let leader = message.leader.ok_or_else(|| Status::invalid_argument("election: a leader key is required"))?;
         let delete = DeleteRangeRequest { key: leader.key.clone(), ..Default::default() };
         let txn = TxnRequest {
             compare: vec![holds(&leader)],
@@ -141,6 +151,6 @@ impl pb::election_server::Election for Election {
             failure: vec![],
         };
         let (_, revision, term) = self.handle.apply_as(&identity, Command::Txn(txn)).await?;
-        Ok(Response::new(pb::ResignResponse { header: self.handle.header(revision, term) }))
+        Ok(pb::ResignResponse { header: self.handle.header(revision, term) })
     }
 }

@@ -3,10 +3,11 @@
 use ballot_mvcc::{Command, Response};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::kv_client::KvClient;
+use ballot_raft::NodeId;
 use prost::Message as _;
-use tonic::{Request, Response as GrpcResponse, Status};
+use tonic::Status;
 
-use super::{check_size, convert, forwarded, invalid, status, Handle};
+use super::{check_size, convert, invalid, status, Caller, ForwardChannel, Handle};
 use crate::auth::Identity;
 use crate::driver::ApiError;
 
@@ -63,93 +64,92 @@ impl Kv {
         let response = answer.value.result.map_err(ApiError::Mvcc)?;
         Ok((response, answer.revision, answer.term))
     }
-}
 
-#[tonic::async_trait]
-impl pb::kv_server::Kv for Kv {
-    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<GrpcResponse<pb::RangeResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
-        let message = request.get_ref();
+    fn leader(&self, caller: &Caller, leader: NodeId) -> Result<KvClient<ForwardChannel>, Status> {
+        Ok(KvClient::new(self.handle.leader_channel(caller, leader)?))
+    }
+
+    /// etcd's Range.
+    pub async fn range(&self, caller: &Caller, message: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         check_key(&message.key)?;
-        let range = convert::range_request(message);
+        let range = convert::range_request(&message);
         let answer = if message.serializable {
             self.handle.read_local(&identity, range).await?
         } else {
             self.handle.read(&identity, range).await?
         };
         let header = self.handle.header(answer.revision, answer.term);
-        Ok(GrpcResponse::new(convert::range_response(answer.value, header)))
+        Ok(convert::range_response(answer.value, header))
     }
 
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<GrpcResponse<pb::PutResponse>, Status> {
-        check_size(&self.handle, request.get_ref().encoded_len())?;
-        check_put(request.get_ref())?;
-        let identity = self.handle.identity(&request).await?;
-        match self.write(&identity, Command::Put(convert::put_request(request.get_ref()))).await {
-            Ok((Response::Put(put), revision, term)) => Ok(GrpcResponse::new(pb::PutResponse {
+    /// etcd's Put.
+    pub async fn put(&self, caller: &Caller, message: pb::PutRequest) -> Result<pb::PutResponse, Status> {
+        check_size(&self.handle, message.encoded_len())?;
+        check_put(&message)?;
+        let identity = self.handle.identity(caller).await?;
+        match self.write(&identity, Command::Put(convert::put_request(&message))).await {
+            Ok((Response::Put(put), revision, term)) => Ok(pb::PutResponse {
                 header: self.handle.header(revision, term),
                 prev_kv: put.prev_kv.map(convert::kv),
-            })),
+            }),
             Ok(_) => Err(Status::internal("a put answered with another kind of response")),
-            Err(ApiError::NotLeader(leader)) => {
-                let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).put(forwarded(request)).await
-            }
+            Err(ApiError::NotLeader(leader)) => Ok(self.leader(caller, leader)?.put(message).await?.into_inner()),
             Err(error) => Err(status(error)),
         }
     }
 
-    async fn delete_range(
+    /// etcd's DeleteRange.
+    pub async fn delete_range(
         &self,
-        request: Request<pb::DeleteRangeRequest>,
-    ) -> Result<GrpcResponse<pb::DeleteRangeResponse>, Status> {
-        check_size(&self.handle, request.get_ref().encoded_len())?;
-        check_key(&request.get_ref().key)?;
-        let identity = self.handle.identity(&request).await?;
-        match self.write(&identity, Command::DeleteRange(convert::delete_request(request.get_ref()))).await {
-            Ok((Response::DeleteRange(delete), revision, term)) => Ok(GrpcResponse::new(pb::DeleteRangeResponse {
+        caller: &Caller,
+        message: pb::DeleteRangeRequest,
+    ) -> Result<pb::DeleteRangeResponse, Status> {
+        check_size(&self.handle, message.encoded_len())?;
+        check_key(&message.key)?;
+        let identity = self.handle.identity(caller).await?;
+        match self.write(&identity, Command::DeleteRange(convert::delete_request(&message))).await {
+            Ok((Response::DeleteRange(delete), revision, term)) => Ok(pb::DeleteRangeResponse {
                 header: self.handle.header(revision, term),
                 deleted: delete.deleted,
                 prev_kvs: delete.prev_kvs.into_iter().map(convert::kv).collect(),
-            })),
+            }),
             Ok(_) => Err(Status::internal("a delete answered with another kind of response")),
             Err(ApiError::NotLeader(leader)) => {
-                let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).delete_range(forwarded(request)).await
+                Ok(self.leader(caller, leader)?.delete_range(message).await?.into_inner())
             }
             Err(error) => Err(status(error)),
         }
     }
 
-    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<GrpcResponse<pb::TxnResponse>, Status> {
-        check_size(&self.handle, request.get_ref().encoded_len())?;
-        check_txn(request.get_ref(), self.handle.limits.txn_ops_max)?;
+    /// etcd's Txn.
+    pub async fn txn(&self, caller: &Caller, message: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+        check_size(&self.handle, message.encoded_len())?;
+        check_txn(&message, self.handle.limits.txn_ops_max)?;
         // A txn that only reads goes through the log too (linearizable, one entry, no new
         // revision); serving it at a ReadIndex point instead would save the entry.
-        let txn = convert::txn_request(request.get_ref()).map_err(invalid)?;
-        let identity = self.handle.identity(&request).await?;
+        let txn = convert::txn_request(&message).map_err(invalid)?;
+        let identity = self.handle.identity(caller).await?;
         match self.write(&identity, Command::Txn(txn)).await {
             Ok((Response::Txn(txn), revision, term)) => {
-                Ok(GrpcResponse::new(convert::txn_response(txn, self.handle.header(revision, term))))
+                Ok(convert::txn_response(txn, self.handle.header(revision, term)))
             }
             Ok(_) => Err(Status::internal("a txn answered with another kind of response")),
-            Err(ApiError::NotLeader(leader)) => {
-                let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).txn(forwarded(request)).await
-            }
+            Err(ApiError::NotLeader(leader)) => Ok(self.leader(caller, leader)?.txn(message).await?.into_inner()),
             Err(error) => Err(status(error)),
         }
     }
 
-    async fn compact(
+    /// etcd's Compact.
+    pub async fn compact(
         &self,
-        request: Request<pb::CompactionRequest>,
-    ) -> Result<GrpcResponse<pb::CompactionResponse>, Status> {
-        let (revision, physical) = (request.get_ref().revision, request.get_ref().physical);
-        let identity = self.handle.identity(&request).await?;
-        match self.write(&identity, Command::Compact { revision }).await {
+        caller: &Caller,
+        message: pb::CompactionRequest,
+    ) -> Result<pb::CompactionResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
+        match self.write(&identity, Command::Compact { revision: message.revision }).await {
             Ok((_, revision, term)) => {
-                if physical {
+                if message.physical {
                     // etcd's `physical`: answer once the history is removed from this member
                     // (a large history takes a while: the client's deadline decides, within
                     // a bound).
@@ -161,12 +161,9 @@ impl pb::kv_server::Kv for Kv {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                 }
-                Ok(GrpcResponse::new(pb::CompactionResponse { header: self.handle.header(revision, term) }))
+                Ok(pb::CompactionResponse { header: self.handle.header(revision, term) })
             }
-            Err(ApiError::NotLeader(leader)) => {
-                let channel = self.handle.leader_channel(&request, leader)?;
-                KvClient::new(channel).compact(forwarded(request)).await
-            }
+            Err(ApiError::NotLeader(leader)) => Ok(self.leader(caller, leader)?.compact(message).await?.into_inner()),
             Err(error) => Err(status(error)),
         }
     }

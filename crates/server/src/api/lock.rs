@@ -10,9 +10,9 @@ use ballot_mvcc::{
 use ballot_proto::v3lockpb as pb;
 use ballot_proto::v3lockpb::lock_client::LockClient;
 use ballot_raft::Role;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
-use super::{forwarded, prefix_end, Handle};
+use super::{prefix_end, Caller, Handle};
 use crate::auth::Identity;
 
 /// The Lock service.
@@ -67,11 +67,8 @@ pub async fn acquire(
     }
 }
 
-/// Forwards a recipe call to the leader unless this member leads.
-pub async fn leader_or_forward<T>(
-    handle: &Handle,
-    request: &Request<T>,
-) -> Result<Option<super::ForwardChannel>, Status> {
+/// A channel to the leader for a recipe call, unless this member leads.
+pub async fn leader_or_forward(handle: &Handle, caller: &Caller) -> Result<Option<super::ForwardChannel>, Status> {
     let (role, leader) = handle.query(|core| (core.replica.raft().raft().soft_state().role, core.leader())).await?;
     if role == Role::Leader {
         return Ok(None);
@@ -79,32 +76,33 @@ pub async fn leader_or_forward<T>(
     if leader == 0 {
         return Err(Status::unavailable("etcdserver: no leader"));
     }
-    handle.leader_channel(request, leader).map(Some)
+    handle.leader_channel(caller, leader).map(Some)
 }
 
-#[tonic::async_trait]
-impl pb::lock_server::Lock for Lock {
-    async fn lock(&self, request: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
-        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return LockClient::new(channel).lock(forwarded(request)).await;
+impl Lock {
+    /// etcd's Lock: waits until the lock is held; the key's create revision is the fencing token.
+    pub async fn lock(&self, caller: &Caller, message: pb::LockRequest) -> Result<pb::LockResponse, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
+            return Ok(LockClient::new(channel).lock(message).await?.into_inner());
         }
-        let identity = self.handle.identity(&request).await?;
-        let pb::LockRequest { name, lease } = request.into_inner();
+        let identity = self.handle.identity(caller).await?;
+        let pb::LockRequest { name, lease } = message;
         let mut prefix = name;
         prefix.push(b'/');
         let key: Vec<u8> = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
         let (revision, term) = acquire(&self.handle, &identity, &prefix, key.clone(), Vec::new(), lease).await?;
-        Ok(Response::new(pb::LockResponse { header: self.handle.header(revision, term), key }))
+        Ok(pb::LockResponse { header: self.handle.header(revision, term), key })
     }
 
-    async fn unlock(&self, request: Request<pb::UnlockRequest>) -> Result<Response<pb::UnlockResponse>, Status> {
-        if let Some(channel) = leader_or_forward(&self.handle, &request).await? {
-            return LockClient::new(channel).unlock(forwarded(request)).await;
+    /// etcd's Unlock.
+    pub async fn unlock(&self, caller: &Caller, message: pb::UnlockRequest) -> Result<pb::UnlockResponse, Status> {
+        if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
+            return Ok(LockClient::new(channel).unlock(message).await?.into_inner());
         }
-        let identity = self.handle.identity(&request).await?;
-        let key = request.into_inner().key;
+        let identity = self.handle.identity(caller).await?;
+        let key = message.key;
         let delete = ballot_mvcc::DeleteRangeRequest { key, ..Default::default() };
         let (_, revision, term) = self.handle.apply_as(&identity, Command::DeleteRange(delete)).await?;
-        Ok(Response::new(pb::UnlockResponse { header: self.handle.header(revision, term) }))
+        Ok(pb::UnlockResponse { header: self.handle.header(revision, term) })
     }
 }

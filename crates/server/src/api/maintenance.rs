@@ -6,9 +6,9 @@ use ballot_mvcc::{AlarmKind, Command};
 use ballot_proto::etcdserverpb as pb;
 use ballot_raft::Role;
 use sha2::{Digest, Sha256};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
-use super::{async_stream, status, Handle};
+use super::{async_stream, status, Caller, Handle};
 use crate::driver::ApiError;
 
 /// The etcd API version ballot speaks (clients gate features on it).
@@ -31,43 +31,51 @@ fn alarm_type(kind: AlarmKind) -> pb::AlarmType {
     }
 }
 
-#[tonic::async_trait]
-impl pb::maintenance_server::Maintenance for Maintenance {
-    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+/// The Snapshot response stream.
+pub type SnapshotStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+impl Maintenance {
+    /// etcd's Alarm, as 3.4 answers it: no header; GET lists the alarms of a type (every type
+    /// for NONE), whatever member is named; ACTIVATE and DEACTIVATE answer with the alarm they
+    /// touched (DEACTIVATE: only if it was raised). ACTIVATE of NONE raises nothing (etcd 3.4
+    /// would store an alarm of no type; 3.5 ignores it, as here).
+    pub async fn alarm(&self, caller: &Caller, message: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
         use pb::alarm_request::AlarmAction;
-        let identity = self.handle.identity(&request).await?;
-        let message = request.into_inner();
+        let identity = self.handle.identity(caller).await?;
         let kind = match message.alarm() {
             pb::AlarmType::Nospace => Some(AlarmKind::NoSpace),
             pb::AlarmType::Corrupt => Some(AlarmKind::Corrupt),
             pb::AlarmType::None => None,
         };
+        let member = |kind: AlarmKind| pb::AlarmMember { member_id: message.member_id, alarm: alarm_type(kind) as i32 };
         let activate = match message.action() {
-            AlarmAction::Get => None,
-            AlarmAction::Activate => Some(true),
-            AlarmAction::Deactivate => Some(false),
+            AlarmAction::Get => {
+                self.handle.barrier().await?;
+                let alarms = self.handle.reader().alarms().map_err(|error| status(ApiError::Mvcc(error)))?;
+                let alarms = alarms
+                    .into_iter()
+                    .filter(|(alarm, _)| kind.is_none_or(|kind| kind == *alarm))
+                    .map(|(alarm, member_id)| pb::AlarmMember { member_id, alarm: alarm_type(alarm) as i32 })
+                    .collect();
+                return Ok(pb::AlarmResponse { header: None, alarms });
+            }
+            AlarmAction::Activate => true,
+            AlarmAction::Deactivate => false,
         };
-        let (mut revision, mut term) = (0, 0);
-        if let Some(activate) = activate {
-            let kind = kind.ok_or_else(|| Status::invalid_argument("etcdserver: an alarm type is required"))?;
-            let alarm = Command::Alarm { activate, kind, member_id: message.member_id };
-            let answer = self.handle.propose_as(&identity, alarm).await;
-            let answer = answer.map_err(status)?;
-            (revision, term) = (answer.revision, answer.term);
-        }
-        let alarms = self.handle.query(|core| core.replica.store().alarms()).await?;
-        let alarms = alarms.map_err(|error| status(ApiError::Mvcc(error)))?;
-        let alarms = alarms
-            .into_iter()
-            .filter(|(alarm, member)| {
-                kind.is_none_or(|kind| kind == *alarm) && (message.member_id == 0 || message.member_id == *member)
-            })
-            .map(|(alarm, member_id)| pb::AlarmMember { member_id, alarm: alarm_type(alarm) as i32 })
-            .collect();
-        Ok(Response::new(pb::AlarmResponse { header: self.handle.header(revision, term), alarms }))
+        let Some(kind) = kind else { return Ok(pb::AlarmResponse::default()) };
+        let alarm = Command::Alarm { activate, kind, member_id: message.member_id };
+        let answer = self.handle.propose_as(&identity, alarm).await.map_err(status)?;
+        let was_raised = match answer.value.result.map_err(|error| status(ApiError::Mvcc(error)))? {
+            ballot_mvcc::Response::Alarm { was_raised } => was_raised,
+            _ => return Err(Status::internal("an alarm answered with another kind of response")),
+        };
+        let alarms = if activate || was_raised { vec![member(kind)] } else { Vec::new() };
+        Ok(pb::AlarmResponse { header: None, alarms })
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    /// etcd's Status.
+    pub async fn status(&self, _caller: &Caller, _message: pb::StatusRequest) -> Result<pb::StatusResponse, Status> {
         let member_id = self.handle.member_id;
         let status = self
             .handle
@@ -98,14 +106,16 @@ impl pb::maintenance_server::Maintenance for Maintenance {
             .await?;
         let (mut response, revision) = status;
         response.header = self.handle.header(revision, response.raft_term);
-        Ok(Response::new(response))
+        Ok(response)
     }
 
-    async fn defragment(
+    /// etcd's Defragment (online: see `Core::defragment`).
+    pub async fn defragment(
         &self,
-        request: Request<pb::DefragmentRequest>,
-    ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
+        caller: &Caller,
+        _message: pb::DefragmentRequest,
+    ) -> Result<pb::DefragmentResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         // Online, unlike etcd's: the store is copied off the loop and the copy brought up to
         // date in bounded steps, so reads and writes go on (see `Core::defragment`).
@@ -113,40 +123,41 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         self.handle.send(crate::driver::Input::Defragment(tx))?;
         let report = rx.await.map_err(|_| status(ApiError::Stopped))?.map_err(Status::unavailable)?;
         tracing::info!(?report, "defragment done");
-        let term = self.handle.query(|core| core.term()).await?;
-        Ok(Response::new(pb::DefragmentResponse { header: self.handle.header(0, term) }))
+        // No header: etcd 3.4 answers Defragment with none, and clients check.
+        Ok(pb::DefragmentResponse { header: None })
     }
 
-    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    /// etcd's Hash.
+    pub async fn hash(&self, _caller: &Caller, _message: pb::HashRequest) -> Result<pb::HashResponse, Status> {
         // The hash of the whole key-value history (as HashKV at the current revision): what
         // replicas must agree on.
         let (result, term) = self.handle.query(|core| (core.replica.store().hash_kv(0), core.term())).await?;
         let (hash, _) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
-        Ok(Response::new(pb::HashResponse { header: self.handle.header(0, term), hash }))
+        Ok(pb::HashResponse { header: self.handle.header(0, term), hash })
     }
 
-    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+    /// etcd's HashKV.
+    pub async fn hash_kv(&self, _caller: &Caller, message: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
         // Off the loop: a hash reads the whole history.
-        let revision = request.get_ref().revision;
+        let revision = message.revision;
         let reader = self.handle.reader().clone();
         let result = tokio::task::spawn_blocking(move || reader.hash_kv(revision))
             .await
             .map_err(|_| status(ApiError::Stopped))?;
         let (hash, compact_revision, current) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
         let term = self.handle.term();
-        Ok(Response::new(pb::HashKvResponse {
+        Ok(pb::HashKvResponse {
             header: self.handle.header(current, term),
             hash,
             compact_revision,
             hash_revision: if revision <= 0 { current } else { revision },
-        }))
+        })
     }
 
-    type SnapshotStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
-
-    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let identity = self.handle.identity(&request).await?;
+    /// etcd's Snapshot: etcd's format, or ballot's own image when `ballot_format` (the
+    /// `x-ballot-snapshot-format: ballot` metadata).
+    pub async fn snapshot(&self, caller: &Caller, ballot_format: bool) -> Result<SnapshotStream, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         // etcd's format (a bbolt database, see `etcd_snapshot`) unless the client asks for
         // ballot's own image with the `x-ballot-snapshot-format: ballot` metadata. Either way
@@ -154,22 +165,15 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         // image is read from one read transaction on a blocking thread: the Raft loop never
         // waits for it. etcd's format is built whole in the scratch dir first (its meta pages,
         // at the start, name the tree's root, known at the end), then streamed and removed.
-        let ballot_format =
-            request.metadata().get(SNAPSHOT_FORMAT_HEADER).is_some_and(|value| value.as_bytes() == b"ballot");
-        let (revision, term) = self.handle.query(|core| (core.replica.store().revision(), core.term())).await?;
-        let header = self.handle.header(revision, term);
         let chunks =
             self.handle.reader().snapshot_chunks(SNAPSHOT_CHUNK_BYTES).map_err(|e| status(ApiError::Mvcc(e)))?;
         let scratch = self.handle.scratch_dir().join(format!("snapshot-{:x}.db", scratch_serial()));
         let stream = async_stream(move |tx| async move {
-            // `remaining_bytes` says 1 ("more to come") until the last message, which says 0.
-            let response = move |blob: Vec<u8>, last: bool| {
-                Ok(pb::SnapshotResponse {
-                    header,
-                    remaining_bytes: u64::from(!last),
-                    blob,
-                    version: API_VERSION.into(),
-                })
+            // As etcd 3.4 sends it: no header, and `remaining_bytes` the bytes still to come
+            // (ballot's own format streams as it reads: there it says 1, "more", until the
+            // last message, which says 0).
+            let response = move |blob: Vec<u8>, remaining_bytes: u64| {
+                Ok(pb::SnapshotResponse { header: None, remaining_bytes, blob, version: String::new() })
             };
             let _ = tokio::task::spawn_blocking(move || {
                 if ballot_format {
@@ -182,36 +186,33 @@ impl pb::maintenance_server::Maintenance for Maintenance {
                         };
                         hasher.update(&blob);
                         length += blob.len();
-                        if tx.blocking_send(response(blob, false)).is_err() {
+                        if tx.blocking_send(response(blob, 1)).is_err() {
                             return;
                         }
                     }
                     // Padded to a multiple of 512 bytes, as etcdctl expects before the hash.
                     let padding = vec![0; length.next_multiple_of(512) - length];
                     hasher.update(&padding);
-                    if !padding.is_empty() && tx.blocking_send(response(padding, false)).is_err() {
+                    if !padding.is_empty() && tx.blocking_send(response(padding, 1)).is_err() {
                         return;
                     }
-                    let _ = tx.blocking_send(response(hasher.finalize().to_vec(), true));
+                    let _ = tx.blocking_send(response(hasher.finalize().to_vec(), 0));
                     return;
                 }
                 let sent = crate::etcd_snapshot::save_file(chunks, &scratch).and_then(|_| {
                     let mut file = std::fs::File::open(&scratch)?;
+                    let mut remaining = file.metadata()?.len();
                     let mut blob = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-                    let mut last = None;
-                    loop {
+                    while remaining > 0 {
                         let read = std::io::Read::read(&mut file, &mut blob)?;
                         if read == 0 {
-                            break;
+                            return Err(anyhow::anyhow!("the snapshot file ended {remaining} bytes early"));
                         }
-                        // Each blob goes out once the next is known, so the last says so.
-                        if let Some(previous) = last.replace(blob[..read].to_vec()) {
-                            if tx.blocking_send(response(previous, false)).is_err() {
-                                return Ok(());
-                            }
+                        remaining = remaining.saturating_sub(read as u64);
+                        if tx.blocking_send(response(blob[..read].to_vec(), remaining)).is_err() {
+                            return Ok(());
                         }
                     }
-                    let _ = tx.blocking_send(response(last.unwrap_or_default(), true));
                     Ok(())
                 });
                 let _ = std::fs::remove_file(&scratch);
@@ -221,16 +222,18 @@ impl pb::maintenance_server::Maintenance for Maintenance {
             })
             .await;
         });
-        Ok(Response::new(stream))
+        Ok(stream)
     }
 
-    async fn move_leader(
+    /// etcd's MoveLeader.
+    pub async fn move_leader(
         &self,
-        request: Request<pb::MoveLeaderRequest>,
-    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        let identity = self.handle.identity(&request).await?;
+        caller: &Caller,
+        message: pb::MoveLeaderRequest,
+    ) -> Result<pb::MoveLeaderResponse, Status> {
+        let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
-        let target = request.get_ref().target_id;
+        let target = message.target_id;
         let started = self
             .handle
             .query(move |core| {
@@ -249,9 +252,10 @@ impl pb::maintenance_server::Maintenance for Maintenance {
         started?;
         let deadline = Instant::now() + self.handle.limits.request_timeout;
         loop {
-            let (leader, term) = self.handle.query(|core| (core.leader(), core.term())).await?;
+            let leader = self.handle.query(|core| core.leader()).await?;
             if leader == target {
-                return Ok(Response::new(pb::MoveLeaderResponse { header: self.handle.header(0, term) }));
+                // No header, as etcd 3.4 answers MoveLeader.
+                return Ok(pb::MoveLeaderResponse { header: None });
             }
             if Instant::now() >= deadline {
                 return Err(status(ApiError::Timeout));

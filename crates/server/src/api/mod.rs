@@ -1,12 +1,19 @@
-//! The etcd v3 gRPC services. Each request is validated here (sizes, key ranges, limits), then
-//! becomes a command proposed through the Raft loop, a ReadIndex read, or a local query. Writes
-//! that reach a follower are forwarded to the leader's client endpoint, so clients can talk to
-//! any member.
+//! The etcd v3 API, below any protocol. Each service takes a [`Caller`] (who is asking) and
+//! etcd's request message, and answers etcd's response message or etcd's error: it validates
+//! the request (sizes, key ranges, limits), then proposes a command through the Raft loop, reads
+//! after a ReadIndex barrier, or queries the loop. Writes that reach a follower are forwarded
+//! to the leader's client endpoint, so clients can talk to any member.
+//!
+//! The front ends are translators over these services: [`grpc`] (tonic's servers) and
+//! [`gateway`] (etcd's JSON gateway). Neither decides anything.
 
 pub mod auth;
+pub mod caller;
 pub mod cluster;
 pub mod convert;
 pub mod election;
+pub mod gateway;
+pub mod grpc;
 pub mod kv;
 pub mod lease;
 pub mod lock;
@@ -24,6 +31,8 @@ use ballot_raft::NodeId;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+pub use caller::Caller;
 
 use crate::auth::{Identity, TokenError, Tokens};
 use crate::driver::{Answer, ApiError, Inbox, Input, Query, Reply};
@@ -43,19 +52,11 @@ pub struct Limits {
     pub lease_ttl_min: i64,
 }
 
-/// Metadata key counting how often members forwarded a request (leadership can move while a
-/// request travels; a bound stops it from circling).
-const FORWARDED: &str = "ballot-forwarded";
 /// Ranges limited to at most this many keys are read on the request's own task; larger ones on
 /// a blocking thread.
 const RANGE_INLINE_LIMIT: i64 = 1000;
 /// Most forwards of one request.
 const FORWARDS_MAX: u8 = 3;
-
-/// How often a request was forwarded already.
-pub fn forwards<T>(request: &tonic::Request<T>) -> u8 {
-    request.metadata().get(FORWARDED).and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(0)
-}
 
 /// What every service needs: the way to the Raft loop, and who we are.
 #[derive(Clone)]
@@ -155,15 +156,20 @@ impl Handle {
         &self.local.tokens
     }
 
-    /// Who sent `request`: the user its token names (nobody without one). A token this member
+    /// Whether a client certificate's common name is the user (`--client-cert-auth`): front
+    /// ends read it when they fill a [`Caller`].
+    pub fn client_cert_auth(&self) -> bool {
+        self.local.client_cert_auth
+    }
+
+    /// The user `caller` is: the one its token names (nobody without one). A token this member
     /// does not know may be a login it has not applied yet: it is looked up again after a
     /// ReadIndex barrier (the login was committed before the client had the token).
-    pub async fn identity<T>(&self, request: &tonic::Request<T>) -> Result<Identity, Status> {
+    pub async fn identity(&self, caller: &Caller) -> Result<Identity, Status> {
         // Credentials are looked at even while this member has authentication off: it may not
         // have applied an enable yet that the client has seen, and the checks after the
         // request's barrier must then know who it is.
         let enabled = self.local.reader.auth_enabled();
-        let metadata = request.metadata();
         let invalid = || {
             if enabled {
                 Err(status(ApiError::Mvcc(ballot_mvcc::Error::InvalidAuthToken)))
@@ -172,10 +178,7 @@ impl Handle {
                 Ok(Identity::default())
             }
         };
-        let token = [crate::auth::TOKEN_METADATA, crate::auth::AUTHORIZATION_METADATA]
-            .iter()
-            .find_map(|key| metadata.get(*key).and_then(|value| value.to_str().ok()));
-        if let Some(token) = token {
+        if let Some(token) = &caller.token {
             return match self.local.tokens.check(token) {
                 Ok(identity) => Ok(identity),
                 Err(TokenError::Unknown) if self.local.tokens.is_simple() => {
@@ -185,43 +188,29 @@ impl Handle {
                 Err(_) => invalid(),
             };
         }
-        if let Some(signed) = metadata.get(crate::auth::FORWARDED_IDENTITY).and_then(|value| value.to_str().ok()) {
+        if let Some(signed) = &caller.forwarded_identity {
             let key = self.authorize(|auth| auth.forward_key())?;
             return match key.and_then(|key| crate::auth::verify_forwarded(&key, signed)) {
                 Some(identity) => Ok(identity),
                 None => invalid(),
             };
         }
-        // A forwarded request never takes its user from the connection: that is the forwarding
-        // member's certificate, not the client's.
-        if forwards(request) == 0 {
-            if let Some(user) = self.certificate_user(request) {
-                // Checked against the state at each request: no token to grow old.
-                return Ok(Identity { user, revision: u64::MAX });
-            }
+        if let Some(user) = &caller.certificate_user {
+            // Checked against the state at each request: no token to grow old.
+            return Ok(Identity { user: user.clone(), revision: u64::MAX });
         }
         Ok(Identity::default())
     }
 
-    /// The common name of the client's certificate, with `--client-cert-auth`.
-    fn certificate_user<T>(&self, request: &tonic::Request<T>) -> Option<String> {
-        if !self.local.client_cert_auth {
-            return None;
+    /// What a request forwarded to the leader must carry for a user this member identified by
+    /// certificate (tokens travel as they are).
+    fn forward_identity(&self, caller: &Caller) -> Option<tonic::metadata::AsciiMetadataValue> {
+        if let Some(signed) = &caller.forwarded_identity {
+            return signed.parse().ok();
         }
-        let info = request.extensions().get::<crate::listener::ClientConnInfo>()?;
-        let leaf = info.certs.as_ref()?.first()?;
-        crate::tls::common_name(leaf).filter(|name| !name.is_empty())
-    }
-
-    /// What a request forwarded to the leader must carry for the user this member identified
-    /// by certificate (tokens travel as they are).
-    pub fn forward_identity<T>(&self, request: &tonic::Request<T>) -> Option<tonic::metadata::AsciiMetadataValue> {
-        if let Some(signed) = request.metadata().get(crate::auth::FORWARDED_IDENTITY) {
-            return Some(signed.clone());
-        }
-        let user = if forwards(request) == 0 { self.certificate_user(request)? } else { return None };
+        let user = caller.certificate_user.as_ref()?;
         let key = self.local.reader.auth(|auth| auth.forward_key()).ok()??;
-        crate::auth::sign_forwarded(&key, &user)?.parse().ok()
+        crate::auth::sign_forwarded(&key, user)?.parse().ok()
     }
 
     /// Runs `check` on this member's auth state; its error becomes etcd's status.
@@ -398,50 +387,57 @@ impl Handle {
         self.range(request).await.map_err(status)
     }
 
-    /// A channel to the leader's client endpoint, for forwarding `request`, or the error to
-    /// return.
-    pub fn leader_channel<T>(&self, request: &tonic::Request<T>, leader: NodeId) -> Result<ForwardChannel, Status> {
-        let identity = self.forward_identity(request);
-        self.leader_channel_for(request, leader, identity)
-    }
-
-    /// [`Handle::leader_channel`] with the forwarded identity given.
-    pub fn leader_channel_for<T>(
-        &self,
-        request: &tonic::Request<T>,
-        leader: NodeId,
-        identity: Option<tonic::metadata::AsciiMetadataValue>,
-    ) -> Result<ForwardChannel, Status> {
-        if forwards(request) >= FORWARDS_MAX {
+    /// A channel to the leader's client endpoint, for forwarding a request of `caller`, or the
+    /// error to return. Every request sent on it carries the caller's credentials and one more
+    /// forward.
+    pub fn leader_channel(&self, caller: &Caller, leader: NodeId) -> Result<ForwardChannel, Status> {
+        if caller.forwards >= FORWARDS_MAX {
             return Err(status(ApiError::NotLeader(leader)));
         }
         let member = self.members.get(leader).ok_or_else(|| status(ApiError::NoLeader))?;
         let url = member.client_urls.first().cloned().ok_or_else(|| status(ApiError::NoLeader))?;
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let channel = match channels.get(&url) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = self.endpoint(&url)?.connect_timeout(Duration::from_secs(1)).connect_lazy();
-                channels.insert(url, channel.clone());
-                channel
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match channels.get(&url) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = self.endpoint(&url)?.connect_timeout(Duration::from_secs(1)).connect_lazy();
+                    channels.insert(url, channel.clone());
+                    channel
+                }
             }
         };
-        Ok(tonic::service::interceptor::InterceptedService::new(channel, ForwardIdentity(identity)))
+        let forwarding = Forwarding {
+            token: caller.token.as_deref().and_then(|token| token.parse().ok()),
+            identity: self.forward_identity(caller),
+            forwards: (caller.forwards + 1).to_string().parse().expect("digits are valid metadata"),
+        };
+        Ok(tonic::service::interceptor::InterceptedService::new(channel, forwarding))
     }
 }
 
-/// A channel to the leader that adds the forwarded identity to each request.
-pub type ForwardChannel = tonic::service::interceptor::InterceptedService<Channel, ForwardIdentity>;
+/// A channel to the leader that carries the caller's credentials on each request.
+pub type ForwardChannel = tonic::service::interceptor::InterceptedService<Channel, Forwarding>;
 
-/// Adds [`crate::auth::FORWARDED_IDENTITY`] to forwarded requests, when there is one.
+/// The metadata a forwarded request carries: the caller's token, the user a member vouches
+/// for, and the forward count.
 #[derive(Clone)]
-pub struct ForwardIdentity(Option<tonic::metadata::AsciiMetadataValue>);
+pub struct Forwarding {
+    token: Option<tonic::metadata::AsciiMetadataValue>,
+    identity: Option<tonic::metadata::AsciiMetadataValue>,
+    forwards: tonic::metadata::AsciiMetadataValue,
+}
 
-impl tonic::service::Interceptor for ForwardIdentity {
+impl tonic::service::Interceptor for Forwarding {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert(crate::auth::FORWARDED_IDENTITY, value.clone());
+        let metadata = request.metadata_mut();
+        if let Some(token) = &self.token {
+            metadata.insert(crate::auth::TOKEN_METADATA, token.clone());
         }
+        if let Some(identity) = &self.identity {
+            metadata.insert(crate::auth::FORWARDED_IDENTITY, identity.clone());
+        }
+        metadata.insert(caller::FORWARDED, self.forwards.clone());
         Ok(request)
     }
 }
@@ -449,32 +445,6 @@ impl tonic::service::Interceptor for ForwardIdentity {
 /// `command` on behalf of `identity`.
 pub fn as_user(identity: &Identity, command: Command) -> Command {
     Command::AsUser { user: identity.user.clone(), revision: identity.revision, command: Box::new(command) }
-}
-
-/// The request to send on to the leader: its message and auth token, with the forward count
-/// raised.
-pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
-    let count = forwards(&request) + 1;
-    let metadata = request.metadata().clone();
-    let mut out = with_forwards(request.into_inner(), count);
-    copy_token(&metadata, &mut out);
-    out
-}
-
-/// Copies the auth token of a request's metadata onto `to` (a request forwarded to the leader).
-pub fn copy_token<T>(from: &tonic::metadata::MetadataMap, to: &mut tonic::Request<T>) {
-    for key in [crate::auth::TOKEN_METADATA, crate::auth::AUTHORIZATION_METADATA] {
-        if let Some(value) = from.get(key) {
-            to.metadata_mut().insert(key, value.clone());
-        }
-    }
-}
-
-/// A request carrying `message` marked as forwarded `count` times.
-pub fn with_forwards<T>(message: T, count: u8) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(FORWARDED, count.to_string().parse().expect("digits are valid metadata"));
-    request
 }
 
 /// Checks an encoded request against `--max-request-bytes`.

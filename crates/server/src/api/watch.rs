@@ -9,9 +9,9 @@ use ballot_proto::etcdserverpb as pb;
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
 
-use super::{async_stream, status, Handle};
+use super::{async_stream, status, Caller, Handle};
 use crate::auth::Identity;
 use crate::driver::{ApiError, Input, WatchOut};
 
@@ -26,7 +26,9 @@ struct Stream {
     handle: Handle,
     /// Who opened the stream (or why its token was refused).
     identity: Result<Identity, Status>,
-    by_client: HashMap<i64, (WatchId, bool)>,
+    /// Client id → the hub's watcher and whether it may fragment; `None` once the hub ended it
+    /// on a compaction (the id stays taken until the client cancels it, as in etcd).
+    by_client: HashMap<i64, Option<(WatchId, bool)>>,
     by_hub: HashMap<WatchId, (i64, bool)>,
     next_client_id: i64,
     events: mpsc::Sender<WatchOut>,
@@ -36,7 +38,7 @@ type Out = mpsc::Sender<Result<pb::WatchResponse, Status>>;
 
 impl Stream {
     fn response(&self, watch_id: i64, revision: i64) -> pb::WatchResponse {
-        pb::WatchResponse { header: self.handle.header(revision, 0), watch_id, ..Default::default() }
+        pb::WatchResponse { header: self.handle.header(revision, self.handle.term()), watch_id, ..Default::default() }
     }
 
     async fn create(&mut self, create: pb::WatchCreateRequest, out: &Out) -> bool {
@@ -78,36 +80,51 @@ impl Stream {
         if self.handle.send(Input::Watch(request, self.events.clone(), tx)).is_err() {
             return false;
         }
-        let mut response = self.response(watch_id, 0);
-        response.created = true;
+        let mut created = self.response(watch_id, 0);
+        created.created = true;
         match rx.await {
             Ok(Ok((hub_id, revision))) => {
-                self.by_client.insert(watch_id, (hub_id, create.fragment));
+                self.by_client.insert(watch_id, Some((hub_id, create.fragment)));
                 self.by_hub.insert(hub_id, (watch_id, create.fragment));
-                response.header = self.handle.header(revision, 0);
+                created.header = self.handle.header(revision, self.handle.term());
+                out.send(Ok(created)).await.is_ok()
             }
             Ok(Err(ballot_mvcc::Error::Compacted)) => {
-                let compact_revision = self.handle.query(|core| core.replica.store().compact_revision()).await;
-                response.canceled = true;
-                response.compact_revision = compact_revision.unwrap_or(0);
-                response.cancel_reason = ballot_mvcc::Error::Compacted.to_string();
+                // As etcd: the watch is created, then ended by a message of its own that names
+                // the compaction (header revision 0, no reason); the id stays taken until the
+                // client cancels it. (A client that pairs answers with requests by watch id,
+                // as python-etcd3 does, must never see one id answer for two watches.)
+                let (compact_revision, revision) = self
+                    .handle
+                    .query(|core| (core.replica.store().compact_revision(), core.replica.store().revision()))
+                    .await
+                    .unwrap_or((0, 0));
+                created.header = self.handle.header(revision, self.handle.term());
+                self.by_client.insert(watch_id, None);
+                let mut compacted = self.response(watch_id, 0);
+                compacted.canceled = true;
+                compacted.compact_revision = compact_revision;
+                out.send(Ok(created)).await.is_ok() && out.send(Ok(compacted)).await.is_ok()
             }
             Ok(Err(error)) => {
                 // Any other refusal ends the stream with the error.
                 let _ = out.send(Err(status(ApiError::Mvcc(error)))).await;
-                return false;
+                false
             }
-            Err(_) => return false,
+            Err(_) => false,
         }
-        out.send(Ok(response)).await.is_ok()
     }
 
+    /// Ends a watch the client names; a watch id the stream does not know is ignored, as etcd
+    /// ignores it.
     async fn cancel(&mut self, watch_id: i64, out: &Out) -> bool {
-        if let Some((hub_id, _)) = self.by_client.remove(&watch_id) {
+        let Some(watcher) = self.by_client.remove(&watch_id) else { return true };
+        if let Some((hub_id, _)) = watcher {
             self.by_hub.remove(&hub_id);
             let _ = self.handle.send(Input::Unwatch(hub_id));
         }
-        let mut response = self.response(watch_id, 0);
+        let revision = self.handle.reader().revision().unwrap_or(0);
+        let mut response = self.response(watch_id, revision);
         response.canceled = true;
         out.send(Ok(response)).await.is_ok()
     }
@@ -152,12 +169,12 @@ impl Stream {
             }
         }
         if let Some(Cancelled::Compacted { compact_revision }) = batch.cancelled {
+            // As at creation: header revision 0, no reason, the id kept until cancelled.
             self.by_hub.remove(&batch.watch);
-            self.by_client.remove(&watch_id);
-            let mut response = self.response(watch_id, batch.revision);
+            self.by_client.insert(watch_id, None);
+            let mut response = self.response(watch_id, 0);
             response.canceled = true;
             response.compact_revision = compact_revision;
-            response.cancel_reason = ballot_mvcc::Error::Compacted.to_string();
             return out.send(Ok(response)).await.is_ok();
         }
         true
@@ -172,18 +189,19 @@ impl Drop for Stream {
     }
 }
 
-#[tonic::async_trait]
-impl pb::watch_server::Watch for Watch {
-    type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+/// The watch response stream.
+pub type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
-    async fn watch(
+impl Watch {
+    /// etcd's Watch: the requests of one stream in, its responses out.
+    pub async fn watch(
         &self,
-        request: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let identity = self.handle.identity(&request).await;
-        let mut inbound = request.into_inner();
+        caller: &Caller,
+        mut inbound: impl tokio_stream::Stream<Item = pb::WatchRequest> + Send + Unpin + 'static,
+    ) -> WatchStream {
+        let identity = self.handle.identity(caller).await;
         let handle = self.handle.clone();
-        let stream = async_stream(move |out: Out| async move {
+        async_stream(move |out: Out| async move {
             let (events, mut from_hub) = mpsc::channel(256);
             let mut stream = Stream {
                 handle,
@@ -196,7 +214,7 @@ impl pb::watch_server::Watch for Watch {
             loop {
                 let going = tokio::select! {
                     request = inbound.next() => match request {
-                        Some(Ok(pb::WatchRequest { request_union: Some(union) })) => {
+                        Some(pb::WatchRequest { request_union: Some(union) }) => {
                             use pb::watch_request::RequestUnion as U;
                             match union {
                                 U::CreateRequest(create) => stream.create(create, &out).await,
@@ -204,19 +222,21 @@ impl pb::watch_server::Watch for Watch {
                                 U::ProgressRequest(_) => stream.progress(&out).await,
                             }
                         }
-                        Some(Ok(_)) => true,
-                        _ => false,
+                        Some(_) => true,
+                        None => false,
                     },
                     batch = from_hub.recv() => match batch {
                         Some(batch) => stream.deliver(batch, &out).await,
                         None => false,
                     },
+                    // The client went (its answer stream was dropped): stop watching now, not
+                    // at the next event that finds nobody to take it.
+                    () = out.closed() => false,
                 };
                 if !going {
                     return;
                 }
             }
-        });
-        Ok(Response::new(stream))
+        })
     }
 }
