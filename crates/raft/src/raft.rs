@@ -94,6 +94,10 @@ pub struct Raft {
 
 const ROUND_HISTORY_MAX: usize = 128;
 
+/// Election timeouts a learner waits, beyond its own, before it campaigns (see
+/// [`Raft::election_due`]).
+const LEARNER_CAMPAIGN_ELECTIONS: u32 = 3;
+
 impl Raft {
     /// A node restored from persisted state (all of which may be empty for a new node).
     pub(crate) fn new(
@@ -182,6 +186,30 @@ impl Raft {
         // without it: the simulator found exactly that deadlock.
         let index = self.conf.current_index();
         index > self.log.committed() && index > 0 && self.conf.at(index - 1).is_voter(self.id())
+    }
+
+    /// Time to campaign: a voter (see [`Raft::promotable`]) after its election timeout; a
+    /// learner only after [`LEARNER_CAMPAIGN_ELECTIONS`] more election timeouts without a
+    /// leader, when the voters have had every chance to elect one of themselves.
+    ///
+    /// Why a learner campaigns at all: with configurations in force from the moment they are
+    /// appended, the voters can be stuck for good while a learner holds what they need. The
+    /// simulator found one: a stale leader appended a joint configuration that makes learner
+    /// L a voter; the only other voter alive has a shorter log, so it cannot win the stale
+    /// leader's vote, and the stale leader needs L's vote for the new half, which L refuses
+    /// because it holds an entry of a later term. L, campaigning under its own configuration,
+    /// wins both voters (its log is the most up to date), overwrites the stale entry, commits
+    /// an entry of its term, and steps down (a leader that is no voter does once it has
+    /// committed). Safe as any candidacy: votes still come only from voters, each granted only
+    /// to a log at least as up to date as the voter's.
+    fn election_due(&self) -> bool {
+        if self.promotable() {
+            return self.election_elapsed >= self.election_timeout;
+        }
+        let conf = self.conf.current();
+        let learner = conf.learners.contains(&self.id()) && !conf.voters.is_empty();
+        let patience = LEARNER_CAMPAIGN_ELECTIONS * self.config.election_ticks;
+        learner && self.log.pending_snapshot().is_none() && self.election_elapsed >= self.election_timeout + patience
     }
 
     fn reset_election_timeout(&mut self) {
@@ -315,7 +343,7 @@ impl Raft {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
-            if self.promotable() && self.election_elapsed >= self.election_timeout {
+            if self.election_due() {
                 self.election_elapsed = 0;
                 self.campaign(!self.config.pre_vote, false);
             }
@@ -820,7 +848,9 @@ impl Raft {
                 // C_old,new is committed: move on to C_new.
                 self.append_entries(vec![(EntryKind::ConfChange, ConfChange::default().encode())]);
             } else if !conf.is_voter(self.id()) {
-                // §4.2.2: a leader that is not part of C_new steps down once C_new is committed.
+                // §4.2.2: a leader that is not part of C_new steps down once C_new is committed;
+                // and a learner that led to repair the voters' logs (see `election_due`) once
+                // an entry of its term committed.
                 self.become_follower(self.term, NO_NODE);
             }
         }

@@ -24,6 +24,8 @@ struct Cluster {
     drop_leave: bool,
     /// The drivers' clock, nanoseconds: one tick's length per round of ticks.
     clock_ns: u64,
+    /// Drop every message this accepts.
+    drop_if: Option<fn(&Message) -> bool>,
 }
 
 /// The length of a tick on the harness's clock (the default `Config::tick_interval_ns`).
@@ -54,6 +56,7 @@ impl Cluster {
             drop_snapshots: false,
             drop_leave: false,
             clock_ns: 0,
+            drop_if: None,
         };
         for id in 1..=size {
             cluster.add_node(id, ConfState::with_voters(voters.iter().copied()), make(id));
@@ -109,6 +112,9 @@ impl Cluster {
                     continue;
                 }
                 if self.drop_snapshots && matches!(message.body, MessageBody::InstallSnapshot { .. }) {
+                    continue;
+                }
+                if self.drop_if.is_some_and(|drop| drop(&message)) {
                     continue;
                 }
                 if self.drop_leave {
@@ -1050,4 +1056,55 @@ fn a_forced_configuration_is_never_proposed_and_needs_a_member() {
     assert!(matches!(cluster.node(1).propose_conf_change(forced), Err(Error::InvalidConfChange(_))));
     let mut state = cluster.disks[&1].clone();
     assert!(state.force_alone(9, 0, |_| Vec::new()).is_err(), "node 9 was never a member");
+}
+
+#[test]
+fn a_learner_campaigns_when_the_voters_cannot_elect_one_of_themselves() {
+    // Voters 1, 2, 3 and learner 4. The scenario a long soak found: a stale leader appends a
+    // change that makes the learner a voter; the learner alone holds an entry of a later term;
+    // the voters left cannot elect one of themselves.
+    let mut cluster = Cluster::new(3);
+    cluster.elect(1);
+    cluster.add_node(4, ConfState::default(), config(4));
+    cluster.node(1).propose_conf_change(change(&[ConfChangeStep::AddLearner(4)])).unwrap();
+    cluster.settle();
+    cluster.tick_all(2);
+    // Node 1, cut off, still believes it leads, and appends the promotion of 4 (joint).
+    cluster.isolate(1);
+    cluster.node(1).propose_conf_change(change(&[ConfChangeStep::AddVoter(4)])).unwrap();
+    cluster.settle();
+    assert!(cluster.nodes[&1].raft().conf_state().is_joint());
+    // Node 2 is elected with 3's vote; its entries reach learner 4, never 3. Then 2 is gone.
+    cluster.drop_if =
+        Some(|message| message.from == 2 && message.to == 3 && matches!(message.body, MessageBody::Append { .. }));
+    cluster.elect_new(2);
+    cluster.tick(2, 1);
+    let (last_2, last_4) = (cluster.nodes[&2].raft().log().last_term(), cluster.nodes[&4].raft().log().last_term());
+    assert_eq!(last_4, last_2, "the learner has the new leader's entry");
+    assert!(cluster.nodes[&3].raft().log().last_term() < last_2, "voter 3 has not");
+    cluster.heal();
+    cluster.drop_if = None;
+    cluster.isolate(2);
+    // 1 needs 4's vote (joint), which 4 refuses (later term); 3 needs 1's, which 1 refuses
+    // (shorter log). Only the learner can break it.
+    for _ in 0..120 {
+        for id in [1, 3, 4] {
+            cluster.node(id).tick();
+        }
+        cluster.clock_ns += TICK_NS;
+        cluster.settle();
+        if [1, 3].iter().any(|id| cluster.role(*id) == Role::Leader) {
+            break;
+        }
+    }
+    let leader = [1, 3].into_iter().find(|id| cluster.role(*id) == Role::Leader).expect("a voter leads again");
+    assert!(!cluster.nodes[&leader].raft().conf_state().is_joint(), "the stale joint configuration was overwritten");
+    assert!(
+        cluster.delivered.iter().any(|m| m.from == 4 && matches!(m.body, MessageBody::Append { .. })),
+        "the learner led to repair the logs"
+    );
+    cluster.node(leader).propose(b"after".to_vec()).unwrap();
+    cluster.settle();
+    cluster.tick(leader, 1);
+    assert_eq!(cluster.applied_data(3).last().unwrap(), b"after");
 }

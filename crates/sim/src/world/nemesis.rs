@@ -293,9 +293,41 @@ impl World {
                     "expected: no leader {waited:.1}s after healing because {gone}; Raft cannot go on without a \
                      majority, and an operator recovers with `ballot serve --force-new-cluster` on a survivor"
                 )),
-                None => self.invariants.violations.push(format!("liveness: {waited:.1}s after healing, {why}")),
+                None => {
+                    self.invariants.violations.push(format!("liveness: {waited:.1}s after healing, {why}"));
+                    for line in self.node_states() {
+                        self.trace.record(self.now, format_args!("{line}"));
+                    }
+                }
             }
         }
+    }
+
+    /// Each node's Raft state, for the trace of a run that did not recover.
+    fn node_states(&self) -> Vec<String> {
+        self.nodes
+            .values()
+            .map(|node| match node.raft() {
+                Some(raw) => {
+                    let raft = raw.raft();
+                    let log = raft.log();
+                    format!(
+                        "state of node {}: {:?} term {} vote {} leader {} last {} (term {}) commit {} applied {} conf {:?}",
+                        node.id,
+                        raft.soft_state().role,
+                        raft.term(),
+                        raft.hard_state().vote,
+                        raft.soft_state().leader,
+                        log.last_index(),
+                        log.last_term(),
+                        log.committed(),
+                        log.applied(),
+                        raft.conf_state()
+                    )
+                }
+                None => format!("state of node {}: down (removed {}, corrupt {:?})", node.id, node.removed, node.corrupt),
+            })
+            .collect()
     }
 
     /// Why no leader can ever be elected again, if that is so: in the configuration of every
