@@ -43,3 +43,5 @@ compat/tls_check.sh "$(absolute "$ballot")" "$(absolute "$venv/bin/python")"
 echo "== moving between etcd and ballot by snapshot (etcd 3.4 server)"
 kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true
 BALLOT_BIN="$ballot" compat/etcd_migration.sh
+echo "== etcd's metrics: the mixin's alert rules in Prometheus against a ballot cluster"
+BALLOT_BIN="$ballot" compat/metrics_check.sh

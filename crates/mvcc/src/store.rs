@@ -762,6 +762,30 @@ impl Reader {
         alarms_in(&self.db().begin_read().map_err(storage_error)?)
     }
 
+    /// Live keys.
+    pub fn keys_total(&self) -> Result<u64, Error> {
+        use redb::ReadableTableMetadata;
+        let read = self.db().begin_read().map_err(storage_error)?;
+        read.open_table(tables::LATEST).map_err(storage_error)?.len().map_err(storage_error)
+    }
+
+    /// The bytes of the pages the tables use, from one read transaction (off the applying
+    /// thread, unlike [`Store::size_in_use_bytes`], which counts exactly but walks every page
+    /// under the write lock): what a defragmented file would roughly need. Costly on a large
+    /// store (it visits every page of every table): callers cache it.
+    pub fn size_in_use_estimate(&self) -> Result<u64, Error> {
+        use redb::ReadableTableMetadata;
+        /// redb's page size (its default, which ballot keeps).
+        const PAGE_BYTES: u64 = 4096;
+        let read = self.db().begin_read().map_err(storage_error)?;
+        let mut pages = 0;
+        for handle in read.list_tables().map_err(storage_error)? {
+            let stats = read.open_untyped_table(handle).map_err(storage_error)?.stats().map_err(storage_error)?;
+            pages += stats.leaf_pages() + stats.branch_pages();
+        }
+        Ok(pages * PAGE_BYTES)
+    }
+
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {

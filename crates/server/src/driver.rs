@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ballot_mvcc::{AlarmKind, Applied, Cancelled, Command, Event, WatchHub, WatchId, WatchRequest};
 use ballot_node::{Finished, Replica, RequestId};
-use ballot_raft::{Message, NodeId, Role};
+use ballot_raft::{Message, MessageBody, NodeId, Role};
 use ballot_storage::{FsDisk, SyncTask};
 use tokio::sync::{mpsc, oneshot};
 
@@ -161,6 +161,10 @@ struct Defrag {
 /// Why a defragmentation did not finish when the state changed under it.
 const ABANDONED: &str = "ballot: defragment abandoned: a snapshot from the leader replaced the store; retry";
 
+/// An apply batch slower than this counts in `etcd_server_slow_apply_total` (etcd's
+/// warning threshold).
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
 /// Entries replayed into a defragmentation's copy per loop turn.
 const DEFRAG_STEP_ENTRIES: u64 = 2048;
 
@@ -233,6 +237,8 @@ pub struct Core {
     quota_walked_at: Option<(Instant, u64)>,
     /// When each peer was last heard from.
     last_heard: LastHeard,
+    /// Heartbeats sent and not yet answered (peer round-trip times).
+    heartbeats: HeartbeatTimes,
     /// When this member last published its name and client URLs.
     published_at: Option<Instant>,
     /// The request id of this member's last publication, until one is applied in this run.
@@ -389,16 +395,53 @@ impl Core {
         for message in messages {
             let to = message.to;
             self.metrics.messages_sent.inc();
-            if !self.transport.send(message) {
+            let heartbeat = match message.body {
+                MessageBody::Heartbeat { round, .. } => Some(round),
+                _ => None,
+            };
+            if self.transport.send(message) {
+                if let Some(round) = heartbeat {
+                    self.heartbeats.sent(to, round, Instant::now());
+                }
+            } else {
+                self.metrics.peer_sent_failures.get_or_create(&vec![("To", format!("{to:x}"))]).inc();
+                if heartbeat.is_some() {
+                    self.metrics.heartbeat_send_failures.inc();
+                }
                 self.replica.raft_mut().report_unreachable(to);
             }
         }
     }
 
+    /// Refreshes the metrics read from the loop's state (at each scrape).
+    pub fn refresh_metrics(&self) {
+        let metrics = &self.metrics;
+        let raft = self.replica.raft().raft();
+        let store = self.replica.store();
+        metrics.has_leader.set(i64::from(self.leader != 0));
+        metrics.is_leader.set(i64::from(raft.soft_state().role == Role::Leader));
+        metrics.is_learner.set(i64::from(raft.conf_state().learners.contains(&self.settings.id)));
+        metrics.proposals_committed.set(raft.log().committed() as i64);
+        metrics.proposals_applied.set(self.replica.applied() as i64);
+        metrics.proposals_pending.set(self.waiting.len() as i64);
+        metrics.watchers.set(self.hub.len() as i64);
+        metrics.current_revision.set(store.revision());
+        metrics.compact_revision.set(store.compact_revision());
+        metrics.db_size_bytes.set(store.size_bytes().unwrap_or(0) as i64);
+        metrics.quota_backend_bytes.set(self.settings.quota_bytes as i64);
+    }
+
     fn handle(&mut self, input: Input) -> Option<Stop> {
         match input {
             Input::Peer(message) => {
-                self.last_heard.heard(message.from, Instant::now());
+                let now = Instant::now();
+                self.last_heard.heard(message.from, now);
+                if let MessageBody::HeartbeatResponse { round } = message.body {
+                    if let Some(took) = self.heartbeats.answered(message.from, round, now) {
+                        let peer = vec![("To", format!("{:x}", message.from))];
+                        self.metrics.peer_round_trip_seconds.get_or_create(&peer).observe(took.as_secs_f64());
+                    }
+                }
                 // A message Raft refuses (misaddressed, stale) is dropped: peers are not trusted
                 // to be right, only to be authenticated members.
                 if let Err(error) = self.replica.raft_mut().step(message) {
@@ -410,10 +453,7 @@ impl Core {
             Input::Propose(command, reply) => {
                 let id = self.request_id();
                 match self.replica.propose(id, &command) {
-                    Ok(()) => {
-                        self.metrics.proposals.inc();
-                        self.waiting.insert(id, Waiter::Write(reply));
-                    }
+                    Ok(()) => drop(self.waiting.insert(id, Waiter::Write(reply))),
                     Err(error) => drop(reply.send(Err(error.into()))),
                 }
             }
@@ -535,6 +575,7 @@ impl Core {
         defrag.longest_step = defrag.longest_step.max(took);
         if swapped {
             let defrag = self.defrag.take().expect("checked above");
+            self.metrics.defrag_seconds.observe(defrag.started.elapsed().as_secs_f64());
             let report = DefragReport {
                 bytes_before: defrag.bytes_before,
                 bytes_after: self.replica.store().size_bytes().unwrap_or(0),
@@ -598,7 +639,11 @@ impl Core {
             Err(error) => panic!("the replica cannot go on: {error}"),
         };
         if !finished.committed.is_empty() {
-            self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            self.metrics.apply_seconds.observe(took.as_secs_f64());
+            if took > SLOW_APPLY {
+                self.metrics.slow_apply.inc();
+            }
         }
         self.on_finished(finished);
     }
@@ -785,10 +830,13 @@ impl Core {
             }
             self.reads.retain(|_, reply| !reply.is_closed());
             if !self.syncing {
+                let started = Instant::now();
                 if let Err(error) = self.replica.make_store_durable() {
                     panic!("state machine: {error}");
                 }
+                self.metrics.backend_commit_seconds.observe(started.elapsed().as_secs_f64());
             }
+            self.heartbeats.forget_older_than(Instant::now() - Duration::from_secs(10));
         }
         self.deliver_watches();
     }
@@ -849,6 +897,29 @@ impl Core {
     }
 }
 
+/// When the heartbeats of each round went to each peer, until answered: the leader's measure of
+/// peer round trips (`etcd_network_peer_round_trip_time_seconds`).
+#[derive(Default)]
+struct HeartbeatTimes {
+    sent: HashMap<(NodeId, u64), Instant>,
+}
+
+impl HeartbeatTimes {
+    fn sent(&mut self, peer: NodeId, round: u64, at: Instant) {
+        self.sent.insert((peer, round), at);
+    }
+
+    /// The round trip of an answered heartbeat (once).
+    fn answered(&mut self, peer: NodeId, round: u64, now: Instant) -> Option<Duration> {
+        self.sent.remove(&(peer, round)).map(|at| now.duration_since(at))
+    }
+
+    /// Forgets heartbeats never answered.
+    fn forget_older_than(&mut self, oldest: Instant) {
+        self.sent.retain(|_, at| *at >= oldest);
+    }
+}
+
 /// Starts the WAL thread and the Raft loop thread; returns the loop's inbox.
 pub fn start(
     replica: Replica<FsDisk>,
@@ -896,6 +967,7 @@ pub fn start(
         compactor: Compactor::new(auto_compaction),
         quota_walked_at: None,
         last_heard: LastHeard::default(),
+        heartbeats: HeartbeatTimes::default(),
         published_at: None,
         publishing: None,
         published: false,

@@ -21,6 +21,9 @@ pub fn router(handle: Handle) -> Router {
 /// Healthy when a leader is known and no alarm is raised (etcd's rule).
 async fn health(State(handle): State<Handle>) -> impl IntoResponse {
     let result = handle.query(|core| (core.leader(), core.replica.store().alarms().unwrap_or_default().len())).await;
+    let healthy = matches!(result, Ok((leader, 0)) if leader != 0);
+    let counter = if healthy { &handle.metrics.health_success } else { &handle.metrics.health_failures };
+    counter.inc();
     match result {
         Ok((leader, 0)) if leader != 0 => (StatusCode::OK, Json(serde_json::json!({"health": "true"}))),
         Ok((0, _)) => {
@@ -35,11 +38,34 @@ async fn health(State(handle): State<Handle>) -> impl IntoResponse {
     }
 }
 
+/// How often the store's costly figures (pages in use, live keys) are read for `/metrics`.
+const STORE_FIGURES_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Prometheus metrics, with etcd's names (see [`crate::metrics`]).
 async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
-    if let Ok(size) = handle.query(|core| core.replica.store().size_bytes().unwrap_or(0)).await {
-        handle.metrics.db_size_bytes.set(size as i64);
+    let _ = handle.query(|core| core.refresh_metrics()).await;
+    let due = {
+        let mut read_at = handle.metrics.store_read_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = read_at.is_none_or(|at| at.elapsed() >= STORE_FIGURES_EVERY);
+        if due {
+            *read_at = Some(std::time::Instant::now());
+        }
+        due
+    };
+    if due {
+        // Off the loop and off the async workers: both walk the store.
+        let reader = handle.reader().clone();
+        let figures = tokio::task::spawn_blocking(move || (reader.size_in_use_estimate(), reader.keys_total())).await;
+        if let Ok((in_use, keys)) = figures {
+            if let Ok(in_use) = in_use {
+                handle.metrics.db_size_in_use_bytes.set(in_use as i64);
+            }
+            if let Ok(keys) = keys {
+                handle.metrics.keys.set(keys as i64);
+            }
+        }
     }
-    ([("content-type", "text/plain; version=0.0.4")], handle.metrics.render())
+    ([("content-type", crate::metrics::CONTENT_TYPE)], handle.metrics.render())
 }
 
 async fn status(State(handle): State<Handle>) -> impl IntoResponse {

@@ -20,13 +20,42 @@ use crate::h2_authority::AuthorityFix;
 use crate::tls::{ServerTls, PLAINTEXT_REFUSED, TLS_HANDSHAKE_BYTE};
 
 /// A client connection, plain or TLS, read through the `:authority` filter (see
-/// [`crate::h2_authority`]).
-pub enum ClientStream {
-    /// Plain TCP (a port without TLS).
+/// [`crate::h2_authority`]), its bytes counted for `etcd_network_client_grpc_*_bytes_total`.
+pub struct ClientStream {
+    io: Io,
+    counters: ByteCounters,
+}
+
+enum Io {
     Plain(AuthorityFix<TcpStream>),
-    /// TLS over TCP.
     Tls(Box<AuthorityFix<tokio_rustls::server::TlsStream<TcpStream>>>),
 }
+
+/// The byte counters of the client port.
+#[derive(Clone)]
+pub struct ByteCounters {
+    /// Bytes read from clients.
+    pub received: prometheus_client::metrics::counter::Counter,
+    /// Bytes written to clients.
+    pub sent: prometheus_client::metrics::counter::Counter,
+}
+
+impl ClientStream {
+    fn new(io: Io, counters: ByteCounters) -> Self {
+        ClientStream { io, counters }
+    }
+
+    fn io(self: Pin<&mut Self>) -> Pin<&mut (dyn AsyncReadWrite + '_)> {
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream),
+            Io::Tls(stream) => Pin::new(stream.as_mut()),
+        }
+    }
+}
+
+/// What the client stream's two kinds have in common.
+trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncReadWrite for T {}
 
 /// What requests learn of their connection (in their extensions).
 #[derive(Clone, Debug)]
@@ -41,9 +70,9 @@ impl tonic::transport::server::Connected for ClientStream {
     type ConnectInfo = ClientConnInfo;
 
     fn connect_info(&self) -> ClientConnInfo {
-        match self {
-            ClientStream::Plain(stream) => ClientConnInfo { remote: stream.get_ref().peer_addr().ok(), certs: None },
-            ClientStream::Tls(stream) => {
+        match &self.io {
+            Io::Plain(stream) => ClientConnInfo { remote: stream.get_ref().peer_addr().ok(), certs: None },
+            Io::Tls(stream) => {
                 let (tcp, session) = stream.get_ref().get_ref();
                 ClientConnInfo {
                     remote: tcp.peer_addr().ok(),
@@ -55,51 +84,47 @@ impl tonic::transport::server::Connected for ClientStream {
 }
 
 impl AsyncRead for ClientStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = self.as_mut().io().poll_read(cx, buf);
+        self.counters.received.inc_by((buf.filled().len() - before) as u64);
+        polled
     }
 }
 
 impl AsyncWrite for ClientStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = self.as_mut().io().poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = &polled {
+            self.counters.sent.inc_by(*written as u64);
         }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
+        self.io().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
+        self.io().poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        let polled = self.as_mut().io().poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(written)) = &polled {
+            self.counters.sent.inc_by(*written as u64);
         }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientStream::Plain(stream) => stream.is_write_vectored(),
-            ClientStream::Tls(stream) => stream.is_write_vectored(),
+        match &self.io {
+            Io::Plain(stream) => stream.is_write_vectored(),
+            Io::Tls(stream) => stream.is_write_vectored(),
         }
     }
 }
@@ -109,7 +134,11 @@ pub type Incoming<T> = tokio_stream::wrappers::ReceiverStream<std::io::Result<T>
 
 /// Accepts on `listener`: connections for the services, and (on a TLS port) plain-text ones to
 /// be refused.
-pub fn accept(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> (Incoming<ClientStream>, Incoming<TcpStream>) {
+pub fn accept(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    counters: ByteCounters,
+) -> (Incoming<ClientStream>, Incoming<TcpStream>) {
     let (clients, clients_rx) = mpsc::channel(64);
     let (plain, plain_rx) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -126,13 +155,14 @@ pub fn accept(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> (Incoming<C
             // Without no-delay, small responses wait for the client's delayed ACK (~40 ms).
             let _ = stream.set_nodelay(true);
             let Some(tls) = tls.clone() else {
-                if clients.send(Ok(ClientStream::Plain(AuthorityFix::new(stream)))).await.is_err() {
+                let stream = ClientStream::new(Io::Plain(AuthorityFix::new(stream)), counters.clone());
+                if clients.send(Ok(stream)).await.is_err() {
                     return;
                 }
                 continue;
             };
             // Handshakes run on their own tasks: a slow client must not hold up the others.
-            let (clients, plain) = (clients.clone(), plain.clone());
+            let (clients, plain, counters) = (clients.clone(), plain.clone(), counters.clone());
             tokio::spawn(async move {
                 let mut first = [0u8; 1];
                 let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut first)).await;
@@ -145,7 +175,10 @@ pub fn accept(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> (Incoming<C
                     return;
                 }
                 match tls.accept(stream).await {
-                    Ok(stream) => drop(clients.send(Ok(ClientStream::Tls(Box::new(AuthorityFix::new(stream))))).await),
+                    Ok(stream) => {
+                        let stream = ClientStream::new(Io::Tls(Box::new(AuthorityFix::new(stream))), counters);
+                        drop(clients.send(Ok(stream)).await)
+                    }
                     Err(error) => tracing::info!(%remote, %error, "TLS handshake with a client failed"),
                 }
             });

@@ -337,6 +337,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         .with_context(|| format!("listening for clients on {client_address}"))?;
 
     let metrics = Arc::new(Metrics::default());
+    metrics.set_server_id(id);
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
     let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
     let reader = replica.store().reader();
@@ -359,11 +360,20 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         tokens: tokens.clone(),
     };
     let transport_members = members.clone();
+    let transport_metrics = metrics.clone();
     let raft_thread = driver::start(
         replica,
         settings,
         |inbox| {
-            Transport::start(cluster_id, id, client_urls.clone(), transport_members, inbox, tls.peer_client.clone())
+            Transport::start(
+                cluster_id,
+                id,
+                client_urls.clone(),
+                transport_members,
+                inbox,
+                tls.peer_client.clone(),
+                transport_metrics,
+            )
         },
         metrics.clone(),
         (inbox.clone(), inbox_rx),
@@ -375,6 +385,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         members.clone(),
         inbox.clone(),
         tls.peer_server.clone(),
+        metrics.clone(),
     ));
 
     let limits = Limits {
@@ -454,7 +465,11 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         restarting,
         "ballot member started"
     );
-    let (incoming, plaintext) = crate::listener::accept(client_listener, tls.client.clone());
+    let counters = crate::listener::ByteCounters {
+        received: metrics.client_received_bytes.clone(),
+        sent: metrics.client_sent_bytes.clone(),
+    };
+    let (incoming, plaintext) = crate::listener::accept(client_listener, tls.client.clone(), counters);
     if tls.client.is_some() {
         tokio::spawn(crate::listener::refuse_plaintext(plaintext));
     }

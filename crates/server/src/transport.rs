@@ -83,6 +83,9 @@ impl Hello {
     }
 }
 
+/// Bytes a frame adds to its payload: the length and the version.
+const FRAME_HEADER_BYTES: usize = 5;
+
 async fn write_frame<W: AsyncWriteExt + Unpin>(out: &mut W, payload: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(payload.len() + 1).map_err(|_| std::io::Error::other("frame too large"))?;
     out.write_all(&len.to_be_bytes()).await?;
@@ -128,6 +131,8 @@ struct Local {
     members: Members,
     /// TLS to peers (`--peer-cert-file` …), if configured.
     tls: Option<Arc<crate::tls::ClientTls>>,
+    /// Bytes sent, by peer.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A peer connection, plain or TLS.
@@ -155,12 +160,16 @@ impl Transport {
         members: Members,
         inbox: Inbox,
         tls: Option<Arc<crate::tls::ClientTls>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Transport {
-        let local = Local { cluster_id, id, client_urls, inbox, members, tls };
+        let local = Local { cluster_id, id, client_urls, inbox, members, tls, metrics };
         Transport { peers: Arc::default(), local, runtime: tokio::runtime::Handle::current() }
     }
 
     fn start_peer(&self, peer: NodeId) -> PeerQueues {
+        // The peer's failure series exist from the first message on, at zero (the mixin's
+        // members-down alert then has data before anything fails).
+        let _ = self.local.metrics.peer_sent_failures.get_or_create(&vec![("To", format!("{peer:x}"))]);
         let (messages, rx) = mpsc::channel(QUEUE_MAX);
         self.runtime.spawn(send_loop(self.local.clone(), peer, STREAM_MESSAGES, rx));
         let (snapshots, rx) = mpsc::channel(4);
@@ -232,13 +241,14 @@ pub async fn serve(
     members: Members,
     inbox: Inbox,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     loop {
         let Ok((stream, remote)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let (inbox, members, tls) = (inbox.clone(), members.clone(), tls.clone());
+        let (inbox, members, tls, metrics) = (inbox.clone(), members.clone(), tls.clone(), metrics.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let stream: Box<dyn PeerStream> = match tls {
@@ -248,7 +258,7 @@ pub async fn serve(
                 },
                 None => Box::new(stream),
             };
-            if let Err(error) = receive(stream, cluster_id, id, members, inbox).await {
+            if let Err(error) = receive(stream, cluster_id, id, members, inbox, metrics).await {
                 tracing::debug!(%remote, %error, "peer connection closed");
             }
         });
@@ -261,6 +271,7 @@ async fn receive(
     id: NodeId,
     members: Members,
     inbox: Inbox,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     let hello = Hello::decode(&read_frame(&mut stream).await?)?;
     if hello.stream == STREAM_QUERY {
@@ -293,14 +304,18 @@ async fn receive(
         return Ok(());
     }
     members.set_client_urls(hello.from, &hello.client_urls);
+    let received = metrics.peer_received_bytes.get_or_create(&vec![("From", format!("{:x}", hello.from))]).clone();
     let mut input = tokio::io::BufReader::new(stream);
     loop {
         let frame = read_frame(&mut input).await?;
+        received.inc_by((frame.len() + FRAME_HEADER_BYTES) as u64);
         let message = if hello.stream == STREAM_SNAPSHOT {
             let total = Reader::new(&frame).u64()? as usize;
             let mut whole = Vec::with_capacity(total.min(FRAME_BYTES_MAX));
             while whole.len() < total {
-                whole.extend(read_frame(&mut input).await?);
+                let chunk = read_frame(&mut input).await?;
+                received.inc_by((chunk.len() + FRAME_HEADER_BYTES) as u64);
+                whole.extend(chunk);
             }
             codec::decode(&whole)?
         } else {
@@ -375,10 +390,11 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
         }
         logged_down = false;
         backoff = Duration::from_millis(50);
+        let sent = local.metrics.peer_sent_bytes.get_or_create(&vec![("To", format!("{peer:x}"))]).clone();
         let result = if stream_kind == STREAM_SNAPSHOT {
-            send_snapshots(&mut out, peer, &local, &mut queue).await
+            send_snapshots(&mut out, peer, &local, &mut queue, &sent).await
         } else {
-            send_messages(&mut out, &mut queue).await
+            send_messages(&mut out, &mut queue, &sent).await
         };
         match result {
             Ok(()) => return, // the queue closed: shutting down
@@ -395,11 +411,16 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
 async fn send_messages<W: AsyncWriteExt + Unpin>(
     out: &mut W,
     queue: &mut mpsc::Receiver<Message>,
+    sent: &prometheus_client::metrics::counter::Counter,
 ) -> std::io::Result<()> {
     while let Some(message) = queue.recv().await {
-        write_frame(out, &codec::encode(&message)).await?;
+        let frame = codec::encode(&message);
+        write_frame(out, &frame).await?;
+        sent.inc_by((frame.len() + FRAME_HEADER_BYTES) as u64);
         while let Ok(message) = queue.try_recv() {
-            write_frame(out, &codec::encode(&message)).await?;
+            let frame = codec::encode(&message);
+            write_frame(out, &frame).await?;
+            sent.inc_by((frame.len() + FRAME_HEADER_BYTES) as u64);
         }
         out.flush().await?;
     }
@@ -411,9 +432,11 @@ async fn send_snapshots<W: AsyncWriteExt + Unpin>(
     peer: NodeId,
     local: &Local,
     queue: &mut mpsc::Receiver<Message>,
+    sent_bytes: &prometheus_client::metrics::counter::Counter,
 ) -> std::io::Result<()> {
     while let Some(message) = queue.recv().await {
         let bytes = codec::encode(&message);
+        sent_bytes.inc_by((bytes.len() + FRAME_HEADER_BYTES * (1 + bytes.len().div_ceil(CHUNK_BYTES))) as u64);
         let mut header = Writer::default();
         header.u64(bytes.len() as u64);
         let sent = async {

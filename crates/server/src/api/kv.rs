@@ -71,6 +71,7 @@ impl Kv {
 
     /// etcd's Range.
     pub async fn range(&self, caller: &Caller, message: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+        self.handle.metrics.mvcc_op("range");
         let identity = self.handle.identity(caller).await?;
         check_key(&message.key)?;
         let range = convert::range_request(&message);
@@ -85,6 +86,7 @@ impl Kv {
 
     /// etcd's Put.
     pub async fn put(&self, caller: &Caller, message: pb::PutRequest) -> Result<pb::PutResponse, Status> {
+        self.handle.metrics.mvcc_op("put");
         check_size(&self.handle, message.encoded_len())?;
         check_put(&message)?;
         let identity = self.handle.identity(caller).await?;
@@ -105,6 +107,7 @@ impl Kv {
         caller: &Caller,
         message: pb::DeleteRangeRequest,
     ) -> Result<pb::DeleteRangeResponse, Status> {
+        self.handle.metrics.mvcc_op("delete");
         check_size(&self.handle, message.encoded_len())?;
         check_key(&message.key)?;
         let identity = self.handle.identity(caller).await?;
@@ -124,6 +127,7 @@ impl Kv {
 
     /// etcd's Txn.
     pub async fn txn(&self, caller: &Caller, message: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+        self.handle.metrics.mvcc_op("txn");
         check_size(&self.handle, message.encoded_len())?;
         check_txn(&message, self.handle.limits.txn_ops_max)?;
         // A txn that only reads goes through the log too (linearizable, one entry, no new

@@ -303,7 +303,11 @@ impl Handle {
 
     /// A ReadIndex barrier: what follows sees every change committed before it began.
     pub async fn barrier(&self) -> Result<(), Status> {
-        self.ask(Input::ReadBarrier).await.map(|_| ()).map_err(status)
+        let passed = self.ask(Input::ReadBarrier).await;
+        if passed.is_err() {
+            self.metrics.read_indexes_failed.inc();
+        }
+        passed.map(|_| ()).map_err(status)
     }
 
     /// Proposes `command` on behalf of `identity`: the state machine checks its permission.
@@ -316,6 +320,12 @@ impl Handle {
         let started = Instant::now();
         let result = self.ask(|tx| Input::Propose(command.clone(), tx)).await;
         self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        // Refused here to be forwarded is not a failure; no result (timeout, a proposal Raft
+        // dropped, the member stopping) is.
+        if matches!(result, Err(ApiError::Timeout | ApiError::TooManyRequests | ApiError::Stopped | ApiError::NoLeader))
+        {
+            self.metrics.proposals_failed.inc();
+        }
         result
     }
 
