@@ -45,3 +45,5 @@ kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true
 BALLOT_BIN="$ballot" compat/etcd_migration.sh
 echo "== etcd's metrics: the mixin's alert rules in Prometheus against a ballot cluster"
 BALLOT_BIN="$ballot" compat/metrics_check.sh
+echo "== the differential check: the same requests to etcd 3.4 and to ballot (gRPC and the JSON gateway)"
+BALLOT_BIN="$ballot" compat/diff_etcd.sh

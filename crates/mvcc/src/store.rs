@@ -483,12 +483,14 @@ impl Store {
 /// members).
 fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64), Error> {
     let meta = Meta::read(read)?;
+    // As etcd: a revision asked for by number must be above the compact revision (the
+    // current one, asked for as 0, may equal it).
+    if revision > 0 && revision <= meta.compact_revision {
+        return Err(Error::Compacted);
+    }
     let revision = if revision <= 0 { meta.revision } else { revision };
     if revision > meta.revision {
         return Err(Error::FutureRevision);
-    }
-    if revision < meta.compact_revision {
-        return Err(Error::Compacted);
     }
     let revs = read.open_table(REVS).map_err(storage_error)?;
     let index = read.open_table(INDEX).map_err(storage_error)?;

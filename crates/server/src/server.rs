@@ -454,7 +454,11 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         handle.clone(),
     )));
     let gateway = api::gateway::router(Arc::new(api::gateway::Services::new(handle.clone())));
-    let router = routes.into_axum_router().merge(crate::http::router(handle.clone())).merge(gateway);
+    let router = routes
+        .into_axum_router()
+        .merge(crate::http::router(handle.clone()))
+        .merge(gateway)
+        .fallback(api::gateway::fallback);
 
     tracing::info!(
         name = config.name,

@@ -137,21 +137,29 @@ fn compare(compare: &pb::Compare) -> Result<m::Compare, &'static str> {
 /// A txn response to the wire (each nested response carries the same header).
 pub fn txn_response(response: m::TxnResponse, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {
     use pb::response_op::Response;
+    // As etcd fills them: each operation's answer has a header with the revision only, and a
+    // nested txn's own header is empty.
+    let revision = header.as_ref().map_or(0, |header| header.revision);
+    let op_header = Some(pb::ResponseHeader { revision, ..Default::default() });
     let responses = response
         .responses
         .into_iter()
         .map(|op| pb::ResponseOp {
             response: Some(match op {
-                m::ResponseOp::Range(range) => Response::ResponseRange(range_response(range, header)),
+                m::ResponseOp::Range(range) => Response::ResponseRange(range_response(range, op_header)),
                 m::ResponseOp::Put(put) => {
-                    Response::ResponsePut(pb::PutResponse { header, prev_kv: put.prev_kv.map(kv) })
+                    Response::ResponsePut(pb::PutResponse { header: op_header, prev_kv: put.prev_kv.map(kv) })
                 }
                 m::ResponseOp::DeleteRange(delete) => Response::ResponseDeleteRange(pb::DeleteRangeResponse {
-                    header,
+                    header: op_header,
                     deleted: delete.deleted,
                     prev_kvs: delete.prev_kvs.into_iter().map(kv).collect(),
                 }),
-                m::ResponseOp::Txn(txn) => Response::ResponseTxn(txn_response(txn, header)),
+                m::ResponseOp::Txn(txn) => {
+                    let mut nested = txn_response(txn, op_header);
+                    nested.header = Some(pb::ResponseHeader::default());
+                    Response::ResponseTxn(nested)
+                }
             }),
         })
         .collect();

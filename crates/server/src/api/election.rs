@@ -10,7 +10,7 @@ use ballot_proto::v3electionpb as pb;
 use ballot_proto::v3electionpb::election_client::ElectionClient;
 use tonic::{Code, Status};
 
-use super::lock::{acquire, leader_or_forward};
+use super::lock::{acquire, leader_or_forward, plain};
 use super::{async_stream, convert, prefix_end, Caller, Handle};
 use crate::auth::Identity;
 
@@ -62,6 +62,10 @@ impl Election {
         caller: &Caller,
         message: pb::CampaignRequest,
     ) -> Result<pb::CampaignResponse, Status> {
+        self.campaign_as(caller, message).await.map_err(plain)
+    }
+
+    async fn campaign_as(&self, caller: &Caller, message: pb::CampaignRequest) -> Result<pb::CampaignResponse, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
             return Ok(ElectionClient::new(channel).campaign(message).await?.into_inner());
         }
@@ -82,6 +86,10 @@ impl Election {
         caller: &Caller,
         message: pb::ProclaimRequest,
     ) -> Result<pb::ProclaimResponse, Status> {
+        self.proclaim_as(caller, message).await.map_err(plain)
+    }
+
+    async fn proclaim_as(&self, caller: &Caller, message: pb::ProclaimRequest) -> Result<pb::ProclaimResponse, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
             return Ok(ElectionClient::new(channel).proclaim(message).await?.into_inner());
         }
@@ -92,13 +100,18 @@ impl Election {
         let txn = TxnRequest { compare: vec![holds(&leader)], success: vec![RequestOp::Put(put)], failure: vec![] };
         let (response, revision, term) = self.handle.apply_as(&identity, Command::Txn(txn)).await?;
         if !matches!(response, Applied::Txn(ref txn) if txn.succeeded) {
-            return Err(Status::failed_precondition("election: not leader"));
+            // A plain error in etcd's election server: gRPC's Unknown.
+            return Err(Status::unknown("election: not leader"));
         }
         Ok(pb::ProclaimResponse { header: self.handle.header(revision, term) })
     }
 
     /// etcd's Leader.
     pub async fn leader(&self, caller: &Caller, message: pb::LeaderRequest) -> Result<pb::LeaderResponse, Status> {
+        self.leader_as(caller, message).await.map_err(plain)
+    }
+
+    async fn leader_as(&self, caller: &Caller, message: pb::LeaderRequest) -> Result<pb::LeaderResponse, Status> {
         let identity = self.handle.identity(caller).await?;
         let (kv, revision, term) = leader_of(&self.handle, &identity, &message.name).await?;
         let kv = kv.ok_or_else(|| Status::new(Code::Unknown, "election: no leader"))?;
@@ -115,7 +128,7 @@ impl Election {
             loop {
                 let (kv, revision, term) = match leader_of(&handle, &identity, &name).await {
                     Ok(found) => found,
-                    Err(error) => return drop(tx.send(Err(error)).await),
+                    Err(error) => return drop(tx.send(Err(plain(error))).await),
                 };
                 if let Some(kv) = kv {
                     let seen = (kv.key.clone(), kv.mod_revision);
@@ -130,7 +143,7 @@ impl Election {
                 }
                 let prefix = prefix_of(&name);
                 if let Err(error) = handle.wait_event(prefix.clone(), prefix_end(&prefix), revision, |_| true).await {
-                    return drop(tx.send(Err(error)).await);
+                    return drop(tx.send(Err(plain(error))).await);
                 }
             }
         });
@@ -139,6 +152,10 @@ impl Election {
 
     /// etcd's Resign.
     pub async fn resign(&self, caller: &Caller, message: pb::ResignRequest) -> Result<pb::ResignResponse, Status> {
+        self.resign_as(caller, message).await.map_err(plain)
+    }
+
+    async fn resign_as(&self, caller: &Caller, message: pb::ResignRequest) -> Result<pb::ResignResponse, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
             return Ok(ElectionClient::new(channel).resign(message).await?.into_inner());
         }

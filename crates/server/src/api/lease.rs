@@ -147,10 +147,9 @@ impl Lease {
         let Some(info) = info.map_err(|error| status(ApiError::Mvcc(error)))? else {
             return Ok(pb::LeaseTimeToLiveResponse { header, id, ttl: -1, ..Default::default() });
         };
-        let remaining = deadline.map_or(info.lease.ttl, |deadline| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0)
-        });
+        // Whole seconds left, rounded down, as etcd answers.
+        let remaining = deadline
+            .map_or(info.lease.ttl, |deadline| deadline.saturating_duration_since(Instant::now()).as_secs() as i64);
         Ok(pb::LeaseTimeToLiveResponse {
             header,
             id,

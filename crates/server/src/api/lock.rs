@@ -21,6 +21,16 @@ pub struct Lock {
     pub handle: Handle,
 }
 
+/// An error of the lock and election services as etcd returns them: its servers for these run
+/// the KV API through a client and pass on its errors as plain ones, which gRPC reports as
+/// Unknown, with the message.
+pub fn plain(error: Status) -> Status {
+    if error.code() == tonic::Code::Unknown {
+        return error;
+    }
+    Status::unknown(error.message().to_string())
+}
+
 /// Queues `key` (with `value`) under `prefix` on `lease`; returns the key's create revision
 /// once every key created before it under the prefix is gone. Shared with elections.
 pub async fn acquire(
@@ -82,6 +92,10 @@ pub async fn leader_or_forward(handle: &Handle, caller: &Caller) -> Result<Optio
 impl Lock {
     /// etcd's Lock: waits until the lock is held; the key's create revision is the fencing token.
     pub async fn lock(&self, caller: &Caller, message: pb::LockRequest) -> Result<pb::LockResponse, Status> {
+        self.lock_as(caller, message).await.map_err(plain)
+    }
+
+    async fn lock_as(&self, caller: &Caller, message: pb::LockRequest) -> Result<pb::LockResponse, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
             return Ok(LockClient::new(channel).lock(message).await?.into_inner());
         }
@@ -96,6 +110,10 @@ impl Lock {
 
     /// etcd's Unlock.
     pub async fn unlock(&self, caller: &Caller, message: pb::UnlockRequest) -> Result<pb::UnlockResponse, Status> {
+        self.unlock_as(caller, message).await.map_err(plain)
+    }
+
+    async fn unlock_as(&self, caller: &Caller, message: pb::UnlockRequest) -> Result<pb::UnlockResponse, Status> {
         if let Some(channel) = leader_or_forward(&self.handle, caller).await? {
             return Ok(LockClient::new(channel).unlock(message).await?.into_inner());
         }

@@ -15,6 +15,8 @@ use crate::driver::ApiError;
 pub const API_VERSION: &str = "3.4.0";
 /// The request metadata that asks for a snapshot in ballot's own format.
 pub const SNAPSHOT_FORMAT_HEADER: &str = "x-ballot-snapshot-format";
+/// The SHA-256 that ends a snapshot.
+const SHA256_BYTES: usize = 32;
 /// Snapshot stream chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -131,9 +133,12 @@ impl Maintenance {
     pub async fn hash(&self, _caller: &Caller, _message: pb::HashRequest) -> Result<pb::HashResponse, Status> {
         // The hash of the whole key-value history (as HashKV at the current revision): what
         // replicas must agree on.
-        let (result, term) = self.handle.query(|core| (core.replica.store().hash_kv(0), core.term())).await?;
+        let (result, revision, term) = self
+            .handle
+            .query(|core| (core.replica.store().hash_kv(0), core.replica.store().revision(), core.term()))
+            .await?;
         let (hash, _) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
-        Ok(pb::HashResponse { header: self.handle.header(0, term), hash })
+        Ok(pb::HashResponse { header: self.handle.header(revision, term), hash })
     }
 
     /// etcd's HashKV.
@@ -150,7 +155,8 @@ impl Maintenance {
             header: self.handle.header(current, term),
             hash,
             compact_revision,
-            hash_revision: if revision <= 0 { current } else { revision },
+            // A 3.5 field; etcd 3.4, which ballot answers as, leaves it out.
+            hash_revision: 0,
         })
     }
 
@@ -200,19 +206,25 @@ impl Maintenance {
                     return;
                 }
                 let sent = crate::etcd_snapshot::save_file(chunks, &scratch).and_then(|_| {
+                    // The database, then its SHA-256 in a message of its own, as etcd sends
+                    // them (the last piece of the database already says 0 bytes remain).
                     let mut file = std::fs::File::open(&scratch)?;
-                    let mut remaining = file.metadata()?.len();
+                    let mut remaining = file.metadata()?.len().saturating_sub(SHA256_BYTES as u64);
                     let mut blob = vec![0u8; SNAPSHOT_CHUNK_BYTES];
                     while remaining > 0 {
-                        let read = std::io::Read::read(&mut file, &mut blob)?;
+                        let want = blob.len().min(remaining as usize);
+                        let read = std::io::Read::read(&mut file, &mut blob[..want])?;
                         if read == 0 {
                             return Err(anyhow::anyhow!("the snapshot file ended {remaining} bytes early"));
                         }
-                        remaining = remaining.saturating_sub(read as u64);
+                        remaining -= read as u64;
                         if tx.blocking_send(response(blob[..read].to_vec(), remaining)).is_err() {
                             return Ok(());
                         }
                     }
+                    let mut sha = vec![0u8; SHA256_BYTES];
+                    std::io::Read::read_exact(&mut file, &mut sha)?;
+                    let _ = tx.blocking_send(response(sha, 0));
                     Ok(())
                 });
                 let _ = std::fs::remove_file(&scratch);

@@ -45,10 +45,12 @@ impl Stream {
         use pb::watch_create_request::FilterType;
         let watch_id = if create.watch_id != 0 { create.watch_id } else { self.next_client_id };
         if self.by_client.contains_key(&watch_id) {
-            let mut response = self.response(watch_id, 0);
+            // As etcd refuses it: watch id -1, mvcc's reason, the stream going on.
+            let revision = self.handle.reader().revision().unwrap_or(0);
+            let mut response = self.response(-1, revision);
             response.created = true;
             response.canceled = true;
-            response.cancel_reason = "etcdserver: duplicate watch ID".into();
+            response.cancel_reason = "mvcc: duplicate watch ID provided on the WatchStream".into();
             return out.send(Ok(response)).await.is_ok();
         }
         while self.by_client.contains_key(&self.next_client_id) || self.next_client_id == watch_id {

@@ -152,6 +152,23 @@ pub fn router(services: Arc<Services>) -> Router {
     Router::new().nest("/v3", v3.clone()).nest("/v3beta", v3).route("/version", get(version))
 }
 
+/// What answers a path nothing serves: a gRPC call is Unimplemented (as tonic answers it); an
+/// HTTP one is a 404, as etcd's mux says it (`Not Found` under `/v3/`, Go's 404 page elsewhere,
+/// `/v3alpha/` included, which 3.4 does not serve).
+pub async fn fallback(request: Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if grpc {
+        let unimplemented = Status::unimplemented(format!("ballot does not serve {}", request.uri().path()));
+        return unimplemented.into_http().map(|_: ()| Body::empty());
+    }
+    let text = if request.uri().path().starts_with("/v3/") { "Not Found\n" } else { "404 page not found\n" };
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
 /// `GET /version`, as etcd answers it (clients choose the API prefix from it, parsing both
 /// values as dotted numbers).
 async fn version() -> Response {
