@@ -99,6 +99,26 @@ lock.release()
 check("released lock can be taken", other.acquire(timeout=5))
 other.release()
 
+# A watch from a compacted revision fails with the compaction; a watch again from the compact
+# revision, on the same client (one watch stream), then works. (It used to fail again: the
+# compaction came inside the created answer, and a watch id was handed out twice.)
+etcd.put("/compat/compacted", b"1")
+compact_at = etcd.put("/compat/compacted", b"2").header.revision
+etcd.compact(compact_at)
+try:
+    events, cancel = etcd.watch("/compat/compacted", start_revision=1)
+    next(events)
+    compaction_seen = False
+except etcd3.exceptions.RevisionCompactedError as error:
+    compaction_seen = error.compacted_revision == compact_at
+check("watch from a compacted revision reports the compaction", compaction_seen)
+events, cancel = etcd.watch("/compat/compacted", start_revision=compact_at)
+etcd.put("/compat/compacted", b"3")
+first = next(events)
+check("the same client watches again from the compact revision", first.value == b"2", repr(first))
+cancel()
+etcd.delete("/compat/compacted")
+
 # Cluster and status.
 members = list(etcd.members)
 check("member list", len(members) >= 1 and all(m.client_urls for m in members), repr(members))
