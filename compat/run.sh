@@ -47,3 +47,5 @@ echo "== etcd's metrics: the mixin's alert rules in Prometheus against a ballot 
 BALLOT_BIN="$ballot" compat/metrics_check.sh
 echo "== the differential check: the same requests to etcd 3.4 and to ballot (gRPC and the JSON gateway)"
 BALLOT_BIN="$ballot" compat/diff_etcd.sh
+echo "== Patroni on ballot: three PostgreSQL members kept by elections in ballot (3 members)"
+BALLOT_BIN="$ballot" compat/patroni.sh
