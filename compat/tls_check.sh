@@ -72,4 +72,43 @@ except grpc.RpcError as error:
 print("ok   python etcd3 over TLS with a user and password")
 PY
 checks=$((checks + 1))
+
+# ballot's own client commands with etcdctl's flags: the certificate, then a user on top.
+b() { "$ballot" --endpoints "127.0.0.1:$port" --cacert ca.pem --cert app.pem --key app-key.pem "$@"; }
+r() { b --user root:rootpw "$@"; }
+expect "ballot get as the certificate's user" "$(printf '/config/db-url\ny')" "$(b get /config/db-url)"
+expect "ballot put as the certificate's user is refused" "error: etcdserver: permission denied" "$(b put /config/db-url x 2>&1)"
+expect "ballot put as root (name:password)" "OK" "$(r put /config/from-ballot 1 | cut -c1-2)"
+expect "ballot get with --user and --password" "1" "$(b --user root --password rootpw get /config/from-ballot | tail -1)"
+expect "ballot reads the password from standard input when it is not a terminal" "1" \
+  "$(echo rootpw | b --user root get /config/from-ballot | tail -1)"
+expect "a wrong password" "error: logging in as root: etcdserver: authentication failed, invalid user ID or password" \
+  "$(b --user root:nope get /x 2>&1)"
+expect "ballot status over TLS" "yes" "$(r status | awk 'NR == 2 { print $3 }')"
+expect "ballot member list over TLS" "https://127.0.0.1:$port" "$(r member list | awk -F', ' '{ print $5 }')"
+lease=$(r lease grant 30 | awk '{ print $2 }')
+expect "ballot lease revoke" "lease $lease revoked" "$(r lease revoke "$lease")"
+expect "ballot lock runs the command with a fencing token" "yes" \
+  "$(r lock tls-lock -- sh -c '[ "$BALLOT_LOCK_TOKEN" -gt 0 ] && echo yes')"
+expect "ballot txn" "SUCCESS" "$(printf 'value("/config/from-ballot") = "1"\n\nput /config/from-ballot 2\n\n' | r txn | head -1)"
+"$ballot" --endpoints "127.0.0.1:$port" --cacert ca.pem --cert app.pem --key app-key.pem --user root:rootpw \
+  watch /config/ --prefix > watch.out 2>&1 &
+watcher=$!
+sleep 1
+r put /config/watched 3 >/dev/null
+for _ in $(seq 50); do grep -q /config/watched watch.out && break; sleep 0.1; done
+kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null || true
+expect "ballot watch over TLS" "$(printf 'PUT\n/config/watched\n3')" "$(cat watch.out)"
+timeout -s INT 3 "$ballot" --endpoints "127.0.0.1:$port" --cacert ca.pem --cert app.pem --key app-key.pem \
+  --user root:rootpw elect tls-election v > elect.out 2>&1 || true
+expect "ballot elect over TLS" "leading" "$(cut -d' ' -f1 elect.out)"
+expect "ballot snapshot save over TLS" "Snapshot" "$(r snapshot save tls.db | cut -d' ' -f1)"
+expect "ballot bench over TLS as root" "ops 200, errors: none" \
+  "$(r bench put --total 200 2>/dev/null | awk '/^ops/ { printf "ops %s, ", $2 } /^errors/ { print }')"
+# torture on a secured cluster: members serving member.pem (it carries IP 127.0.0.1 and no
+# usage limits, so the clients present it too), authentication on, the workload as a user.
+"$ballot" --cacert ca.pem --cert member.pem --key member-key.pem --user app2:app2pw \
+  torture --duration 10 --nemesis kill,pause,partition --seed 11 --out torture > torture.out 2>&1 || { cat torture.out; exit 1; }
+expect "ballot torture with TLS and auth" "(TLS, auth as app2)
+linearizable: true" "$(grep -o '(TLS, auth as app2)' torture.out; grep -o '^linearizable: true' torture.out)"
 echo "tls: $checks checks passed"

@@ -15,7 +15,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    endpoints: cli::client::Endpoints,
+    endpoints: cli::connect::Endpoints,
 }
 
 #[derive(Subcommand)]
@@ -40,7 +40,21 @@ enum Command {
     Wal(cli::wal::WalCommand),
 }
 
+/// A reader that stops early (`ballot get … | head -1`) closes the pipe: end quietly, as a
+/// command killed by SIGPIPE does (Rust ignores the signal, so `println!` panics instead).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         None => cli::serve::run(cli::serve::ServeArgs::default()),
@@ -49,7 +63,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Bench(args)) => cli::bench::run(cli.endpoints, args),
         Some(Command::Client(command)) => cli::client::run(cli.endpoints, command),
         Some(Command::Sim(args)) => cli::sim::run(args),
-        Some(Command::Torture(args)) => cli::torture::run(args),
+        Some(Command::Torture(args)) => cli::torture::run(cli.endpoints, args),
         Some(Command::Check(args)) => cli::check::run(args),
         Some(Command::Wal(command)) => cli::wal::run(command),
     };

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use ballot_proto::etcdserverpb::watch_client::WatchClient;
 use common::{get, put, Cluster, ELECTION_MS};
 
 fn others(leader: usize, n: usize) -> Vec<usize> {
@@ -146,6 +147,25 @@ async fn sigterm_of_the_leader_hands_leadership_over_with_no_failed_request() {
     assert_ne!(new_leader, leader);
     assert!(cluster.log(leader).contains("handing leadership over"), "{}", cluster.log(leader));
     assert!(stop_took < Duration::from_secs(5), "stopping took {stop_took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_member_even_while_a_client_keeps_a_watch_open() {
+    let mut cluster = Cluster::start("sigterm-watch", 1, &[]);
+    let channel = cluster.channel(0).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let create = pb::WatchCreateRequest { key: b"w".to_vec(), ..Default::default() };
+    tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+        .await
+        .unwrap();
+    let mut stream = WatchClient::new(channel).watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap();
+    assert!(stream.get_mut().message().await.unwrap().unwrap().created);
+    // The client neither closes the stream nor goes away: draining must not wait for it.
+    let stopped_at = Instant::now();
+    assert!(cluster.terminate(0), "the member exits cleanly:\n{}", cluster.log(0));
+    assert!(stopped_at.elapsed() < Duration::from_secs(8), "stopping took {:?}", stopped_at.elapsed());
+    assert!(cluster.log(0).contains("closing the client streams still open"), "{}", cluster.log(0));
+    drop(tx);
 }
 
 async fn time_to_live(cluster: &Cluster, i: usize, id: i64) -> i64 {

@@ -12,7 +12,8 @@ use anyhow::{bail, Context};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::{kv_client::KvClient, lease_client::LeaseClient, watch_client::WatchClient};
 use clap::{Args, ValueEnum};
-use tonic::transport::Channel;
+
+use super::connect::{Conn, Dialer};
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -103,14 +104,17 @@ impl Random {
 }
 
 /// Runs the benchmark and prints the report.
-pub fn run(endpoints: super::client::Endpoints, mut args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(endpoints: super::connect::Endpoints, mut args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    let dialer = Dialer::new(&endpoints)?;
     args.endpoints = endpoints.endpoints;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run_async(args))?;
+    runtime.block_on(run_async(args, dialer))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn connect_all(args: &BenchArgs) -> anyhow::Result<Vec<Channel>> {
+/// `--conns` connections over the endpoints, round robin; one login (if there is a user),
+/// whose token every connection carries.
+async fn connect_all(args: &BenchArgs, dialer: &Dialer) -> anyhow::Result<Vec<Conn>> {
     let endpoints: Vec<&str> = args.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
     if endpoints.is_empty() || args.conns == 0 || args.clients == 0 {
         bail!("--endpoints, --conns and --clients must be non-empty / positive");
@@ -118,20 +122,21 @@ async fn connect_all(args: &BenchArgs) -> anyhow::Result<Vec<Channel>> {
     let mut channels = Vec::new();
     for i in 0..args.conns {
         let endpoint = endpoints[i % endpoints.len()];
-        let url = if endpoint.starts_with("http") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        let channel = Channel::from_shared(url.clone())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(3))
+        let channel = dialer
+            .endpoint(endpoint)?
             .connect()
             .await
-            .with_context(|| format!("connecting to {url}"))?;
-        channels.push(channel);
+            .with_context(|| format!("connecting to {}", dialer.url(endpoint)))?;
+        if i == 0 {
+            dialer.login(&channel).await?;
+        }
+        channels.push(dialer.wrap(channel));
     }
     Ok(channels)
 }
 
-async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
-    let channels = connect_all(&args).await?;
+async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
+    let channels = connect_all(&args, &dialer).await?;
     let total = match (args.total, args.duration) {
         (Some(total), _) => total,
         (None, Some(_)) => u64::MAX,
@@ -185,7 +190,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Puts every key of the key space once (for reads and CAS to find something).
-async fn load_key_space(args: &BenchArgs, channel: &Channel) -> anyhow::Result<()> {
+async fn load_key_space(args: &BenchArgs, channel: &Conn) -> anyhow::Result<()> {
     let value = vec![b'v'; args.val_size];
     let keys: Vec<u64> = (0..args.key_space).collect();
     let mut tasks = Vec::new();
@@ -206,8 +211,8 @@ async fn load_key_space(args: &BenchArgs, channel: &Channel) -> anyhow::Result<(
 
 async fn one_op(
     args: &BenchArgs,
-    kv: &mut KvClient<Channel>,
-    lease: &mut LeaseClient<Channel>,
+    kv: &mut KvClient<Conn>,
+    lease: &mut LeaseClient<Conn>,
     random: &mut Random,
     tally: &mut Tally,
 ) -> Result<(), tonic::Status> {
@@ -279,7 +284,7 @@ async fn one_op(
 /// acknowledgement to each watcher's receipt of the event (0 if the event came first).
 async fn watch_latency(
     args: &BenchArgs,
-    channels: &[Channel],
+    channels: &[Conn],
     total: u64,
     deadline: Option<Instant>,
     done: Arc<AtomicU64>,

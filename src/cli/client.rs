@@ -8,16 +8,9 @@ use ballot_proto::etcdserverpb::{
 };
 use ballot_proto::v3electionpb::election_client::ElectionClient;
 use ballot_proto::v3lockpb::lock_client::LockClient;
-use clap::{Args, Subcommand};
-use tonic::transport::Channel;
+use clap::Subcommand;
 
-/// Where to connect.
-#[derive(Args, Debug, Clone)]
-pub struct Endpoints {
-    /// Comma-separated host:port list; the first that answers is used.
-    #[arg(long, env = "BALLOT_ENDPOINTS", default_value = "127.0.0.1:2379", global = true)]
-    pub endpoints: String,
-}
+use super::connect::{Conn, Dialer, Endpoints};
 
 /// A client command.
 #[derive(Subcommand, Debug)]
@@ -198,18 +191,6 @@ pub enum LeaseCommand {
     },
 }
 
-async fn connect(endpoints: &Endpoints) -> anyhow::Result<Channel> {
-    let mut last_error = None;
-    for endpoint in endpoints.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let url = if endpoint.starts_with("http") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        match Channel::from_shared(url.clone())?.connect_timeout(std::time::Duration::from_secs(2)).connect().await {
-            Ok(channel) => return Ok(channel),
-            Err(error) => last_error = Some(anyhow::anyhow!("{url}: {error}")),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no endpoint given")))
-}
-
 /// The range end for `key`: empty for the key alone, the prefix's end with `prefix`.
 pub fn range_end(key: &str, prefix: bool) -> Vec<u8> {
     if prefix {
@@ -226,8 +207,18 @@ fn lease_id(hex: &str) -> anyhow::Result<i64> {
 /// Runs a client command.
 pub fn run(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(run_async(endpoints, command))?;
+    runtime.block_on(run_async(endpoints, command)).map_err(plain_status)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// A member's refusal as etcdctl prints it (`etcdserver: permission denied`), not tonic's
+/// debug form of the status.
+pub fn plain_status(error: anyhow::Error) -> anyhow::Error {
+    match error.downcast_ref::<tonic::Status>() {
+        Some(status) if !status.message().is_empty() => anyhow::anyhow!("{}", status.message()),
+        Some(status) => anyhow::anyhow!("{:?}", status.code()),
+        None => error,
+    }
 }
 
 async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Result<()> {
@@ -265,7 +256,8 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
         );
         return Ok(());
     }
-    let channel = connect(&endpoints).await?;
+    let dialer = Dialer::new(&endpoints)?;
+    let channel = dialer.connect(&endpoints.endpoints).await?;
     match command {
         ClientCommand::Put { key, value, lease } => {
             let lease = lease.as_deref().map(lease_id).transpose()?.unwrap_or(0);
@@ -326,16 +318,15 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
             );
             for member in members.members {
                 let Some(url) = member.client_ur_ls.first() else { continue };
-                let endpoint = Endpoints { endpoints: url.clone() };
                 let row = async {
-                    let channel = connect(&endpoint).await?;
+                    let channel = dialer.dial(url).await?;
                     anyhow::Ok(MaintenanceClient::new(channel).status(pb::StatusRequest {}).await?.into_inner())
                 };
                 match row.await {
                     Ok(status) => println!(
                         "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12}",
                         member.name,
-                        url.trim_start_matches("http://"),
+                        url.trim_start_matches("http://").trim_start_matches("https://"),
                         if status.leader == member.id { "yes" } else { "no" },
                         status.raft_term,
                         status.raft_index,
@@ -385,7 +376,7 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::Member(MemberCommand::MoveLeader { id }) => {
             let target = member_id(&id)?;
-            super::ops::move_leader(channel, target).await?;
+            super::ops::move_leader(&dialer, channel, target).await?;
             println!("Leadership transferred to {target:x}");
         }
         ClientCommand::Snapshot(SnapshotCommand::Save { file, format }) => {
@@ -458,7 +449,7 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
 }
 
 /// Keeps a lease alive (a keep-alive every third of its TTL) until the lease is gone.
-async fn keep_alive(channel: Channel, id: i64, mut each: impl FnMut(i64)) -> anyhow::Result<()> {
+async fn keep_alive(channel: Conn, id: i64, mut each: impl FnMut(i64)) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut responses =
         LeaseClient::new(channel).lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod connect;
 pub mod dev;
 pub mod ops;
 pub mod serve;

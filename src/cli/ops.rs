@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::{cluster_client::ClusterClient, maintenance_client::MaintenanceClient};
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
+
+use super::connect::{Conn, Dialer};
 
 /// Length of the SHA-256 trailer that ends a snapshot stream.
 const TRAILER_BYTES: usize = 32;
@@ -16,7 +17,7 @@ const TRAILER_BYTES: usize = 32;
 /// and makes it durable under its final name only when it is whole: written to `FILE.part`,
 /// fsynced, renamed, the directory fsynced. Returns its size and the revision it was taken at.
 /// `ballot_format` asks for ballot's own image instead of etcd's bbolt database.
-pub async fn snapshot_save(channel: Channel, file: &Path, ballot_format: bool) -> anyhow::Result<(u64, i64)> {
+pub async fn snapshot_save(channel: Conn, file: &Path, ballot_format: bool) -> anyhow::Result<(u64, i64)> {
     let part = file.with_extension(match file.extension() {
         Some(extension) => format!("{}.part", extension.to_string_lossy()),
         None => "part".into(),
@@ -59,7 +60,7 @@ pub async fn snapshot_save(channel: Channel, file: &Path, ballot_format: bool) -
 }
 
 /// Asks the leader to hand leadership to `target` (a member id) and waits until it has.
-pub async fn move_leader(channel: Channel, target: u64) -> anyhow::Result<()> {
+pub async fn move_leader(dialer: &Dialer, channel: Conn, target: u64) -> anyhow::Result<()> {
     let members = ClusterClient::new(channel).member_list(pb::MemberListRequest::default()).await?.into_inner();
     if !members.members.iter().any(|m| m.id == target) {
         bail!("{target:x} is not a member");
@@ -67,7 +68,7 @@ pub async fn move_leader(channel: Channel, target: u64) -> anyhow::Result<()> {
     // Only the leader can move leadership: find it through the members' status.
     for member in &members.members {
         let Some(url) = member.client_ur_ls.first() else { continue };
-        let Ok(channel) = Channel::from_shared(url.clone())?.connect().await else { continue };
+        let Ok(channel) = dialer.dial(url).await else { continue };
         let mut maintenance = MaintenanceClient::new(channel);
         let Ok(status) = maintenance.status(pb::StatusRequest {}).await else { continue };
         if status.into_inner().leader != member.id {

@@ -179,6 +179,12 @@ pub fn accept(
                         let stream = ClientStream::new(Io::Tls(Box::new(AuthorityFix::new(stream))), counters);
                         drop(clients.send(Ok(stream)).await)
                     }
+                    Err(error) if error.to_string().contains("UnsupportedCertVersion") => tracing::warn!(
+                        %remote,
+                        "TLS handshake with a client failed: its certificate is X.509 version 1, which ballot \
+                         does not accept (etcd does); issue a version 3 certificate (OpenSSL writes v3 when the \
+                         certificate has any extension, e.g. -addext extendedKeyUsage=clientAuth)"
+                    ),
                     Err(error) => tracing::info!(%remote, %error, "TLS handshake with a client failed"),
                 }
             });

@@ -213,6 +213,10 @@ fn split_urls(urls: &str) -> Vec<String> {
     urls.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
 }
 
+/// How long a stopping member waits for open client calls (watch and keep-alive streams
+/// among them) before it drops their connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs a member until `shutdown` resolves; then a leader hands leadership over and stops.
 pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     if config.heartbeat_interval == 0 || config.election_timeout < 5 * config.heartbeat_interval {
@@ -484,11 +488,13 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let step_down_inbox = inbox.clone();
     let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let removed_flag = removed.clone();
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         tokio::select! {
             () = shutdown => {}
             _ = removed_rx.wait_for(|removed| *removed) => {
                 removed_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = draining_tx.send(());
                 return;
             }
         }
@@ -497,13 +503,26 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         if step_down_inbox.send(Input::StepDown(step_down_timeout, done_tx)).is_ok() {
             let _ = tokio::time::timeout(step_down_timeout + Duration::from_secs(1), done_rx).await;
         }
+        let _ = draining_tx.send(());
     };
     let serve = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(incoming, signal);
-    serve.await.context("serving clients")?;
+    // Draining waits for every open call to end, and a watch or keep-alive stream only ends
+    // when its client goes: past DRAIN_TIMEOUT the remaining connections are dropped (their
+    // clients see the connection close and move to another member, as with etcd's stop).
+    let drained = async {
+        if draining_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = serve => served.context("serving clients")?,
+        () = drained => tracing::info!(after = ?DRAIN_TIMEOUT, "closing the client streams still open"),
+    }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     if inbox.send(Input::Shutdown(done_tx)).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;

@@ -11,9 +11,9 @@ use anyhow::{bail, Context};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::{cluster_client::ClusterClient, maintenance_client::MaintenanceClient};
 use tokio::process::{Child, Command};
-use tonic::transport::Channel;
 
 use super::net::Net;
+use crate::cli::connect::{Conn, Dialer};
 
 /// What runs the members.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,32 @@ pub enum Target {
     Ballot(PathBuf, Vec<String>),
     /// Debian's `etcd`.
     Etcd,
+}
+
+/// The certificate files of a cluster whose client ports use TLS: the members serve `cert`
+/// and require clients to present a certificate from `ca`; torture's clients present `cert`
+/// too (so it must carry IP 127.0.0.1 and allow both uses).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA bundle.
+    pub ca: PathBuf,
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+/// How the harness reaches its members: TLS on their client ports or not, and the user the
+/// workload runs as once authentication is on.
+#[derive(Clone)]
+pub struct Security {
+    /// TLS on the client ports.
+    pub tls: Option<TlsFiles>,
+    /// The workload's user and password: auth is enabled, with `root` (same password) for the
+    /// harness's own calls.
+    pub user: Option<(String, String)>,
+    /// Dials with the TLS settings, as nobody.
+    pub dialer: Dialer,
 }
 
 /// One member.
@@ -54,6 +80,12 @@ pub struct Cluster {
     /// The network between them.
     pub net: Net,
     dir: PathBuf,
+    /// TLS and auth.
+    pub security: Security,
+    /// The harness's own dialer: as nobody until auth is on, then as root.
+    control_dialer: Dialer,
+    /// When the harness last logged in as root.
+    last_login: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -63,9 +95,13 @@ fn free_port() -> anyhow::Result<u16> {
 /// Control-plane calls never wait long: a paused member would hold them forever.
 const CONTROL_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// How often the harness logs in again as root: a restarted member may have forgotten the
+/// token (logins are bcrypt-slow on purpose, so not one per call).
+const LOGIN_EVERY: Duration = Duration::from_secs(10);
+
 impl Cluster {
     /// Starts `n` members with their proxies; data and logs under `dir`.
-    pub async fn start(target: Target, n: usize, dir: PathBuf) -> anyhow::Result<Cluster> {
+    pub async fn start(target: Target, n: usize, dir: PathBuf, security: Security) -> anyhow::Result<Cluster> {
         let net = Net::default();
         let mut nodes = Vec::new();
         let mut ports = std::collections::HashSet::new();
@@ -91,13 +127,76 @@ impl Cluster {
             });
         }
         std::fs::create_dir_all(&dir)?;
-        let mut cluster = Cluster { target, nodes, net, dir };
+        let control_dialer = security.dialer.clone();
+        let last_login = std::sync::Mutex::new(None);
+        let mut cluster = Cluster { target, nodes, net, dir, security, control_dialer, last_login };
         let initial = cluster.initial_cluster(None);
         for i in 0..n {
             cluster.spawn(i, &initial, false)?;
         }
         cluster.learn_ids(Duration::from_secs(30)).await?;
+        if let Some((user, password)) = cluster.security.user.clone() {
+            cluster.enable_auth(&user, &password).await.context("turning authentication on")?;
+        }
         Ok(cluster)
+    }
+
+    /// Creates `root` and the workload's user (a role with read and write on every key),
+    /// turns authentication on, and from then on makes the harness's calls as root.
+    async fn enable_auth(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let channel = loop {
+            if let Some(leader) = self.leader().await {
+                if let Some(channel) = self.control(leader).await {
+                    break channel;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no leader answered within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let mut auth = ballot_proto::etcdserverpb::auth_client::AuthClient::new(channel);
+        let add = |name: &str| pb::AuthUserAddRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+            ..Default::default()
+        };
+        let grant = |user: &str, role: &str| pb::AuthUserGrantRoleRequest { user: user.into(), role: role.into() };
+        auth.user_add(add("root")).await?;
+        auth.role_add(pb::AuthRoleAddRequest { name: "root".into() }).await?;
+        auth.user_grant_role(grant("root", "root")).await?;
+        if user != "root" {
+            auth.user_add(add(user)).await?;
+            auth.role_add(pb::AuthRoleAddRequest { name: "torture".into() }).await?;
+            // Every key: from the smallest key to "\0" as the range end (etcd's "all keys").
+            let permission = ballot_proto::authpb::Permission {
+                perm_type: ballot_proto::authpb::permission::Type::Readwrite as i32,
+                key: vec![0],
+                range_end: vec![0],
+            };
+            let request = pb::AuthRoleGrantPermissionRequest { name: "torture".into(), perm: Some(permission) };
+            auth.role_grant_permission(request).await?;
+            auth.user_grant_role(grant(user, "torture")).await?;
+        }
+        auth.auth_enable(pb::AuthEnableRequest {}).await?;
+        // The run is only as secured as it says: a write without a token must now be refused.
+        let anonymous = self.control(0).await.context("member t1 does not answer")?;
+        let put = pb::PutRequest { key: b"torture-anonymous".to_vec(), ..Default::default() };
+        if ballot_proto::etcdserverpb::kv_client::KvClient::new(anonymous).put(put).await.is_ok() {
+            bail!("authentication is on, yet a write without a token was accepted");
+        }
+        self.control_dialer = self.security.dialer.as_user("root", password);
+        Ok(())
+    }
+
+    /// The scheme of the client ports.
+    fn client_scheme(&self) -> &'static str {
+        if self.security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     fn peer_url(&self, i: usize) -> String {
@@ -126,7 +225,7 @@ impl Cluster {
     fn spawn(&mut self, i: usize, initial_cluster: &str, existing: bool) -> anyhow::Result<()> {
         let node = &self.nodes[i];
         let peer_listen = format!("http://127.0.0.1:{}", node.peer_port);
-        let client = format!("http://127.0.0.1:{}", node.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.client_scheme(), node.client_port);
         let peer_url = self.peer_url(i);
         let state = if existing { "existing" } else { "new" };
         let mut command = match &self.target {
@@ -145,6 +244,16 @@ impl Cluster {
             .args(["--listen-peer-urls", &peer_listen, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
             .args(["--initial-cluster-token", "torture"]);
+        if let Some(tls) = &self.security.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
         let child = command
             .stdin(Stdio::null())
@@ -158,12 +267,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// A channel to member `i`'s real client port (the harness's control plane, which the
-    /// nemesis never cuts).
-    pub async fn control(&self, i: usize) -> Option<Channel> {
-        let url = format!("http://127.0.0.1:{}", self.nodes[i].client_port);
-        let endpoint = tonic::transport::Endpoint::from_shared(url).ok()?.connect_timeout(CONTROL_TIMEOUT);
-        tokio::time::timeout(CONTROL_TIMEOUT, endpoint.connect()).await.ok()?.ok()
+    /// A connection to member `i`'s real client port (the harness's control plane, which the
+    /// nemesis never cuts), as root once authentication is on.
+    pub async fn control(&self, i: usize) -> Option<Conn> {
+        let address = format!("127.0.0.1:{}", self.nodes[i].client_port);
+        let endpoint = self.control_dialer.endpoint(&address).ok()?.connect_timeout(CONTROL_TIMEOUT);
+        let channel = tokio::time::timeout(CONTROL_TIMEOUT, endpoint.connect()).await.ok()?.ok()?;
+        if self.control_dialer.logs_in() {
+            let due = self.last_login.lock().expect("login time").is_none_or(|at| at.elapsed() >= LOGIN_EVERY);
+            if due {
+                tokio::time::timeout(CONTROL_TIMEOUT * 4, self.control_dialer.login(&channel)).await.ok()?.ok()?;
+                *self.last_login.lock().expect("login time") = Some(std::time::Instant::now());
+            }
+        }
+        Some(self.control_dialer.wrap(channel))
     }
 
     /// Learns every member's id from the member list (and tells the proxies).

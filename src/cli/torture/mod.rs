@@ -24,7 +24,8 @@ use ballot_proto::etcdserverpb::{
     kv_client::KvClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
 
-use cluster::{Cluster, Target};
+use crate::cli::connect::{Dialer, Endpoints};
+use cluster::{Cluster, Security, Target, TlsFiles};
 use nemesis::{Kind, Rng};
 use workload::{Recorder, Workload};
 
@@ -71,8 +72,11 @@ pub struct TortureArgs {
     inject_bug: Option<String>,
 }
 
-/// Runs a torture test; exit 1 on a violation or a divergence.
-pub fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
+/// Runs a torture test; exit 1 on a violation or a divergence. With the global `--cacert`,
+/// `--cert` and `--key` the members' client ports use TLS (the certificate serves both the
+/// members and the clients); with `--user` authentication is on and the workload runs as that
+/// user (`root` gets the same password, for the harness).
+pub fn run(endpoints: Endpoints, args: TortureArgs) -> anyhow::Result<ExitCode> {
     if ![3, 5].contains(&args.nodes) {
         bail!("--nodes must be 3 or 5");
     }
@@ -97,14 +101,24 @@ pub fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
     if args.lease_reads && args.target == "etcd" {
         bail!("--lease-reads is ballot's own: etcd always confirms reads with a heartbeat round");
     }
+    let security = security(&endpoints)?;
     let target = match args.target.as_str() {
         "etcd" => Target::Etcd,
         _ => Target::Ballot(std::env::current_exe()?, extra),
     };
     println!(
-        "torture: {} {} members, {} clients, workload {}, nemesis {}, {} s, seed {seed}; output in {}",
+        "torture: {} {} members{}, {} clients, workload {}, nemesis {}, {} s, seed {seed}; output in {}",
         args.nodes,
         args.target,
+        match (&security.tls, &security.user) {
+            (None, None) => String::new(),
+            (tls, user) => format!(
+                " ({}{}{})",
+                if tls.is_some() { "TLS" } else { "" },
+                if tls.is_some() && user.is_some() { ", " } else { "" },
+                user.as_ref().map_or(String::new(), |(user, _)| format!("auth as {user}"))
+            ),
+        },
         args.clients,
         args.workload,
         args.nemesis,
@@ -112,7 +126,30 @@ pub fn run(args: TortureArgs) -> anyhow::Result<ExitCode> {
         out.display()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(torture(args, workload, kinds, seed, out, target))
+    runtime.block_on(torture(args, workload, kinds, seed, out, target, security))
+}
+
+/// TLS and auth for the run, from the global client flags.
+fn security(endpoints: &Endpoints) -> anyhow::Result<Security> {
+    let tls = match (&endpoints.cacert, &endpoints.cert, &endpoints.key) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+            ca: std::fs::canonicalize(ca).with_context(|| format!("{}", ca.display()))?,
+            cert: std::fs::canonicalize(cert).with_context(|| format!("{}", cert.display()))?,
+            key: std::fs::canonicalize(key).with_context(|| format!("{}", key.display()))?,
+        }),
+        _ => bail!(
+            "torture over TLS needs --cacert, --cert and --key together (the members serve the certificate, \
+             and the clients present it)"
+        ),
+    };
+    let dialer = Dialer::new(endpoints)?;
+    let user = dialer.credentials().map(|(user, password)| (user.to_string(), password.to_string()));
+    if user.as_ref().is_some_and(|(_, password)| password.is_empty()) {
+        bail!("torture with --user needs a password (root gets the same one)");
+    }
+    // The workload's clients log in themselves (Session); the shared dialer logs in as nobody.
+    Ok(Security { tls, user, dialer: dialer.anonymous() })
 }
 
 /// What the run found.
@@ -130,8 +167,9 @@ async fn torture(
     seed: u64,
     out: PathBuf,
     target: Target,
+    security: Security,
 ) -> anyhow::Result<ExitCode> {
-    let mut cluster = Cluster::start(target, args.nodes, out.join("members")).await?;
+    let mut cluster = Cluster::start(target, args.nodes, out.join("members"), security).await?;
     let mut log = std::fs::File::create(out.join("nemesis.log"))?;
     let recorder = Arc::new(Recorder::new());
     let mut note = |recorder: &Recorder, line: &str| {
@@ -154,6 +192,10 @@ async fn torture(
         stop: stop.clone(),
         recorder: recorder.clone(),
         seed,
+        dialer: match &cluster.security.user {
+            Some((user, password)) => cluster.security.dialer.as_user(user, password),
+            None => cluster.security.dialer.clone(),
+        },
     };
     let clients: Vec<_> =
         (0..args.clients).map(|client| tokio::spawn(workload::run_client(ctx.clone(), client))).collect();

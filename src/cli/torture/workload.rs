@@ -21,6 +21,8 @@ use ballot_proto::v3lockpb::{lock_client::LockClient, LockRequest, UnlockRequest
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
+use crate::cli::connect::{Conn, Dialer};
+
 use super::nemesis::Rng;
 
 /// Which workload.
@@ -130,13 +132,8 @@ pub struct Context {
     pub recorder: Arc<Recorder>,
     /// The workload's seed.
     pub seed: u64,
-}
-
-fn channel(address: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("a loopback URL")
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy()
+    /// Dials the proxies with the cluster's TLS settings, as the workload's user.
+    pub dialer: Dialer,
 }
 
 async fn timed<T>(
@@ -155,24 +152,57 @@ struct Session {
     client: usize,
     process: u64,
     node: usize,
-    channel: Channel,
+    /// This client's own login.
+    dialer: Dialer,
+    raw: Channel,
+    channel: Conn,
+    /// Log in before the next operation (at the start, and after a failover: the member may
+    /// have forgotten the token, as a restarted one does).
+    needs_login: bool,
 }
 
 impl Session {
     fn new(ctx: Context, client: usize) -> Session {
         let node = client % ctx.proxies.len();
-        let channel = channel(ctx.proxies[node]);
-        Session { ctx, client, process: client as u64, node, channel }
+        let dialer = ctx.dialer.fresh();
+        let raw = Self::lazy(&dialer, ctx.proxies[node]);
+        let channel = dialer.wrap(raw.clone());
+        let needs_login = dialer.logs_in();
+        Session { ctx, client, process: client as u64, node, dialer, raw, channel, needs_login }
+    }
+
+    fn lazy(dialer: &Dialer, address: SocketAddr) -> Channel {
+        dialer
+            .endpoint(&address.to_string())
+            .expect("a loopback URL")
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy()
     }
 
     /// After an unknown outcome: a new process on the next member.
     fn failed_over(&mut self) {
         self.process += self.ctx.clients as u64;
         self.node = (self.node + 1) % self.ctx.proxies.len();
-        self.channel = channel(self.ctx.proxies[self.node]);
+        self.raw = Self::lazy(&self.dialer, self.ctx.proxies[self.node]);
+        self.channel = self.dialer.wrap(self.raw.clone());
+        self.needs_login = self.dialer.logs_in();
     }
 
-    fn kv(&self) -> KvClient<Channel> {
+    /// Logs in if due, failing over until a member lets it (or the run ends). Logins are not
+    /// operations of the history: nothing is recorded.
+    async fn ready(&mut self) {
+        while self.needs_login && !self.ctx.stop.load(Ordering::Relaxed) {
+            match self.dialer.login(&self.raw).await {
+                Ok(()) => self.needs_login = false,
+                Err(_) => {
+                    self.failed_over();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn kv(&self) -> KvClient<Conn> {
         KvClient::new(self.channel.clone())
     }
 
@@ -226,6 +256,7 @@ async fn register_client(session: &mut Session, rng: &mut Rng) {
     let mut counter = 0i64;
     let mut known: HashMap<String, i64> = HashMap::new();
     while !ctx.stop.load(Ordering::Relaxed) {
+        session.ready().await;
         let key = format!("k{}", rng.below(ctx.keys));
         counter += 1;
         let fresh = (session.client as i64 + 1) * 1_000_000_000 + counter;
@@ -317,6 +348,7 @@ pub fn token_text(token: i64) -> String {
 async fn lock_client(session: &mut Session, rng: &mut Rng) {
     let ctx = session.ctx.clone();
     while !ctx.stop.load(Ordering::Relaxed) {
+        session.ready().await;
         let granted = ctx.recorder.now();
         session.invoke("grant", "lease", json!(LOCK_TTL));
         let lease = match timed(
@@ -412,6 +444,7 @@ async fn lease_client(session: &mut Session, rng: &mut Rng) {
     let ctx = session.ctx.clone();
     let mut counter = 0;
     while !ctx.stop.load(Ordering::Relaxed) {
+        session.ready().await;
         counter += 1;
         let key = format!("lease/{}/{counter}", session.client);
         session.invoke("grant", &key, json!(10));
