@@ -5,21 +5,14 @@
 # with their reasons, are in docs/etcd-differences.md; any other fails the check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source compat/lib.sh
 ballot=$(realpath "${BALLOT_BIN:-${CARGO_TARGET_DIR:-target}/debug/ballot}")
 if ! command -v etcd >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 fi
 cargo build -q --example diff_etcd
 diff_etcd="${CARGO_TARGET_DIR:-target}/debug/examples/diff_etcd"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+scratch
 start_both() { # starts a fresh etcd and a fresh ballot; sets etcd_url and ballot_url
   local ec ep bc bp
   ec=$(port); ep=$(port); bc=$(port); bp=$(port)

@@ -14,14 +14,8 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
 fi
 export ETCDCTL_API=3
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 source compat/lib.sh
+scratch
 at() { etcdctl --endpoints="127.0.0.1:$1" --command-timeout=10s "${@:2}"; }
 wait_up() { # port
   for _ in $(seq 100); do at "$1" endpoint health >/dev/null 2>&1 && return 0; sleep 0.1; done

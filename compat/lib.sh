@@ -11,3 +11,19 @@ expect() { # name, expected, actual
   checks=$((checks + 1))
   echo "ok   $1"
 }
+
+# A free loopback port, picked by the kernel.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A scratch directory ($work) and the processes started for the script ($pids, which the script
+# appends to): on exit, the processes are stopped and the directory removed.
+scratch() {
+  work=$(mktemp -d)
+  pids=()
+  trap remove_scratch EXIT
+}
+remove_scratch() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}

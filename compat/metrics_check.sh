@@ -14,15 +14,7 @@ echo "-- promtool: the mixin's rules and their unit tests"
 promtool check rules compat/etcd-mixin/alerts.yaml >/dev/null
 expect "promtool test rules" "SUCCESS" "$(promtool test rules compat/etcd-mixin/alerts.test.yaml 2>&1 | grep -o SUCCESS)"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+scratch
 c1=$(port); c2=$(port); c3=$(port); p1=$(port); p2=$(port); p3=$(port); proxy3=$(port); prom=$(port)
 # Member 3's peers reach it through a proxy: stopping the proxy cuts it off (it still reaches
 # them, and they still scrape as up).

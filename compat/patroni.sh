@@ -39,7 +39,6 @@ trap cleanup EXIT
 on_failure() {
   for log in "$work"/*.log; do echo "--- $log"; tail -n 15 "$log"; done
 }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 started=$(date +%s.%N)
 elapsed() { python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(date +%s.%N)"; }
 step_at=$started

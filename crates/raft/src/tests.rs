@@ -683,13 +683,18 @@ fn lease_reads_need_check_quorum() {
     assert!(config.validate().is_err());
 }
 
-#[test]
-fn lease_reads_answer_without_a_round_while_the_lease_holds() {
-    let mut cluster = Cluster::with_config(3, |id| {
+/// Three nodes that answer reads from the leader's lease.
+fn lease_read_cluster() -> Cluster {
+    Cluster::with_config(3, |id| {
         let mut config = config(id);
         config.lease_read = true;
         config
-    });
+    })
+}
+
+#[test]
+fn lease_reads_answer_without_a_round_while_the_lease_holds() {
+    let mut cluster = lease_read_cluster();
     cluster.elect(1);
     cluster.tick_all(2);
     cluster.isolate(1);
@@ -709,11 +714,7 @@ fn a_lease_is_measured_on_the_clock_not_in_ticks() {
     // A leader whose driver stalled (stopped process, slow disk on its loop) gets no ticks for a
     // while; its lease must still end when the clock says, or it would answer from stale state
     // while the others elect a new leader.
-    let mut cluster = Cluster::with_config(3, |id| {
-        let mut config = config(id);
-        config.lease_read = true;
-        config
-    });
+    let mut cluster = lease_read_cluster();
     cluster.elect(1);
     cluster.tick_all(2);
     cluster.isolate(1);
@@ -735,11 +736,7 @@ fn a_lease_is_measured_on_the_clock_not_in_ticks() {
 fn a_lease_read_is_judged_when_the_ready_is_taken() {
     // The read arrives while the lease holds by the last reading, but the Ready is taken later,
     // after the lease ended: it is the later reading that counts.
-    let mut cluster = Cluster::with_config(3, |id| {
-        let mut config = config(id);
-        config.lease_read = true;
-        config
-    });
+    let mut cluster = lease_read_cluster();
     cluster.elect(1);
     cluster.tick_all(2);
     cluster.isolate(1);
@@ -754,11 +751,7 @@ fn a_restarted_follower_honours_a_lease_it_may_have_confirmed() {
     // Node 3 answers leader 1's heartbeats, restarts at once and so forgets node 1. Node 2,
     // cut off from the leader, asks for votes: node 3 must refuse for an election timeout, or
     // node 2 could win while node 1 still serves reads from a lease node 3 helped confirm.
-    let mut cluster = Cluster::with_config(3, |id| {
-        let mut config = config(id);
-        config.lease_read = true;
-        config
-    });
+    let mut cluster = lease_read_cluster();
     cluster.elect(1);
     cluster.tick_all(2);
     cluster.cut.insert((1, 2));
