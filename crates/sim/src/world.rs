@@ -423,8 +423,14 @@ impl World {
             if written.soft_state.is_some_and(|soft| soft.role == Role::Leader) {
                 let raft = replica.raft().raft();
                 let term = raft.term();
+                let found = self.invariants.violations.len();
                 self.invariants.on_leader(id, term, raft.log());
                 self.trace.record(self.now, format_args!("node {id} leads term {term}"));
+                if self.invariants.violations.len() > found {
+                    for line in self.node_states() {
+                        self.trace.record(self.now, format_args!("{line}"));
+                    }
+                }
             }
             // The leader's appends leave now, while its own disk works (DESIGN.md §3).
             for message in written.messages {
@@ -619,7 +625,13 @@ impl World {
             self.invariants.violations.push(format!("node {id} started from a disk with a flipped bit"));
         }
         node.next_tick_at = self.now + node.tick_ns();
-        self.trace.record(self.now, format_args!("node {id} restarts"));
+        let log = node.raft().expect("running").raft().log();
+        let (first, last, last_term, committed) =
+            (log.first_index(), log.last_index(), log.last_term(), log.committed());
+        self.trace.record(
+            self.now,
+            format_args!("node {id} restarts: log {first}..={last} (last term {last_term}), commit {committed}"),
+        );
         self.start_tick_chain(id);
         self.drive(id);
     }

@@ -170,12 +170,15 @@ impl<D: Disk> Wal<D> {
             last_index: 0,
             last_term: 0,
         };
-        let recovered = wal.recover()?;
+        let (recovered, unmarked) = wal.recover()?;
         if wal.segments.is_empty() {
+            // A new segment names the snapshot in its first records.
             let next = wal.last_index + 1;
             wal.start_segment(1, next)?;
             let pending = PendingSync { last: None, segments: vec![wal.active().name.clone()], directory: true };
             wal.sync(pending)?;
+        } else if let Some(replaces_log) = unmarked {
+            wal.mark_snapshot(replaces_log)?;
         }
         Ok((wal, recovered))
     }
@@ -184,7 +187,9 @@ impl<D: Disk> Wal<D> {
         self.segments.last().expect("an open WAL always has a segment")
     }
 
-    fn recover(&mut self) -> Result<Recovered, Error> {
+    /// Replays the log. Besides what it recovered, it says whether the snapshot file it adopted
+    /// is missing from the log (`Some(replaces_log)`: see [`Wal::mark_snapshot`]).
+    fn recover(&mut self) -> Result<(Recovered, Option<bool>), Error> {
         let location = self.disk.location();
         let mut recovered = Recovered { snapshot: snapshot::load_latest(&mut self.disk)?, ..Recovered::default() };
         let mut names: Vec<(u64, Index, String)> = self
@@ -228,22 +233,40 @@ impl<D: Disk> Wal<D> {
             position += 1;
         }
         let mut entries = std::mem::take(&mut replay.entries);
-        self.settle_snapshot(replay.marker, replay.term_at_floor, &mut entries, &mut recovered)?;
+        let unmarked = self.settle_snapshot(replay.marker, replay.term_at_floor, &mut entries, &mut recovered)?;
         self.last_index = entries.last().map_or(self.snapshot_index, |e| e.index);
         self.last_term = entries.last().map_or(self.snapshot_term, |e| e.term);
         recovered.entries = entries;
         recovered.hard_state = self.hard_state;
-        Ok(recovered)
+        Ok((recovered, unmarked))
     }
 
-    /// Reconciles the snapshot file with the log's snapshot marker.
+    /// Writes the log's marker for the snapshot adopted at recovery, durably, before anything
+    /// is appended after it. Without it the next recovery would judge the entries appended
+    /// after the snapshot as the first did the old ones (they do not follow a snapshot the log
+    /// never named) and drop them, acknowledged as they were. `replaces_log` is true when the
+    /// older entries were found void, so that replay voids them again.
+    fn mark_snapshot(&mut self, replaces_log: bool) -> Result<(), Error> {
+        let mut bytes = Vec::new();
+        let marker = Record::Snapshot { index: self.snapshot_index, term: self.snapshot_term, replaces_log };
+        record::encode(&marker, &mut bytes);
+        let active = self.segments.last_mut().expect("a segment");
+        let (name, offset) = (active.name.clone(), active.end);
+        active.end += bytes.len() as u64;
+        self.disk.write_at(&name, offset, &bytes).map_err(self.io(&name))?;
+        self.disk.sync(&name).map_err(self.io(&name))
+    }
+
+    /// Reconciles the snapshot file with the log's snapshot marker. Returns `Some(replaces_log)`
+    /// when the log does not name the snapshot file it adopts (a crash came between saving the
+    /// file and writing the marker).
     fn settle_snapshot(
         &mut self,
         marker: Option<(Index, Term)>,
         term_at_floor: Option<Term>,
         entries: &mut Vec<Entry>,
         recovered: &mut Recovered,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<bool>, Error> {
         let file = recovered.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term));
         match (marker, file) {
             (Some((index, _)), None) => {
@@ -254,14 +277,19 @@ impl<D: Disk> Wal<D> {
             }
             _ => {}
         }
+        let mut unmarked = None;
         if let Some((index, term)) = file {
             // Entries after the snapshot are only ours if the log agrees with it at its index
             // (a snapshot installed from the leader whose marker never reached the log voids them).
-            let agrees = marker == Some((index, term)) || term_at_floor == Some(term);
+            let marked = marker == Some((index, term));
+            let agrees = marked || term_at_floor == Some(term);
             entries.retain(|e| e.index > index);
             if !agrees && !entries.is_empty() {
                 recovered.notes.push(format!("dropped {} entries that do not follow snapshot {index}", entries.len()));
                 entries.clear();
+            }
+            if !marked {
+                unmarked = Some(!agrees);
             }
             self.snapshot_index = index;
             self.snapshot_term = term;
@@ -275,7 +303,7 @@ impl<D: Disk> Wal<D> {
                 });
             }
         }
-        Ok(())
+        Ok(unmarked)
     }
 
     fn replay_segment(

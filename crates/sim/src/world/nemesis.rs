@@ -303,8 +303,8 @@ impl World {
         }
     }
 
-    /// Each node's Raft state, for the trace of a run that did not recover.
-    fn node_states(&self) -> Vec<String> {
+    /// Each node's Raft state, for the trace of a run that did not recover or broke a rule.
+    pub(super) fn node_states(&self) -> Vec<String> {
         self.nodes
             .values()
             .map(|node| match node.raft() {
