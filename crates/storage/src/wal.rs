@@ -247,14 +247,19 @@ impl<D: Disk> Wal<D> {
     /// never named) and drop them, acknowledged as they were. `replaces_log` is true when the
     /// older entries were found void, so that replay voids them again.
     fn mark_snapshot(&mut self, replaces_log: bool) -> Result<(), Error> {
+        self.write_marker(self.snapshot_index, self.snapshot_term, replaces_log).map(drop)
+    }
+
+    /// Appends a snapshot marker to the active segment and syncs it; returns the segment's name.
+    fn write_marker(&mut self, index: Index, term: Term, replaces_log: bool) -> Result<String, Error> {
         let mut bytes = Vec::new();
-        let marker = Record::Snapshot { index: self.snapshot_index, term: self.snapshot_term, replaces_log };
-        record::encode(&marker, &mut bytes);
+        record::encode(&Record::Snapshot { index, term, replaces_log }, &mut bytes);
         let active = self.segments.last_mut().expect("a segment");
         let (name, offset) = (active.name.clone(), active.end);
         active.end += bytes.len() as u64;
         self.disk.write_at(&name, offset, &bytes).map_err(self.io(&name))?;
-        self.disk.sync(&name).map_err(self.io(&name))
+        self.disk.sync(&name).map_err(self.io(&name))?;
+        Ok(name)
     }
 
     /// Reconciles the snapshot file with the log's snapshot marker. Returns `Some(replaces_log)`
@@ -568,16 +573,9 @@ impl<D: Disk> Wal<D> {
         if index > self.last_index {
             return Err(Error::InvalidAppend { first: index, last: self.last_index, snapshot: self.snapshot_index });
         }
-        let mut bytes = Vec::new();
-        record::encode(&Record::Snapshot { index, term, replaces_log: false }, &mut bytes);
-        let active = self.segments.last_mut().expect("a segment");
-        let (name, offset) = (active.name.clone(), active.end);
-        active.end += bytes.len() as u64;
-        self.disk.write_at(&name, offset, &bytes).map_err(self.io(&name))?;
-        self.disk.sync(&name).map_err(self.io(&name))?;
+        let active_name = self.write_marker(index, term, false)?;
         self.snapshot_index = index;
         self.snapshot_term = term;
-        let active_name = name;
         let obsolete: Vec<String> = self
             .segments
             .iter()
