@@ -15,7 +15,7 @@ diff_etcd="${CARGO_TARGET_DIR:-target}/debug/examples/diff_etcd"
 scratch
 start_both() { # starts a fresh etcd and a fresh ballot; sets etcd_url and ballot_url
   local ec ep bc bp
-  ec=$(port); ep=$(port); bc=$(port); bp=$(port)
+  read -r -d "" ec ep bc bp < <(ports 4) || true
   rm -rf "$work/etcd" "$work/ballot"
   etcd --name e --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$ec" \
     --advertise-client-urls "http://127.0.0.1:$ec" --listen-peer-urls "http://127.0.0.1:$ep" \

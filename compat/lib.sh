@@ -13,7 +13,14 @@ expect() { # name, expected, actual
 }
 
 # A free loopback port, picked by the kernel.
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port() { ports 1; }
+# N distinct free loopback ports, one per line (all held open until each is picked, so no two
+# are the same).
+ports() {
+  python3 -c 'import socket,sys; ss=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1",0))
+print("\n".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
 
 # A scratch directory ($work) and the processes started for the script ($pids, which the script
 # appends to): on exit, the processes are stopped and the directory removed.

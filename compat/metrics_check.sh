@@ -15,7 +15,7 @@ promtool check rules compat/etcd-mixin/alerts.yaml >/dev/null
 expect "promtool test rules" "SUCCESS" "$(promtool test rules compat/etcd-mixin/alerts.test.yaml 2>&1 | grep -o SUCCESS)"
 
 scratch
-c1=$(port); c2=$(port); c3=$(port); p1=$(port); p2=$(port); p3=$(port); proxy3=$(port); prom=$(port)
+read -r -d "" c1 c2 c3 p1 p2 p3 proxy3 prom < <(ports 8) || true
 # Member 3's peers reach it through a proxy: stopping the proxy cuts it off (it still reaches
 # them, and they still scrape as up).
 python3 compat/tcp_proxy.py "$proxy3" "$p3" & proxy_pid=$!; pids+=("$proxy_pid")

@@ -47,11 +47,14 @@ timed() { # prints the time since the previous step
   step_at=$(date +%s.%N)
 }
 
+# Twelve distinct ports: client and peer for the store's members, REST API and PostgreSQL for
+# Patroni's.
+mapfile -t free < <(ports 12)
 # The store: three members of ballot, or of etcd 3.4.
 clients=()
 cluster=""
 for i in 1 2 3; do
-  c=$(port); p=$(port)
+  c=${free[$((2 * i - 2))]} p=${free[$((2 * i - 1))]}
   clients+=("$c")
   cluster="$cluster${cluster:+,}s$i=http://127.0.0.1:$p"
   eval "peer$i=$p"
@@ -75,7 +78,7 @@ echo "$target: $hosts"
 # Three Patroni members (as the postgres user: PostgreSQL refuses to run as root).
 rest=(); pg=()
 for i in 1 2 3; do
-  r=$(port); q=$(port)
+  r=${free[$((4 + 2 * i))]} q=${free[$((5 + 2 * i))]}
   rest+=("$r"); pg+=("$q")
   cat > "$work/pg$i.yml" <<CONFIG
 scope: ballot-compat

@@ -23,8 +23,7 @@ done
   openssl req -newkey rsa:2048 -nodes -subj "/CN=app" -keyout app-key.pem -out app.csr -addext "extendedKeyUsage=clientAuth"
   openssl x509 -req -in app.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 365 -copy_extensions copy -out app.pem
 } > openssl.log 2>&1
-port=$(port)
-peer_port=$(port)
+read -r -d "" port peer_port < <(ports 2) || true
 "$ballot" serve --name m1 --data-dir m1.ballot \
   --listen-client-urls "https://127.0.0.1:$port" --advertise-client-urls "https://127.0.0.1:$port" \
   --cert-file member.pem --key-file member-key.pem --trusted-ca-file ca.pem --client-cert-auth \
