@@ -2,8 +2,11 @@
 # Side by side: a 3-member etcd 3.4 cluster and a 3-member ballot cluster on loopback, one after
 # the other on the same disk, durability on for both (no unsafe flags), driven by the same client
 # (`ballot bench`). Each round runs etcd, then ballot; with ROUNDS rounds (default 3) the table
-# reports medians. Also measures each server's resident memory and data-dir size after 100k keys
-# of 256 B, and the disk's raw fsync rate (the floor under a 1-client put).
+# reports medians. For each workload the table gives the CPU time all server processes used per
+# operation (from /proc, the same way for both: `ballot bench` finds the processes listening on
+# the endpoints' ports) and, for puts, the longest time without a completion (a stall). Also
+# measures each server's resident memory and data-dir size after 100k keys of 256 B, and the
+# disk's raw fsync rate (the floor under a 1-client put).
 #
 #   bench/compare-etcd.sh [ROUNDS] [SECONDS_PER_WORKLOAD]
 set -euo pipefail
@@ -117,6 +120,8 @@ for round in $(seq "$rounds"); do
     run "$target" "$round" "range-s-64" range --conns 8 --clients 64 --duration "$seconds" --key-space 1000 --consistency s
     run "$target" "$round" "txn-cas-16" txn-cas --conns 4 --clients 16 --duration "$seconds" --key-space 1000
     run "$target" "$round" "watch-100" watch-latency --conns 4 --watchers 100 --total 500
+    run "$target" "$round" "watch-fanout-100" watch-fanout --conns 4 --watchers 100 --duration "$seconds"
+    run "$target" "$round" "lease-16" lease --conns 4 --clients 16 --duration "$seconds"
     run "$target" "$round" "mixed-64" mixed --conns 8 --clients 64 --duration "$seconds" --key-space 1000
     memory "$target" "$round" "$data"
     stop_server
@@ -134,24 +139,36 @@ rtt = float(sys.argv[3])
 def median(target, name, pick):
     values = [pick(r) for r in rows if r["target"] == target and r["name"] == name]
     return statistics.median(values) if values else float("nan")
+def cpu(r):
+    return r["server_cpu"]["us_per_op"] if r.get("server_cpu") else float("nan")
 measures = []
 for clients in (1, 16, 64, 256):
     measures.append((f"put {clients} clients, ops/s", f"put-{clients}", lambda r: r["ops_per_sec"], True))
     measures.append((f"put {clients} clients, p99 ms", f"put-{clients}", lambda r: r["latency_ms"]["p99"], False))
+    if clients >= 64:
+        measures.append((f"put {clients} clients, p99.9 ms", f"put-{clients}", lambda r: r["latency_ms"]["p999"], False))
+        measures.append((f"put {clients} clients, longest stall ms", f"put-{clients}", lambda r: r["longest_gap_ms"], False))
+    measures.append((f"put {clients} clients, server CPU us/op", f"put-{clients}", cpu, False))
 measures.append(("put 1 client, p50 ms", "put-1", lambda r: r["latency_ms"]["p50"], False))
-for name, label in (("range-l-64", "linearizable range 64, ops/s"), ("range-s-64", "serializable range 64, ops/s"),
-                    ("txn-cas-16", "txn-cas 16, ops/s"), ("mixed-64", "mixed 64, ops/s")):
-    measures.append((label, name, lambda r: r["ops_per_sec"], True))
+for name, label in (("range-l-64", "linearizable range 64"), ("range-s-64", "serializable range 64"),
+                    ("txn-cas-16", "txn-cas 16"), ("lease-16", "lease grant+keepalive+revoke 16"),
+                    ("mixed-64", "mixed 64")):
+    measures.append((f"{label}, ops/s", name, lambda r: r["ops_per_sec"], True))
+    measures.append((f"{label}, server CPU us/op", name, cpu, False))
 measures.append(("txn-cas 16, success rate", "txn-cas-16", lambda r: r["cas_success_rate"], True))
 measures.append(("watch 100 watchers, p99 ms", "watch-100", lambda r: r["latency_ms"]["p99"], False))
+measures.append(("watch fan-out 100, events/s", "watch-fanout-100", lambda r: r["ops_per_sec"], True))
+measures.append(("watch fan-out 100, p50 ms", "watch-fanout-100", lambda r: r["latency_ms"]["p50"], False))
+measures.append(("watch fan-out 100, p99 ms", "watch-fanout-100", lambda r: r["latency_ms"]["p99"], False))
+measures.append(("watch fan-out 100, server CPU us/event", "watch-fanout-100", cpu, False))
 measures.append(("RSS after 100k keys, MiB", "memory", lambda r: r["rss_kib"] / 1024, False))
 measures.append(("data dir after 100k keys, MiB", "memory", lambda r: r["data_bytes"] / 2**20, False))
-print(f"\n{'measure':<34} {'etcd':>10} {'ballot':>10} {'ballot/etcd':>12}  better")
+print(f"\n{'measure':<44} {'etcd':>10} {'ballot':>10} {'ballot/etcd':>12}  better")
 for label, name, pick, higher in measures:
     e, b = median("etcd", name, pick), median("ballot", name, pick)
     ratio = b / e if e else float("nan")
     better = "ballot" if (ratio > 1) == higher and ratio != 1 else "etcd"
-    print(f"{label:<34} {e:>10.2f} {b:>10.2f} {ratio:>11.2f}×  {better}")
+    print(f"{label:<44} {e:>10.2f} {b:>10.2f} {ratio:>11.2f}×  {better}")
 floor = 1000 / fsync + 2 * rtt
 print(f"\nphysical floor of a 1-client put (one fsync {1000 / fsync:.3f} ms + two loopback round trips of {rtt:.3f} ms): ~{floor:.2f} ms; "
       f"ballot p50 is {median('ballot', 'put-1', lambda r: r['latency_ms']['p50']) / floor:.2f}× that")

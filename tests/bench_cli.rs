@@ -25,6 +25,10 @@ async fn every_workload_runs_and_reports() {
     assert_eq!(put["ops"], 200);
     assert_eq!(put["errors"], serde_json::json!({}));
     assert!(put["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(put["longest_gap_ms"].as_f64().unwrap() > 0.0, "{put}");
+    // The member listens on the endpoint's port on this machine: its CPU time is measured.
+    assert_eq!(put["server_cpu"]["processes"], 1, "{put}");
+    assert!(put["server_cpu"]["us_per_op"].as_f64().unwrap() > 0.0, "{put}");
     for workload in ["range", "mixed", "lease"] {
         let report = bench(&cluster, &[workload, "--clients", "2", "--total", "50", "--key-space", "20"]);
         assert_eq!(report["ops"], 50, "{workload}: {report}");
@@ -36,4 +40,8 @@ async fn every_workload_runs_and_reports() {
     assert!(rate > 0.0 && rate <= 1.0, "{cas}");
     let watch = bench(&cluster, &["watch-latency", "--watchers", "5", "--total", "40"]);
     assert_eq!(watch["ops"], 200, "every watcher saw every put: {watch}");
+    let fanout = bench(&cluster, &["watch-fanout", "--watchers", "5", "--clients", "2", "--total", "100"]);
+    assert_eq!(fanout["puts"], 100, "{fanout}");
+    assert_eq!(fanout["ops"], 500, "every watcher saw every put: {fanout}");
+    assert_eq!(fanout["errors"], serde_json::json!({}));
 }

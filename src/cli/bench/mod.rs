@@ -1,6 +1,11 @@
 //! `ballot bench`: a load generator over the etcd v3 API, so the same command measures ballot
 //! and etcd. Clients share `--conns` connections spread over the endpoints; each client runs one
-//! request at a time; the report gives throughput, errors by kind and the latency distribution.
+//! request at a time; the report gives throughput, errors by kind, the latency distribution, the
+//! longest time without a completion (a stall), and the CPU time the servers behind the
+//! endpoints used per operation when they run on this machine ([`server_cpu`]).
+
+mod server_cpu;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -10,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ballot_proto::etcdserverpb as pb;
-use ballot_proto::etcdserverpb::{kv_client::KvClient, lease_client::LeaseClient, watch_client::WatchClient};
+use ballot_proto::etcdserverpb::{kv_client::KvClient, lease_client::LeaseClient};
 use clap::{Args, ValueEnum};
 
 use super::connect::{Conn, Dialer};
@@ -26,6 +31,9 @@ pub enum Workload {
     TxnCas,
     /// Latency from a put's acknowledgement to each watcher's event.
     WatchLatency,
+    /// Events per second to `--watchers` watchers while `--clients` writers put as fast as
+    /// they can; latency from a put's sending to each watcher's event.
+    WatchFanout,
     /// Grant, keep-alive once, revoke.
     Lease,
     /// 90% linearizable ranges, 10% puts.
@@ -65,7 +73,7 @@ pub struct BenchArgs {
     /// Range consistency: l (linearizable) or s (serializable).
     #[arg(long, default_value = "l", value_parser = ["l", "s"])]
     pub consistency: String,
-    /// Watchers for watch-latency.
+    /// Watchers for watch-latency and watch-fanout.
     #[arg(long, default_value_t = 100)]
     pub watchers: usize,
     /// Print the report as JSON.
@@ -150,15 +158,23 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let server_cpu = server_cpu::ServerCpu::start(&args.endpoints);
+    let own_cpu = server_cpu::own_seconds();
     let started = Instant::now();
     let progress = tokio::spawn(report_progress(done.clone(), stop.clone(), total));
+    let gaps = Arc::new(Gaps::new(started));
+    let mut fanout = None;
     let tallies = if args.workload == Workload::WatchLatency {
-        vec![watch_latency(&args, &channels, total, deadline, done.clone()).await?]
+        vec![watch::watch_latency(&args, &channels, total, deadline, done.clone()).await?]
+    } else if args.workload == Workload::WatchFanout {
+        let (tally, measured) = watch::watch_fanout(&args, &channels, total, deadline, done.clone()).await?;
+        fanout = Some(measured);
+        vec![tally]
     } else {
         let mut tasks = Vec::new();
         for client in 0..args.clients {
             let channel = channels[client % channels.len()].clone();
-            let (args, issued, done) = (args.clone(), issued.clone(), done.clone());
+            let (args, issued, done, gaps) = (args.clone(), issued.clone(), done.clone(), gaps.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tally = Tally::default();
                 let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (client as u64 + 1).wrapping_mul(0x1000_0000_01b3));
@@ -171,6 +187,7 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
                         Ok(()) => tally.latencies_us.push(began.elapsed().as_micros() as u64),
                         Err(status) => *tally.errors.entry(error_kind(&status)).or_default() += 1,
                     }
+                    gaps.completed();
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 tally
@@ -183,10 +200,48 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
         tallies
     };
     let elapsed = started.elapsed();
+    let cpu = Cpu {
+        server: server_cpu.map(|cpu| (cpu.processes(), cpu.seconds())),
+        client_seconds: server_cpu::own_seconds() - own_cpu,
+    };
     stop.store(true, Ordering::SeqCst);
     let _ = progress.await;
-    print_report(&args, tallies, elapsed);
+    let longest_gap =
+        (args.workload != Workload::WatchFanout && args.workload != Workload::WatchLatency).then(|| gaps.longest());
+    print_report(&args, tallies, elapsed, &cpu, longest_gap, fanout);
     Ok(())
+}
+
+/// The longest time between two completions (or from the start to the first): a stall of the
+/// servers shows here even when percentiles hide it.
+struct Gaps {
+    started: Instant,
+    last_ns: AtomicU64,
+    longest_ns: AtomicU64,
+}
+
+impl Gaps {
+    fn new(started: Instant) -> Gaps {
+        Gaps { started, last_ns: AtomicU64::new(0), longest_ns: AtomicU64::new(0) }
+    }
+
+    fn completed(&self) {
+        let now = self.started.elapsed().as_nanos() as u64;
+        let previous = self.last_ns.fetch_max(now, Ordering::Relaxed);
+        self.longest_ns.fetch_max(now.saturating_sub(previous), Ordering::Relaxed);
+    }
+
+    fn longest(&self) -> Duration {
+        Duration::from_nanos(self.longest_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// CPU time used during the measured part.
+struct Cpu {
+    /// Server processes found on this machine and their CPU seconds.
+    server: Option<(usize, f64)>,
+    /// This process's CPU seconds.
+    client_seconds: f64,
 }
 
 /// Puts every key of the key space once (for reads and CAS to find something).
@@ -275,95 +330,9 @@ async fn one_op(
             drop(tx);
             lease.lease_revoke(pb::LeaseRevokeRequest { id: granted.id }).await?;
         }
-        Workload::WatchLatency => unreachable!("measured by watch_latency"),
+        Workload::WatchLatency | Workload::WatchFanout => unreachable!("measured in watch.rs"),
     }
     Ok(())
-}
-
-/// `--watchers` watchers on one prefix, one writer: for each put, the time from its
-/// acknowledgement to each watcher's receipt of the event (0 if the event came first).
-async fn watch_latency(
-    args: &BenchArgs,
-    channels: &[Conn],
-    total: u64,
-    deadline: Option<Instant>,
-    done: Arc<AtomicU64>,
-) -> anyhow::Result<Tally> {
-    let prefix = b"bench-watch/".to_vec();
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
-    let mut streams = Vec::new();
-    for w in 0..args.watchers {
-        let mut client = WatchClient::new(channels[w % channels.len()].clone());
-        let create = pb::WatchCreateRequest {
-            key: prefix.clone(),
-            range_end: ballot_server::api::prefix_end(&prefix),
-            ..Default::default()
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
-            .await?;
-        let mut responses = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
-        responses.message().await?.context("watch created")?;
-        let events_tx = events_tx.clone();
-        streams.push(tokio::spawn(async move {
-            let _keep_open = tx;
-            while let Ok(Some(response)) = responses.message().await {
-                let now = Instant::now();
-                for event in response.events {
-                    let _ = events_tx.send((event.kv.map_or(0, |kv| kv.mod_revision), now));
-                }
-            }
-        }));
-    }
-    drop(events_tx);
-    let mut kv = KvClient::new(channels[0].clone());
-    let mut acked: BTreeMap<i64, Instant> = BTreeMap::new();
-    let mut tally = Tally::default();
-    let mut received: Vec<(i64, Instant)> = Vec::new();
-    let puts = total.min(2000);
-    for i in 0..puts {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        let request = pb::PutRequest {
-            key: [prefix.as_slice(), format!("{i}").as_bytes()].concat(),
-            value: vec![b'v'; args.val_size],
-            ..Default::default()
-        };
-        match kv.put(request).await {
-            Ok(response) => {
-                acked.insert(response.into_inner().header.map_or(0, |h| h.revision), Instant::now());
-            }
-            Err(status) => *tally.errors.entry(error_kind(&status)).or_default() += 1,
-        }
-        while let Ok(event) = events_rx.try_recv() {
-            received.push(event);
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    // Wait (bounded) for the last events to arrive.
-    let expected = acked.len() * args.watchers;
-    let until = Instant::now() + Duration::from_secs(10);
-    while received.len() < expected && Instant::now() < until {
-        match tokio::time::timeout(Duration::from_millis(200), events_rx.recv()).await {
-            Ok(Some(event)) => received.push(event),
-            Ok(None) => break,
-            Err(_) => {}
-        }
-    }
-    for stream in streams {
-        stream.abort();
-    }
-    for (revision, at) in received {
-        if let Some(ack) = acked.get(&revision) {
-            tally.latencies_us.push(at.saturating_duration_since(*ack).as_micros() as u64);
-        }
-    }
-    let missing = expected.saturating_sub(tally.latencies_us.len());
-    if missing > 0 {
-        tally.errors.insert("events not received within 10 s".into(), missing as u64);
-    }
-    Ok(tally)
 }
 
 async fn report_progress(done: Arc<AtomicU64>, stop: Arc<AtomicBool>, total: u64) {
@@ -389,7 +358,14 @@ async fn report_progress(done: Arc<AtomicU64>, stop: Arc<AtomicBool>, total: u64
     }
 }
 
-fn print_report(args: &BenchArgs, tallies: Vec<Tally>, elapsed: Duration) {
+fn print_report(
+    args: &BenchArgs,
+    tallies: Vec<Tally>,
+    elapsed: Duration,
+    cpu: &Cpu,
+    longest_gap: Option<Duration>,
+    fanout: Option<watch::Fanout>,
+) {
     let mut latencies: Vec<u64> = tallies.iter().flat_map(|t| t.latencies_us.iter().copied()).collect();
     latencies.sort_unstable();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -400,7 +376,10 @@ fn print_report(args: &BenchArgs, tallies: Vec<Tally>, elapsed: Duration) {
     }
     let cas: u64 = tallies.iter().map(|t| t.cas_succeeded).sum();
     let ops = latencies.len() as u64;
-    let rate = ops as f64 / elapsed.as_secs_f64();
+    // For watch-fanout an operation is an event delivered, over the time events came.
+    let seconds = fanout.as_ref().map_or(elapsed.as_secs_f64(), |f| f.seconds);
+    let rate = ops as f64 / seconds;
+    let per_op_us = |cpu_seconds: f64| if ops > 0 { cpu_seconds * 1e6 / ops as f64 } else { 0.0 };
     let at = |q: f64| -> f64 {
         if latencies.is_empty() {
             return 0.0;
@@ -416,8 +395,15 @@ fn print_report(args: &BenchArgs, tallies: Vec<Tally>, elapsed: Duration) {
             "conns": args.conns,
             "ops": ops,
             "errors": errors,
-            "seconds": elapsed.as_secs_f64(),
+            "seconds": seconds,
             "ops_per_sec": rate,
+            "server_cpu": cpu.server.map(|(processes, used)| serde_json::json!({
+                "processes": processes, "seconds": used, "us_per_op": per_op_us(used),
+            })),
+            "client_cpu_us_per_op": per_op_us(cpu.client_seconds),
+            "longest_gap_ms": longest_gap.map(|gap| gap.as_secs_f64() * 1000.0),
+            "puts": fanout.as_ref().map(|f| f.puts),
+            "puts_per_sec": fanout.as_ref().map(|f| f.puts as f64 / f.seconds),
             "latency_ms": {
                 "min": at(0.0), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)
             },
@@ -427,7 +413,14 @@ fn print_report(args: &BenchArgs, tallies: Vec<Tally>, elapsed: Duration) {
         return;
     }
     println!("workload {workload}: {} clients over {} connections", args.clients, args.conns);
-    println!("ops {ops} in {:.2} s: {rate:.0} ops/s", elapsed.as_secs_f64());
+    match &fanout {
+        Some(f) => println!(
+            "{} puts, {ops} events delivered in {seconds:.2} s: {rate:.0} events/s ({:.0} puts/s)",
+            f.puts,
+            f.puts as f64 / f.seconds
+        ),
+        None => println!("ops {ops} in {seconds:.2} s: {rate:.0} ops/s"),
+    }
     println!(
         "latency ms: min {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         at(0.0),
@@ -437,6 +430,20 @@ fn print_report(args: &BenchArgs, tallies: Vec<Tally>, elapsed: Duration) {
         at(0.999),
         at(1.0)
     );
+    if let Some(gap) = longest_gap {
+        println!("longest time without a completion: {:.1} ms", gap.as_secs_f64() * 1000.0);
+    }
+    match cpu.server {
+        Some((processes, used)) => println!(
+            "CPU per op: servers {:.1} µs ({processes} processes, {used:.2} s), this client {:.1} µs",
+            per_op_us(used),
+            per_op_us(cpu.client_seconds)
+        ),
+        None => println!(
+            "CPU per op: this client {:.1} µs; servers not measured (no process on this machine listens on the endpoints' ports)",
+            per_op_us(cpu.client_seconds)
+        ),
+    }
     if args.workload == Workload::TxnCas && ops > 0 {
         println!("cas succeeded: {cas} of {ops} ({:.1}%)", 100.0 * cas as f64 / ops as f64);
     }
