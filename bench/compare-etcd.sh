@@ -5,8 +5,8 @@
 # reports medians. For each workload the table gives the CPU time all server processes used per
 # operation (from /proc, the same way for both: `ballot bench` finds the processes listening on
 # the endpoints' ports) and, for puts, the longest time without a completion (a stall). Also
-# measures each server's resident memory and data-dir size after 100k keys of 256 B, and the
-# disk's raw fsync rate (the floor under a 1-client put).
+# measures each server's resident memory and data-dir size after 100k puts of 256 B over a 100k-key
+# space (about 63k distinct keys), and the disk's raw fsync rate (the floor under a 1-client put).
 #
 #   bench/compare-etcd.sh [ROUNDS] [SECONDS_PER_WORKLOAD]
 set -euo pipefail
@@ -161,8 +161,8 @@ measures.append(("watch fan-out 100, events/s", "watch-fanout-100", lambda r: r[
 measures.append(("watch fan-out 100, p50 ms", "watch-fanout-100", lambda r: r["latency_ms"]["p50"], False))
 measures.append(("watch fan-out 100, p99 ms", "watch-fanout-100", lambda r: r["latency_ms"]["p99"], False))
 measures.append(("watch fan-out 100, server CPU us/event", "watch-fanout-100", cpu, False))
-measures.append(("RSS after 100k keys, MiB", "memory", lambda r: r["rss_kib"] / 1024, False))
-measures.append(("data dir after 100k keys, MiB", "memory", lambda r: r["data_bytes"] / 2**20, False))
+measures.append(("RSS after 100k puts over 100k keys, MiB", "memory", lambda r: r["rss_kib"] / 1024, False))
+measures.append(("data dir after the same, MiB", "memory", lambda r: r["data_bytes"] / 2**20, False))
 print(f"\n{'measure':<44} {'etcd':>10} {'ballot':>10} {'ballot/etcd':>12}  better")
 for label, name, pick, higher in measures:
     e, b = median("etcd", name, pick), median("ballot", name, pick)

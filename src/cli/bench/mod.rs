@@ -61,7 +61,7 @@ pub struct BenchArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<u64>,
-    /// Key size in bytes.
+    /// Key size in bytes (longer only if the key space's numbers do not fit).
     #[arg(long, default_value_t = 8)]
     pub key_size: usize,
     /// Value size in bytes.
@@ -89,10 +89,17 @@ struct Tally {
     cas_succeeded: u64,
 }
 
+/// Key number `i` of the key space: `bench/` and the number, zero-padded to `--key-size`; the
+/// number alone (zero-padded) when the prefix does not fit; longer than `--key-size` only when the
+/// key space's numbers do not fit in it. Every number of the key space gives a distinct key.
 fn key(args: &BenchArgs, i: u64) -> Vec<u8> {
-    let mut key = format!("bench/{i:0width$}", width = args.key_size.saturating_sub(6).max(1)).into_bytes();
-    key.truncate(args.key_size.max(7));
-    key
+    const PREFIX: &str = "bench/";
+    let digits = args.key_space.saturating_sub(1).max(1).ilog10() as usize + 1;
+    if args.key_size >= PREFIX.len() + digits {
+        format!("{PREFIX}{i:0width$}", width = args.key_size - PREFIX.len()).into_bytes()
+    } else {
+        format!("{i:0width$}", width = args.key_size.max(digits)).into_bytes()
+    }
 }
 
 fn error_kind(status: &tonic::Status) -> String {
@@ -452,5 +459,40 @@ fn print_report(
     }
     for (kind, n) in errors {
         println!("errors: {n} × {kind}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(flags: &[&str]) -> BenchArgs {
+        Cli::parse_from([&["bench", "put"], flags].concat()).bench
+    }
+
+    #[test]
+    fn every_number_of_the_key_space_is_a_distinct_key_of_the_asked_size() {
+        for (flags, size) in [
+            (&["--key-space", "100000"][..], 8),
+            (&["--key-space", "1000000"][..], 8),
+            (&["--key-space", "20", "--key-size", "16"][..], 16),
+            (&["--key-space", "1000"][..], 8),
+        ] {
+            let args = args(flags);
+            let keys: std::collections::BTreeSet<Vec<u8>> = (0..args.key_space).map(|i| key(&args, i)).collect();
+            assert_eq!(keys.len() as u64, args.key_space, "{flags:?}");
+            assert!(keys.iter().all(|k| k.len() == size), "{flags:?}");
+        }
+        assert_eq!(key(&args(&["--key-space", "100"]), 7), b"bench/07");
+        assert_eq!(key(&args(&["--key-space", "100000"]), 7), b"00000007");
+        // A key space whose numbers do not fit the size gets longer keys, never repeated ones.
+        assert_eq!(key(&args(&["--key-space", "1000", "--key-size", "2"]), 999), b"999");
     }
 }
