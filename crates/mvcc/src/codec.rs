@@ -3,15 +3,15 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `revs` | (main << 64) \| sub | [`Record`]: tombstone flag, create revision, version, lease, key, value |
-//! | `index` | (key, main) | sub |
-//! | `latest` | key (live keys only) | [`Latest`]: main, sub, create revision, version, lease |
 //! | `leases` | lease id | (ttl, remaining ttl) |
 //! | `lease_keys` | (lease id, key) | () |
 //! | `meta` | name | u64 |
 //!
 //! `revs` is etcd's layout (history in revision order: what hashing, compaction and watch
-//! catch-up scan); `index` finds a key's revisions for reads in the past; `latest` makes a read
-//! at the current revision one lookup per returned key. No index is held in memory.
+//! catch-up scan). Which revisions each key has, and its current state, are held in memory
+//! ([`crate::key_index`]), rebuilt from `revs` when the store opens: a write is one B-tree
+//! insert. (Stores written before the index moved to memory had `index` and `latest` tables;
+//! they are dropped at the first open.)
 
 use crate::types::KeyValue;
 
@@ -87,39 +87,22 @@ impl Record {
     }
 }
 
-/// One entry of the `latest` table: where a live key's current state is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Latest {
-    /// Main revision of the last modification.
-    pub main: i64,
-    /// Sub revision.
-    pub sub: i64,
-    /// Create revision.
-    pub create_revision: i64,
-    /// Version.
-    pub version: i64,
-    /// Lease.
-    pub lease: i64,
-}
-
-impl Latest {
-    /// Encodes the entry.
-    pub fn encode(&self) -> [u8; 40] {
-        let mut out = [0u8; 40];
-        for (slot, value) in [self.main, self.sub, self.create_revision, self.version, self.lease].iter().enumerate() {
-            out[slot * 8..slot * 8 + 8].copy_from_slice(&value.to_be_bytes());
-        }
-        out
-    }
-
-    /// Decodes an entry written by [`Latest::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<Latest, crate::Error> {
-        if bytes.len() != 40 {
-            return Err(crate::Error::Storage("malformed latest entry".into()));
-        }
-        let at = |slot: usize| i64::from_be_bytes(bytes[slot * 8..slot * 8 + 8].try_into().expect("8 bytes"));
-        Ok(Latest { main: at(0), sub: at(1), create_revision: at(2), version: at(3), lease: at(4) })
-    }
+/// What the key index needs of an encoded [`Record`], without copying its value: tombstone,
+/// create revision, version, lease and key.
+pub fn decode_head(bytes: &[u8]) -> Result<(bool, i64, i64, i64, &[u8]), crate::Error> {
+    let damaged = || crate::Error::Storage("malformed revision record".into());
+    let i64_at = |at: usize| -> Option<i64> { Some(i64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?)) };
+    let key_len =
+        u32::from_be_bytes(bytes.get(25..29).ok_or_else(damaged)?.try_into().map_err(|_| damaged())?) as usize;
+    let key = bytes.get(29..29 + key_len).ok_or_else(damaged)?;
+    let tombstone = *bytes.first().ok_or_else(damaged)? == 1;
+    Ok((
+        tombstone,
+        i64_at(1).ok_or_else(damaged)?,
+        i64_at(9).ok_or_else(damaged)?,
+        i64_at(17).ok_or_else(damaged)?,
+        key,
+    ))
 }
 
 #[cfg(test)]
@@ -127,7 +110,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_and_latest_round_trip() {
+    fn records_round_trip() {
         let record = Record {
             tombstone: false,
             create_revision: 3,
@@ -137,9 +120,9 @@ mod tests {
             value: b"v".to_vec(),
         };
         assert_eq!(Record::decode(&record.encode()).unwrap(), record);
-        let latest = Latest { main: 9, sub: 1, create_revision: 3, version: 2, lease: 0 };
-        assert_eq!(Latest::decode(&latest.encode()).unwrap(), latest);
+        assert_eq!(decode_head(&record.encode()).unwrap(), (false, 3, 2, 7, &b"k"[..]));
         assert!(Record::decode(&[1, 2]).is_err());
+        assert!(decode_head(&[1, 2]).is_err());
         assert!(revision_key(2, 0) > revision_key(1, u32::MAX as i64));
         assert_eq!(main_of(revision_key(5, 3)), 5);
     }

@@ -10,6 +10,7 @@
 
 use redb::{ReadableTable, Table};
 
+use crate::key_index::KeyIndex;
 use crate::read::Keys;
 use crate::{storage_error, Error};
 
@@ -29,12 +30,8 @@ fn bucket_of(counts: &impl ReadableTable<&'static [u8], u64>, key: &[u8]) -> Res
     }
 }
 
-/// Records that `key` became live (it is already in `latest`).
-pub fn added(
-    counts: &mut Counts,
-    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    key: &[u8],
-) -> Result<(), Error> {
+/// Records that `key` became live (it is already live in `index`).
+pub fn added(counts: &mut Counts, index: &KeyIndex, key: &[u8]) -> Result<(), Error> {
     let (start, count) = bucket_of(counts, key)?;
     let count = count + 1;
     if count <= SPLIT_AT {
@@ -43,9 +40,8 @@ pub fn added(
     }
     // Split: the second half starts at the key after the first half.
     let half = SPLIT_AT / 2;
-    let middle = latest.range::<&[u8]>(start.as_slice()..).map_err(storage_error)?.nth(half as usize);
+    let middle = index.nth_live_from(&start, half as usize);
     let middle = middle.ok_or_else(|| Error::Storage("count index: bucket larger than its keys".into()))?;
-    let middle = middle.map_err(storage_error)?.0.value().to_vec();
     counts.insert(start.as_slice(), half).map_err(storage_error)?;
     counts.insert(middle.as_slice(), count - half).map_err(storage_error)?;
     Ok(())
@@ -58,15 +54,17 @@ pub fn removed(counts: &mut Counts, key: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Live keys in `keys`.
+/// Keys in `keys` live at `revision`, the revision `counts` is exact at (the index may be
+/// ahead of it: its edge buckets are walked at `revision`).
 pub fn count(
     counts: &impl ReadableTable<&'static [u8], u64>,
-    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    index: &KeyIndex,
     keys: &Keys,
+    revision: i64,
 ) -> Result<usize, Error> {
     let (start, end) = match keys {
         Keys::Nothing => return Ok(0),
-        Keys::One(key) => return Ok(usize::from(latest.get(key.as_slice()).map_err(storage_error)?.is_some())),
+        Keys::One(_) => return Ok(index.live_at(keys, revision, 1).len()),
         Keys::Span(start, end) => (start.as_slice(), end.as_deref()),
     };
     let (first, _) = bucket_of(counts, start)?;
@@ -105,27 +103,24 @@ pub fn count(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let scan = match high {
-            Some(high) if low >= high => continue,
-            Some(high) => latest.range::<&[u8]>(low..high),
-            None => latest.range::<&[u8]>(low..),
+        if high.is_some_and(|high| low >= high) {
+            continue;
         }
-        .map_err(storage_error)?;
-        total += scan.count();
+        total += index.count_live_at(low, high, revision);
     }
     Ok(total)
 }
 
-/// Rebuilds the index from `latest` (after a snapshot install, or on a store that has none).
-pub fn rebuild(counts: &mut Counts, latest: &impl ReadableTable<&'static [u8], &'static [u8]>) -> Result<(), Error> {
+/// Rebuilds the count index from the live keys of `index` (after a snapshot install, or on a
+/// store that has none).
+pub fn rebuild(counts: &mut Counts, index: &KeyIndex) -> Result<(), Error> {
     counts.retain(|_, _| false).map_err(storage_error)?;
     let mut bucket: Vec<u8> = Vec::new();
     let mut in_bucket = 0u64;
-    for item in latest.iter().map_err(storage_error)? {
-        let (key, _) = item.map_err(storage_error)?;
+    for key in index.live_keys_in_order() {
         if in_bucket == SPLIT_AT / 2 {
             counts.insert(bucket.as_slice(), in_bucket).map_err(storage_error)?;
-            bucket = key.value().to_vec();
+            bucket = key.to_vec();
             in_bucket = 0;
         }
         in_bucket += 1;

@@ -23,6 +23,7 @@ pub mod codec;
 pub mod command_codec;
 pub mod counts;
 pub mod etcd_format;
+pub mod key_index;
 pub mod read;
 mod sim_file;
 mod snapshot;

@@ -1,11 +1,14 @@
-//! Reads: ranges at the current revision (through `latest`, one lookup per returned key) and at
-//! past revisions (through `index`), with etcd's limit, sort, filter, count and `more` rules.
+//! Reads: ranges at the current revision or a past one (the key index finds each key's record
+//! at the revision, `revs` holds it), with etcd's limit, sort, filter, count and `more` rules.
 //! Generic over redb's readable tables so a transaction's reads see its own writes.
+
+use std::sync::RwLock;
 
 use redb::ReadableTable;
 
-use crate::codec::{revision_key, Latest, Record};
+use crate::codec::{revision_key, Record};
 use crate::counts;
+use crate::key_index::KeyIndex;
 use crate::types::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
 use crate::{storage_error, Error};
 
@@ -44,18 +47,13 @@ impl Keys {
     }
 }
 
-/// A live key and where its current state is.
-pub type LiveKey = (Vec<u8>, Latest);
-
-/// The tables a read needs.
-pub struct View<'a, L, I, R, C> {
-    /// `latest` table.
-    pub latest: &'a L,
-    /// `index` table.
-    pub index: &'a I,
+/// The tables and index a read needs.
+pub struct View<'a, R, C> {
+    /// The key index (shared with the applying thread: locked per lookup).
+    pub index: &'a RwLock<KeyIndex>,
     /// `revs` table.
     pub revs: &'a R,
-    /// `counts` table.
+    /// `counts` table, exact at `revision`.
     pub counts: &'a C,
     /// The revision the view is at.
     pub revision: i64,
@@ -63,11 +61,15 @@ pub struct View<'a, L, I, R, C> {
     pub compact_revision: i64,
 }
 
-impl<'a, L, I, R, C> View<'a, L, I, R, C>
+/// Locks the key index for reading (a panic elsewhere does not make it unreadable: it is only
+/// changed by whole operations on the applying thread, which stops on any failure).
+pub fn read_index(index: &RwLock<KeyIndex>) -> std::sync::RwLockReadGuard<'_, KeyIndex> {
+    index.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<'a, R, C> View<'a, R, C>
 where
     C: ReadableTable<&'static [u8], u64>,
-    L: ReadableTable<&'static [u8], &'static [u8]>,
-    I: ReadableTable<(&'static [u8], u64), u64>,
     R: ReadableTable<u128, &'static [u8]>,
 {
     /// The record at a revision.
@@ -80,83 +82,16 @@ where
         Record::decode(bytes.value())
     }
 
-    /// The live keys at the current revision, in key order, with where their state is.
-    pub fn live(&self, keys: &Keys) -> Result<Vec<LiveKey>, Error> {
-        self.live_first(keys, usize::MAX)
+    /// The key-values of the first `take` keys live at `revision`, in key order.
+    fn live_values(&self, keys: &Keys, revision: i64, take: usize) -> Result<Vec<KeyValue>, Error> {
+        // The lock is held for the walk only, not for the reads of the records.
+        let revs = read_index(self.index).live_at(keys, revision, take);
+        revs.into_iter().map(|rev| Ok(self.record(rev.main, rev.sub)?.into_key_value(rev.main, false))).collect()
     }
 
-    /// The first `take` live keys (with their state), in key order.
-    pub fn live_first(&self, keys: &Keys, take: usize) -> Result<Vec<LiveKey>, Error> {
-        let mut out = Vec::new();
-        match keys {
-            Keys::Nothing => {}
-            Keys::One(key) => {
-                if let Some(value) = self.latest.get(key.as_slice()).map_err(storage_error)? {
-                    if take > 0 {
-                        out.push((key.clone(), Latest::decode(value.value())?));
-                    }
-                }
-            }
-            Keys::Span(start, end) => {
-                let iter = match end {
-                    Some(end) => self.latest.range::<&[u8]>(start.as_slice()..end.as_slice()),
-                    None => self.latest.range::<&[u8]>(start.as_slice()..),
-                }
-                .map_err(storage_error)?;
-                for item in iter.take(take) {
-                    let (key, value) = item.map_err(storage_error)?;
-                    out.push((key.value().to_vec(), Latest::decode(value.value())?));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The live state of one key at the current revision.
+    /// The live state of one key at the view's revision.
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, Error> {
-        let Some(latest) = self.latest.get(key).map_err(storage_error)? else { return Ok(None) };
-        let latest = Latest::decode(latest.value())?;
-        Ok(Some(self.record(latest.main, latest.sub)?.into_key_value(latest.main, false)))
-    }
-
-    /// The keys live at a past `revision`, in key order, with their state.
-    fn live_at(&self, keys: &Keys, revision: i64) -> Result<Vec<KeyValue>, Error> {
-        let (start, end): (Vec<u8>, Option<Vec<u8>>) = match keys {
-            Keys::Nothing => return Ok(Vec::new()),
-            Keys::One(key) => {
-                let mut next = key.clone();
-                next.push(0);
-                (key.clone(), Some(next))
-            }
-            Keys::Span(start, end) => (start.clone(), end.clone()),
-        };
-        let iter = match &end {
-            Some(end) => self.index.range::<(&[u8], u64)>((start.as_slice(), 0)..(end.as_slice(), 0)),
-            None => self.index.range::<(&[u8], u64)>((start.as_slice(), 0)..),
-        }
-        .map_err(storage_error)?;
-        // Per key, the newest revision at or below `revision`.
-        let mut chosen: Vec<(Vec<u8>, i64, i64)> = Vec::new();
-        for item in iter {
-            let (key, sub) = item.map_err(storage_error)?;
-            let (key, main) = key.value();
-            let main = main as i64;
-            if main > revision {
-                continue;
-            }
-            match chosen.last_mut() {
-                Some(last) if last.0 == key => *last = (key.to_vec(), main, sub.value() as i64),
-                _ => chosen.push((key.to_vec(), main, sub.value() as i64)),
-            }
-        }
-        let mut out = Vec::new();
-        for (_, main, sub) in chosen {
-            let record = self.record(main, sub)?;
-            if !record.tombstone {
-                out.push(record.into_key_value(main, false));
-            }
-        }
-        Ok(out)
+        Ok(self.live_values(&Keys::One(key.to_vec()), self.revision, 1)?.pop())
     }
 
     /// etcd's Range.
@@ -181,6 +116,11 @@ where
         };
         let needs_all = filtered || sort_order != SortOrder::None;
         let limit = if request.limit > 0 { request.limit as usize } else { usize::MAX };
+        // The compact revision of the index may be ahead of the transaction's (a compaction
+        // applied since it began): below it, entries may be gone.
+        if revision < read_index(self.index).compact_revision() {
+            return Err(Error::Compacted);
+        }
         let (count, mut kvs) = if revision == self.revision {
             // etcd reports the size of the whole range as `count`: the count index gives it
             // without visiting the keys past the limit.
@@ -189,15 +129,15 @@ where
                 (false, true) => 0,
                 (false, false) => limit.saturating_add(1),
             };
-            let live = self.live_first(&keys, take)?;
-            let count = if live.len() < take { live.len() } else { counts::count(self.counts, self.latest, &keys)? };
-            let kvs = live
-                .into_iter()
-                .map(|(_, latest)| Ok(self.record(latest.main, latest.sub)?.into_key_value(latest.main, false)))
-                .collect::<Result<Vec<_>, Error>>()?;
+            let kvs = self.live_values(&keys, revision, take)?;
+            let count = if kvs.len() < take {
+                kvs.len()
+            } else {
+                counts::count(self.counts, &read_index(self.index), &keys, revision)?
+            };
             (count, kvs)
         } else {
-            let kvs = self.live_at(&keys, revision)?;
+            let kvs = self.live_values(&keys, revision, usize::MAX)?;
             (kvs.len(), kvs)
         };
         kvs.retain(|kv| {

@@ -9,7 +9,8 @@
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
-use crate::codec::{main_of, revision_key, Latest, Record};
+use crate::codec::{main_of, revision_key, Record};
+use crate::key_index::KeyIndex;
 use crate::store::Store;
 use crate::tables;
 use crate::{storage_error, Error};
@@ -203,6 +204,7 @@ impl Store {
     /// on any error (a damaged or truncated image), nothing changes.
     pub fn install_snapshot(&mut self, chunks: impl IntoIterator<Item = Vec<u8>>) -> Result<(), Error> {
         let txn = self.database().begin_write().map_err(storage_error)?;
+        let mut index = KeyIndex::new();
         {
             let mut t = tables::Open::write(&txn)?;
             t.clear()?;
@@ -217,7 +219,9 @@ impl Store {
                         ImageItem::Lease { id, ttl, remaining } => {
                             t.leases.insert(id, (ttl, remaining)).map_err(storage_error)?;
                         }
-                        ImageItem::Revision { main, sub, record } => t.install_revision(main, sub, &record)?,
+                        ImageItem::Revision { main, sub, record } => {
+                            t.install_revision(&mut index, main, sub, &record)?
+                        }
                         ImageItem::Alarm { code, member } => {
                             t.alarms.insert((code, member), ()).map_err(storage_error)?;
                         }
@@ -248,9 +252,11 @@ impl Store {
             parser.finish()?;
             let [applied, revision, compact, cursor] = header.ok_or_else(|| image_error("no header"))?;
             t.write_meta(applied, revision, compact, cursor)?;
-            crate::counts::rebuild(&mut t.counts, &t.latest)?;
+            index.set_compact_revision(compact as i64);
+            crate::counts::rebuild(&mut t.counts, &index)?;
         }
         txn.commit().map_err(storage_error)?;
+        self.set_index(index);
         self.reload()?;
         Ok(())
     }
@@ -511,31 +517,17 @@ fn decode_header(payload: &[u8]) -> Option<[u64; 4]> {
 impl tables::Open<'_> {
     /// One history record; records arrive in revision order, so the last one seen for a key is
     /// its current state.
-    fn install_revision(&mut self, main: i64, sub: i64, record: &Record) -> Result<(), Error> {
+    fn install_revision(&mut self, index: &mut KeyIndex, main: i64, sub: i64, record: &Record) -> Result<(), Error> {
         self.revs.insert(revision_key(main, sub), record.encode().as_slice()).map_err(storage_error)?;
-        self.index.insert((record.key.as_slice(), main as u64), sub as u64).map_err(storage_error)?;
-        let previous =
-            self.latest.get(record.key.as_slice()).map_err(storage_error)?.map(|v| Latest::decode(v.value()));
-        if let Some(previous) = previous {
-            let previous = previous?;
+        if let Some(previous) = index.latest(&record.key) {
             if previous.lease != 0 {
                 self.lease_keys.remove((previous.lease, record.key.as_slice())).map_err(storage_error)?;
             }
         }
-        if record.tombstone {
-            self.latest.remove(record.key.as_slice()).map_err(storage_error)?;
-        } else {
-            let latest = Latest {
-                main,
-                sub,
-                create_revision: record.create_revision,
-                version: record.version,
-                lease: record.lease,
-            };
-            self.latest.insert(record.key.as_slice(), latest.encode().as_slice()).map_err(storage_error)?;
-            if record.lease != 0 {
-                self.lease_keys.insert((record.lease, record.key.as_slice()), ()).map_err(storage_error)?;
-            }
+        let live = (!record.tombstone).then_some((record.create_revision, record.version, record.lease));
+        index.record(&record.key, main, sub, live);
+        if record.lease != 0 && !record.tombstone {
+            self.lease_keys.insert((record.lease, record.key.as_slice()), ()).map_err(storage_error)?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! applied index written in the same transaction), serves reads, compacts history in bounded
 //! steps, and hashes its content so replicas can be compared.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,15 +13,19 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use crate::codec::{main_of, revision_key, Record};
 use crate::counts;
 use crate::etcd_format;
-use crate::read::View;
+use crate::key_index::KeyIndex;
+use crate::read::{read_index, View};
 use crate::types::*;
-use crate::write::Writer;
+use crate::write::{write_index, Writer};
 use crate::{storage_error, Error};
 
 use crate::tables::{
-    self, Open, INDEX, LATEST, LEASES, LEASE_KEYS, META, META_APPLIED, META_COMPACT, META_COMPACT_CURSOR,
-    META_REVISION, REVS,
+    self, Open, LEASES, LEASE_KEYS, META, META_APPLIED, META_COMPACT, META_COMPACT_CURSOR, META_REVISION, OLD_INDEX,
+    OLD_LATEST, REVS,
 };
+
+/// What [`Reader`]s read: the database and its key index, both swapped by a defragmentation.
+type Shared = (Arc<Database>, Arc<RwLock<KeyIndex>>);
 
 /// Default page cache of a file-backed store.
 pub const CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
@@ -33,8 +38,10 @@ pub const COMPACTION_BATCH_REVISIONS: usize = 1024;
 pub struct Store {
     /// Only the store writes.
     db: Arc<Database>,
-    /// The database [`Reader`]s read: `db`, swapped for a new one by a defragmentation.
-    readers: Arc<RwLock<Arc<Database>>>,
+    /// The key index of `db` (see [`crate::key_index`]); only the store changes it.
+    index: Arc<RwLock<KeyIndex>>,
+    /// What [`Reader`]s read: `db` and `index`, swapped for new ones by a defragmentation.
+    readers: Arc<RwLock<Shared>>,
     /// The database file, if on a file (for its size).
     path: Option<std::path::PathBuf>,
     revision: i64,
@@ -93,18 +100,25 @@ impl Store {
 
     fn from_database(db: Database, path: Option<std::path::PathBuf>) -> Result<Store, Error> {
         let txn = db.begin_write().map_err(storage_error)?;
-        // Create every table so reads never meet a missing one; a store written before the count
-        // index existed gets it built once.
+        let index;
+        // Create every table so reads never meet a missing one; drop the on-disk index of a store
+        // written before it moved to memory; a store written before the count index existed gets
+        // it built once.
         {
             let mut tables = Open::write(&txn)?;
-            if tables.counts.is_empty().map_err(storage_error)? && !tables.latest.is_empty().map_err(storage_error)? {
-                counts::rebuild(&mut tables.counts, &tables.latest)?;
+            index = build_index(&tables.revs, &tables.meta)?;
+            if tables.counts.is_empty().map_err(storage_error)? && index.live_count() > 0 {
+                counts::rebuild(&mut tables.counts, &index)?;
             }
         }
+        txn.delete_table(OLD_INDEX).map_err(storage_error)?;
+        txn.delete_table(OLD_LATEST).map_err(storage_error)?;
         txn.commit().map_err(storage_error)?;
         let db = Arc::new(db);
+        let index = Arc::new(RwLock::new(index));
         let mut store = Store {
-            readers: Arc::new(RwLock::new(db.clone())),
+            readers: Arc::new(RwLock::new((db.clone(), index.clone()))),
+            index,
             db,
             path,
             revision: 1,
@@ -134,6 +148,11 @@ impl Store {
 
     pub(crate) fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// Replaces the key index (after a snapshot install wrote a new history).
+    pub(crate) fn set_index(&mut self, index: KeyIndex) {
+        *write_index(&self.index) = index;
     }
 
     /// The store's current revision.
@@ -167,26 +186,15 @@ impl Store {
         let mut txn = self.db.begin_write().map_err(storage_error)?;
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
+        let key_index = Arc::clone(&self.index);
         {
-            let Open {
-                revs,
-                index,
-                latest,
-                leases,
-                lease_keys,
-                mut meta,
-                alarms,
-                counts,
-                members,
-                members_removed,
-                auth,
-            } = Open::write(&txn)?;
+            let Open { revs, leases, lease_keys, mut meta, alarms, counts, members, members_removed, auth } =
+                Open::write(&txn)?;
             let mut others = Others { alarms, members, members_removed, auth, logins: Vec::new() };
             let mut auth_changed = false;
             let mut writer = Writer {
                 revs,
-                index,
-                latest,
+                index: &key_index,
                 leases,
                 lease_keys,
                 counts,
@@ -295,6 +303,7 @@ impl Store {
                     return Err(Error::Compacted);
                 }
                 writer.compact_revision = *revision;
+                write_index(writer.index).set_compact_revision(*revision);
                 Response::Done
             }
             Command::LeaseGrant { id, ttl } => {
@@ -424,7 +433,7 @@ impl Store {
         // Readers handed out keep seeing the switch: the copy shares the same flag.
         self.auth_enabled.store(copy.auth_enabled.load(Ordering::SeqCst), Ordering::SeqCst);
         copy.auth_enabled = Arc::clone(&self.auth_enabled);
-        *self.readers.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = copy.db.clone();
+        *self.readers.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = (copy.db.clone(), copy.index.clone());
         copy.readers = Arc::clone(&self.readers);
         Ok(std::mem::replace(self, copy))
     }
@@ -432,7 +441,7 @@ impl Store {
     /// etcd's Range, at the current revision or a past one.
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         let read = self.db.begin_read().map_err(storage_error)?;
-        range_in(&read, request, self.revision, self.compact_revision)
+        range_in(&read, &self.index, request, self.revision, self.compact_revision)
     }
 
     /// A lease and the keys attached to it, or `None` if it does not exist.
@@ -493,14 +502,28 @@ fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64
         return Err(Error::FutureRevision);
     }
     let revs = read.open_table(REVS).map_err(storage_error)?;
-    let index = read.open_table(INDEX).map_err(storage_error)?;
     let compact = meta.compact_revision;
+    let upto = ..revision_key(revision + 1, 0);
+    // Each key's newest main revision at or below `revision`, from this transaction alone (the
+    // key index may be ahead of it, and compacted further).
+    let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+    for item in revs.range(upto).map_err(storage_error)? {
+        let (key, value) = item.map_err(storage_error)?;
+        let (_, _, _, _, name) = crate::codec::decode_head(value.value())?;
+        match newest.get_mut(name) {
+            Some(main) => *main = main_of(key.value()),
+            None => {
+                newest.insert(name.to_vec(), main_of(key.value()));
+            }
+        }
+    }
     let mut hash = crc32c::crc32c(b"key");
-    for item in revs.range(..revision_key(revision + 1, 0)).map_err(storage_error)? {
+    for item in revs.range(upto).map_err(storage_error)? {
         let (key, value) = item.map_err(storage_error)?;
         let (main, sub) = (main_of(key.value()), key.value() as u64 as i64);
         let record = Record::decode(value.value())?;
-        if main <= compact && !newest_live_at(&index, &record, main, revision)? {
+        // At or below the compact revision: only a key's newest state, if not a tombstone.
+        if main <= compact && (record.tombstone || newest.get(&record.key) != Some(&main)) {
             continue;
         }
         hash = crc32c::crc32c_append(hash, &etcd_format::revision_bytes(main, sub, record.tombstone));
@@ -509,24 +532,21 @@ fn hash_in(read: &redb::ReadTransaction, revision: i64) -> Result<(u32, i64, i64
     Ok((hash, compact, meta.revision))
 }
 
-/// True if `record`, written at main revision `main`, is its key's newest state at or below
-/// `revision` and not a tombstone (what etcd's index keeps when compacting to `revision`).
-fn newest_live_at(
-    index: &impl ReadableTable<(&'static [u8], u64), u64>,
-    record: &Record,
-    main: i64,
-    revision: i64,
-) -> Result<bool, Error> {
-    if record.tombstone {
-        return Ok(false);
+/// The key index of a store's history, with the store's compact revision.
+fn build_index(
+    revs: &impl ReadableTable<u128, &'static [u8]>,
+    meta: &impl ReadableTable<&'static str, u64>,
+) -> Result<KeyIndex, Error> {
+    let mut index = KeyIndex::new();
+    for item in revs.iter().map_err(storage_error)? {
+        let (key, value) = item.map_err(storage_error)?;
+        let (main, sub) = (main_of(key.value()), key.value() as u64 as i64);
+        let (tombstone, create_revision, version, lease, name) = crate::codec::decode_head(value.value())?;
+        index.record(name, main, sub, (!tombstone).then_some((create_revision, version, lease)));
     }
-    let key = record.key.as_slice();
-    let newer = index
-        .range::<(&[u8], u64)>((key, main as u64 + 1)..=(key, revision as u64))
-        .map_err(storage_error)?
-        .next()
-        .is_some();
-    Ok(!newer)
+    let compact = meta.get(META_COMPACT).map_err(storage_error)?.map_or(0, |v| v.value());
+    index.set_compact_revision(compact as i64);
+    Ok(index)
 }
 
 /// What etcd refuses under the CORRUPT alarm: everything that reads or changes the key space
@@ -632,28 +652,16 @@ fn compact_step(writer: &mut Writer, compact_revision: i64, cursor: i64) -> Resu
         next = main;
         // Anything older of this key is superseded by this revision (itself at or below the
         // compact revision), including revisions a previous compaction kept below its cursor.
-        let older: Vec<(u64, u64)> = writer
-            .index
-            .range::<(&[u8], u64)>((record.key.as_slice(), 0)..(record.key.as_slice(), main as u64))
-            .map_err(storage_error)?
-            .map(|item| item.map(|(key, sub)| (key.value().1, sub.value())).map_err(storage_error))
-            .collect::<Result<_, _>>()?;
-        for (old_main, old_sub) in older {
-            writer.revs.remove(revision_key(old_main as i64, old_sub as i64)).map_err(storage_error)?;
-            writer.index.remove((record.key.as_slice(), old_main)).map_err(storage_error)?;
+        let older = read_index(writer.index).older_than(&record.key, main);
+        for old in older {
+            writer.revs.remove(revision_key(old.main, old.sub)).map_err(storage_error)?;
+            write_index(writer.index).remove(&record.key, old.main);
         }
         // Superseded by a newer revision of the same key at or below the compact revision?
-        let superseded = writer
-            .index
-            .range::<(&[u8], u64)>(
-                (record.key.as_slice(), main as u64 + 1)..=(record.key.as_slice(), compact_revision as u64),
-            )
-            .map_err(storage_error)?
-            .next()
-            .is_some();
+        let superseded = read_index(writer.index).has_revision_between(&record.key, main, compact_revision);
         if superseded || record.tombstone {
             writer.revs.remove(*revision).map_err(storage_error)?;
-            writer.index.remove((record.key.as_slice(), main as u64)).map_err(storage_error)?;
+            write_index(writer.index).remove(&record.key, main);
         }
     }
     if done {
@@ -669,7 +677,7 @@ fn compact_step(writer: &mut Writer, compact_revision: i64, cursor: i64) -> Resu
 /// serves its reads with one so they need not queue behind the thread that applies.
 #[derive(Clone)]
 pub struct Reader {
-    readers: Arc<RwLock<Arc<Database>>>,
+    readers: Arc<RwLock<Shared>>,
     auth_enabled: Arc<AtomicBool>,
 }
 
@@ -709,6 +717,10 @@ impl Reader {
     }
 
     fn db(&self) -> Arc<Database> {
+        self.shared().0
+    }
+
+    fn shared(&self) -> Shared {
         self.readers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
@@ -766,9 +778,7 @@ impl Reader {
 
     /// Live keys.
     pub fn keys_total(&self) -> Result<u64, Error> {
-        use redb::ReadableTableMetadata;
-        let read = self.db().begin_read().map_err(storage_error)?;
-        read.open_table(tables::LATEST).map_err(storage_error)?.len().map_err(storage_error)
+        Ok(read_index(&self.shared().1).live_count())
     }
 
     /// The bytes of the pages the tables use, from one read transaction (off the applying
@@ -791,9 +801,10 @@ impl Reader {
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
-        let read = self.db().begin_read().map_err(storage_error)?;
+        let (db, index) = self.shared();
+        let read = db.begin_read().map_err(storage_error)?;
         let meta = Meta::read(&read)?;
-        Ok((range_in(&read, request, meta.revision, meta.compact_revision)?, meta.revision))
+        Ok((range_in(&read, &index, request, meta.revision, meta.compact_revision)?, meta.revision))
     }
 }
 
@@ -853,14 +864,59 @@ impl Meta {
 /// etcd's Range in a read transaction, at a store revision and compact revision.
 fn range_in(
     read: &redb::ReadTransaction,
+    index: &RwLock<KeyIndex>,
     request: &RangeRequest,
     revision: i64,
     compact_revision: i64,
 ) -> Result<RangeResponse, Error> {
-    let latest = read.open_table(LATEST).map_err(storage_error)?;
-    let index = read.open_table(INDEX).map_err(storage_error)?;
     let revs = read.open_table(REVS).map_err(storage_error)?;
     let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
-    let view = View { latest: &latest, index: &index, revs: &revs, counts: &counts, revision, compact_revision };
+    let view = View { index, revs: &revs, counts: &counts, revision, compact_revision };
     view.range(request)
+}
+
+#[cfg(test)]
+mod reader_behind_the_index {
+    use super::*;
+
+    fn put(store: &mut Store, index: u64, key: &str, value: &str) {
+        let put = PutRequest { key: key.into(), value: value.into(), ..Default::default() };
+        store.apply_batch(&[(index, Command::Put(put))]).unwrap();
+    }
+
+    fn value_at(read: &redb::ReadTransaction, store: &Store, key: &str, revision: i64) -> Result<Vec<String>, Error> {
+        let meta = Meta::read(read)?;
+        let request = RangeRequest { key: key.into(), revision, ..Default::default() };
+        let got = range_in(read, &store.index, &request, meta.revision, meta.compact_revision)?;
+        Ok(got.kvs.into_iter().map(|kv| String::from_utf8(kv.value).unwrap()).collect())
+    }
+
+    /// A read transaction taken before later writes, deletes and a finished compaction reads
+    /// its own revision through the index the writer has moved on (what a reader off the
+    /// applying thread meets when a batch lands during its read).
+    #[test]
+    fn a_transaction_older_than_the_index_reads_its_own_revision() {
+        let mut store = Store::in_memory().unwrap();
+        put(&mut store, 1, "a", "1"); // revision 2
+        put(&mut store, 2, "a", "2"); // 3
+        put(&mut store, 3, "b", "1"); // 4
+        let old = store.db.begin_read().unwrap();
+        put(&mut store, 4, "a", "3"); // 5
+        let delete = DeleteRangeRequest { key: b"b".to_vec(), ..Default::default() };
+        store.apply_batch(&[(5, Command::DeleteRange(delete))]).unwrap(); // 6
+        store.apply_batch(&[(6, Command::Compact { revision: 3 })]).unwrap();
+        put(&mut store, 7, "c", "1"); // 7: the batch after a compaction removes its history
+        assert!(!store.compacting(), "the compaction finished");
+        assert!(read_index(&store.index).older_than(b"a", 3).is_empty(), "revision 2 of a is gone");
+        assert_eq!(value_at(&old, &store, "a", 0).unwrap(), vec!["2"]);
+        assert_eq!(value_at(&old, &store, "b", 0).unwrap(), vec!["1"]);
+        assert_eq!(value_at(&old, &store, "a", 3).unwrap(), vec!["2"]);
+        // Below the compaction the writer applied, the old transaction's read fails as compacted
+        // rather than missing what the index no longer has.
+        assert_eq!(value_at(&old, &store, "a", 2), Err(Error::Compacted));
+        let new = store.db.begin_read().unwrap();
+        assert_eq!(value_at(&new, &store, "a", 0).unwrap(), vec!["3"]);
+        assert_eq!(value_at(&new, &store, "b", 0).unwrap(), Vec::<String>::new());
+        assert_eq!(value_at(&new, &store, "b", 5).unwrap(), vec!["1"]);
+    }
 }

@@ -6,10 +6,11 @@ use crate::{storage_error, Error};
 
 /// History in revision order.
 pub const REVS: TableDefinition<u128, &[u8]> = TableDefinition::new("revs");
-/// (key, main revision) → sub revision.
-pub const INDEX: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("index");
-/// Live key → where its current state is.
-pub const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+/// (key, main revision) → sub revision: a store's key index before it moved to memory, dropped
+/// when such a store opens.
+pub const OLD_INDEX: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("index");
+/// Live key → its current state: likewise dropped.
+pub const OLD_LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
 /// Lease id → (ttl, remaining ttl).
 pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
 /// (lease id, key) of attached keys.
@@ -46,10 +47,6 @@ pub const META_NAMES: [&str; 4] = [META_APPLIED, META_REVISION, META_COMPACT, ME
 pub struct Open<'t> {
     /// `revs`.
     pub revs: Table<'t, u128, &'static [u8]>,
-    /// `index`.
-    pub index: Table<'t, (&'static [u8], u64), u64>,
-    /// `latest`.
-    pub latest: Table<'t, &'static [u8], &'static [u8]>,
     /// `leases`.
     pub leases: Table<'t, i64, (i64, i64)>,
     /// `lease_keys`.
@@ -80,8 +77,6 @@ impl<'t> Open<'t> {
     pub fn write(txn: &'t WriteTransaction) -> Result<Open<'t>, Error> {
         Ok(Open {
             revs: txn.open_table(REVS).map_err(storage_error)?,
-            index: txn.open_table(INDEX).map_err(storage_error)?,
-            latest: txn.open_table(LATEST).map_err(storage_error)?,
             leases: txn.open_table(LEASES).map_err(storage_error)?,
             lease_keys: txn.open_table(LEASE_KEYS).map_err(storage_error)?,
             meta: txn.open_table(META).map_err(storage_error)?,
@@ -100,8 +95,6 @@ impl<'t> Open<'t> {
     /// Empties every table.
     pub fn clear(&mut self) -> Result<(), Error> {
         self.revs.retain(|_, _| false).map_err(storage_error)?;
-        self.index.retain(|_, _| false).map_err(storage_error)?;
-        self.latest.retain(|_, _| false).map_err(storage_error)?;
         self.leases.retain(|_, _| false).map_err(storage_error)?;
         self.lease_keys.retain(|_, _| false).map_err(storage_error)?;
         self.meta.retain(|_, _| false).map_err(storage_error)?;

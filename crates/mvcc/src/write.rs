@@ -2,30 +2,29 @@
 //! command shares the command's main revision and takes the next sub revision; a command that
 //! changes nothing leaves the revision alone (etcd's rule).
 
+use std::sync::RwLock;
+
 use redb::{ReadableTable, Table};
 
-use crate::codec::{revision_key, Latest, Record};
+use crate::codec::{revision_key, Record};
 use crate::counts;
-use crate::read::{Keys, View};
+use crate::key_index::{KeyIndex, Latest};
+use crate::read::{read_index, Keys, View};
 use crate::types::*;
 use crate::watch::{Event, EventKind};
 use crate::{storage_error, Error};
 
-type LatestTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-type IndexTable<'t> = Table<'t, (&'static [u8], u64), u64>;
 type RevsTable<'t> = Table<'t, u128, &'static [u8]>;
 type CountsTable<'t> = Table<'t, &'static [u8], u64>;
 /// A read view over a write transaction's own tables.
-type WriteView<'a, 't> = View<'a, LatestTable<'t>, IndexTable<'t>, RevsTable<'t>, CountsTable<'t>>;
+type WriteView<'a, 't> = View<'a, RevsTable<'t>, CountsTable<'t>>;
 
-/// The tables a write changes, opened in one write transaction.
+/// The tables a write changes, opened in one write transaction, and the key index.
 pub struct Writer<'t> {
     /// `revs`.
     pub revs: RevsTable<'t>,
-    /// `index`.
-    pub index: IndexTable<'t>,
-    /// `latest`.
-    pub latest: LatestTable<'t>,
+    /// The key index, changed along with `revs` (only by this thread).
+    pub index: &'t RwLock<KeyIndex>,
     /// `leases`.
     pub leases: Table<'t, i64, (i64, i64)>,
     /// `lease_keys`.
@@ -47,8 +46,7 @@ impl<'t> Writer<'t> {
         // A transaction reads its own writes: its revision includes them once there are any.
         let revision = if self.changes > 0 { self.revision + 1 } else { self.revision };
         View {
-            latest: &self.latest,
-            index: &self.index,
+            index: self.index,
             revs: &self.revs,
             counts: &self.counts,
             revision,
@@ -68,9 +66,15 @@ impl<'t> Writer<'t> {
     fn write_record(&mut self, record: &Record) -> Result<(i64, i64), Error> {
         let (main, sub) = (self.revision + 1, self.changes);
         self.revs.insert(revision_key(main, sub), record.encode().as_slice()).map_err(storage_error)?;
-        self.index.insert((record.key.as_slice(), main as u64), sub as u64).map_err(storage_error)?;
+        let live = (!record.tombstone).then_some((record.create_revision, record.version, record.lease));
+        write_index(self.index).record(&record.key, main, sub, live);
         self.changes += 1;
         Ok((main, sub))
+    }
+
+    /// The current state of `key`, if live.
+    fn latest(&self, key: &[u8]) -> Option<Latest> {
+        read_index(self.index).latest(key)
     }
 
     fn lease_exists(&self, id: i64) -> Result<bool, Error> {
@@ -82,9 +86,7 @@ impl<'t> Writer<'t> {
         if request.lease != 0 && !request.ignore_lease && !self.lease_exists(request.lease)? {
             return Err(Error::LeaseNotFound);
         }
-        if (request.ignore_value || request.ignore_lease)
-            && self.latest.get(request.key.as_slice()).map_err(storage_error)?.is_none()
-        {
+        if (request.ignore_value || request.ignore_lease) && self.latest(&request.key).is_none() {
             return Err(Error::KeyNotFound);
         }
         Ok(())
@@ -93,10 +95,7 @@ impl<'t> Writer<'t> {
     /// etcd's Put.
     pub fn put(&mut self, request: &PutRequest) -> Result<PutResponse, Error> {
         self.check_put(request)?;
-        let current = match self.latest.get(request.key.as_slice()).map_err(storage_error)? {
-            Some(bytes) => Some(Latest::decode(bytes.value())?),
-            None => None,
-        };
+        let current = self.latest(&request.key);
         // The previous value is read only when the request needs it.
         let previous = match current {
             Some(latest) if request.prev_kv || request.ignore_value => {
@@ -117,11 +116,9 @@ impl<'t> Writer<'t> {
             None => (self.revision + 1, 1),
         };
         let record = Record { tombstone: false, create_revision, version, lease, key: request.key.clone(), value };
-        let (main, sub) = self.write_record(&record)?;
-        let latest = Latest { main, sub, create_revision, version, lease };
-        self.latest.insert(request.key.as_slice(), latest.encode().as_slice()).map_err(storage_error)?;
+        let (main, _) = self.write_record(&record)?;
         if current.is_none() {
-            counts::added(&mut self.counts, &self.latest, &request.key)?;
+            counts::added(&mut self.counts, &read_index(self.index), &request.key)?;
         }
         let previous_lease = current.map_or(0, |c| c.lease);
         if previous_lease != 0 && previous_lease != lease {
@@ -137,7 +134,7 @@ impl<'t> Writer<'t> {
     }
 
     fn delete_keys(&mut self, keys: &Keys, want_previous: bool) -> Result<DeleteRangeResponse, Error> {
-        let live = self.view().live(keys)?;
+        let live = read_index(self.index).live_latest(keys);
         let mut response = DeleteRangeResponse { deleted: live.len() as i64, prev_kvs: Vec::new() };
         for (key, latest) in live {
             if want_previous {
@@ -154,7 +151,6 @@ impl<'t> Writer<'t> {
             let (main, _) = self.write_record(&tombstone)?;
             let kv = KeyValue { key: key.clone(), mod_revision: main, ..KeyValue::default() };
             self.events.push(Event { kind: EventKind::Delete, kv, prev_kv: None });
-            self.latest.remove(key.as_slice()).map_err(storage_error)?;
             counts::removed(&mut self.counts, &key)?;
             if latest.lease != 0 {
                 self.lease_keys.remove((latest.lease, key.as_slice())).map_err(storage_error)?;
@@ -181,7 +177,7 @@ impl<'t> Writer<'t> {
     fn compare_holds(&self, compare: &Compare) -> Result<bool, Error> {
         let keys = Keys::of(&compare.key, &compare.range_end);
         let view = self.view();
-        let live = view.live(&keys)?;
+        let live = read_index(self.index).live_latest(&keys);
         if live.is_empty() {
             // A missing key compares as a zero key-value, except that a value compare fails.
             if matches!(compare.target, CompareTarget::Value(_)) {
@@ -289,6 +285,11 @@ impl<'t> Writer<'t> {
         self.leases.insert(id, (ttl, remaining_ttl.clamp(0, ttl))).map_err(storage_error)?;
         Ok(())
     }
+}
+
+/// Locks the key index for a change (see [`read_index`] on poisoning).
+pub(crate) fn write_index(index: &RwLock<KeyIndex>) -> std::sync::RwLockWriteGuard<'_, KeyIndex> {
+    index.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn compare_one(compare: &Compare, kv: &KeyValue) -> bool {
