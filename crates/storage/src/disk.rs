@@ -43,7 +43,17 @@ pub trait Disk {
         let _ = name;
         Ok(None)
     }
+    /// A task for another thread that creates (or truncates) `name` with `len` bytes of zeros
+    /// written out and synced, if this disk can hand one out. The file is not to be touched
+    /// through the disk until the task has finished.
+    fn detached_zero_filled(&mut self, name: &str, len: u64) -> io::Result<Option<SyncTask>> {
+        let _ = (name, len);
+        Ok(None)
+    }
 }
+
+/// Bytes of zeros written at a time when a file is zero-filled.
+pub(crate) const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The real filesystem: one directory, locked against a second process.
 #[derive(Debug)]
@@ -143,6 +153,22 @@ impl Disk for FsDisk {
                 Box::new(move || dir.sync_all())
             }
         }))
+    }
+
+    fn detached_zero_filled(&mut self, name: &str, len: u64) -> io::Result<Option<SyncTask>> {
+        self.files.remove(name);
+        let path = self.dir.join(name);
+        Ok(Some(Box::new(move || {
+            let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+            let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES.min(len as usize)];
+            let mut offset = 0;
+            while offset < len {
+                let chunk = zeros.len().min((len - offset) as usize);
+                file.write_all_at(&zeros[..chunk], offset)?;
+                offset += chunk as u64;
+            }
+            file.sync_data()
+        })))
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {

@@ -250,6 +250,31 @@ fn real_directories_missing_foreign_and_locked_get_clear_errors() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
+#[test]
+fn zero_filled_segments_are_prepared_ahead_and_recovery_ignores_the_spare() {
+    let dir = std::env::temp_dir().join(format!("ballot-storage-spare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = WalOptions { segment_bytes: 64 * 1024, repair: false, zero_fill: true };
+    let (mut wal, _) = Wal::open(FsDisk::open(&dir, true).unwrap(), options.clone()).unwrap();
+    let mut next = 1;
+    for _ in 0..4 {
+        while !wal.spare_settled() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // About 40 KiB per append: every second append starts a segment.
+        wal.append(Batch { entries: &entries(next, next + 999, 1), ..Batch::default() }).unwrap();
+        next += 1000;
+    }
+    assert!(wal.segment_count() >= 3, "{} segments", wal.segment_count());
+    assert_eq!(wal.spares_used() as usize, wal.segment_count() - 1, "every segment after the first was a spare");
+    drop(wal);
+    let (wal, recovered) = Wal::open(FsDisk::open(&dir, false).unwrap(), options).unwrap();
+    assert_eq!(recovered.entries, entries(1, next - 1, 1));
+    assert!(recovered.notes.is_empty(), "{:?}", recovered.notes);
+    drop(wal);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------- crashes and the model
 
 /// What the log must contain: the entries reported durable, and the entries written.

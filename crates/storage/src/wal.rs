@@ -23,7 +23,7 @@
 
 use ballot_raft::{Entry, HardState, Index, Snapshot, SnapshotMeta, Term};
 
-use crate::disk::{Disk, SyncTask};
+use crate::disk::{Disk, SyncTask, ZERO_FILL_CHUNK_BYTES};
 use crate::record::{self, DecodeError, Record, FORMAT_VERSION, HEADER_BYTES};
 use crate::{snapshot, Error};
 
@@ -32,6 +32,9 @@ pub const SEGMENT_SUFFIX: &str = ".wal";
 /// Marks a directory as ballot's.
 const META_FILE: &str = "BALLOT";
 const META_CONTENT: &[u8] = b"ballot data directory, format 1\n";
+/// The next segment, zero-filled ahead of need (renamed to its segment name when one starts).
+/// Its `.tmp` suffix keeps it out of recovery, which reads segment names only.
+const SPARE_FILE: &str = "next-segment.tmp";
 
 /// Tunables.
 #[derive(Clone, Debug)]
@@ -44,7 +47,8 @@ pub struct WalOptions {
     /// Write zeros over a new segment (and sync them) instead of leaving it sparse, so that
     /// later fsyncs flush data only, not block allocations: on ext4 this makes large group
     /// commits markedly cheaper (see BENCHMARKS.md). Costs one write of `segment_bytes` per
-    /// segment.
+    /// segment, done ahead of need on a thread of its own when the disk allows (see
+    /// [`Wal::prepare_spare`]).
     pub zero_fill: bool,
 }
 
@@ -126,6 +130,10 @@ pub struct Wal<D: Disk> {
     snapshot_term: Term,
     last_index: Index,
     last_term: Term,
+    /// The thread zero-filling [`SPARE_FILE`], if one was started and not yet used.
+    spare: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// Segments that began as a prepared spare (the others were created in place).
+    spares_used: u64,
 }
 
 fn segment_name(sequence: u64, first_index: Index) -> String {
@@ -169,6 +177,8 @@ impl<D: Disk> Wal<D> {
             snapshot_term: 0,
             last_index: 0,
             last_term: 0,
+            spare: None,
+            spares_used: 0,
         };
         let (recovered, unmarked) = wal.recover()?;
         if wal.segments.is_empty() {
@@ -180,6 +190,7 @@ impl<D: Disk> Wal<D> {
         } else if let Some(replaces_log) = unmarked {
             wal.mark_snapshot(replaces_log)?;
         }
+        wal.prepare_spare();
         Ok((wal, recovered))
     }
 
@@ -426,19 +437,48 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
+    /// Starts zero-filling the next segment's file on a thread of its own, so starting a
+    /// segment does not stall the thread that writes the log: writing and syncing 64 MiB of
+    /// zeros takes 100-200 ms, during which no batch could be written (a stall of every
+    /// client's writes). Without zero-filling, or on a disk that cannot hand the work out (the
+    /// simulator's), segments are created in place.
+    fn prepare_spare(&mut self) {
+        if !self.options.zero_fill || self.spare.is_some() {
+            return;
+        }
+        if let Ok(Some(task)) = self.disk.detached_zero_filled(SPARE_FILE, self.options.segment_bytes) {
+            self.spare = std::thread::Builder::new().name("wal-prepare".into()).spawn(task).ok();
+        }
+    }
+
+    /// Gives the prepared spare file the name `name` if it is ready: true then. A spare still
+    /// being filled is left to finish (the segment is created in place); one that failed is
+    /// dropped, and another is prepared after this segment starts.
+    fn take_spare(&mut self, name: &str) -> Result<bool, Error> {
+        match self.spare.take() {
+            Some(filling) if filling.is_finished() => match filling.join() {
+                Ok(Ok(())) => {
+                    self.disk.rename(SPARE_FILE, name).map_err(self.io(name))?;
+                    self.spares_used += 1;
+                    Ok(true)
+                }
+                Ok(Err(_)) | Err(_) => Ok(false),
+            },
+            still_filling => {
+                self.spare = still_filling;
+                Ok(false)
+            }
+        }
+    }
+
     fn start_segment(&mut self, sequence: u64, first_index: Index) -> Result<(), Error> {
         let name = segment_name(sequence, first_index);
         let capacity = self.options.segment_bytes;
-        self.disk.create(&name, capacity).map_err(self.io(&name))?;
-        if self.options.zero_fill {
-            let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES.min(capacity as usize)];
-            let mut offset = 0;
-            while offset < capacity {
-                let len = zeros.len().min((capacity - offset) as usize);
-                self.disk.write_at(&name, offset, &zeros[..len]).map_err(self.io(&name))?;
-                offset += len as u64;
-            }
-            self.disk.sync(&name).map_err(self.io(&name))?;
+        if self.take_spare(&name)? {
+            // Zeros written and synced by the spare's thread; the rename is made durable with
+            // the directory sync that follows a new segment.
+        } else {
+            self.create_segment_file(&name, capacity)?;
         }
         let mut bytes = Vec::new();
         record::encode(&Record::SegmentHeader { version: FORMAT_VERSION, sequence, first_index }, &mut bytes);
@@ -449,6 +489,23 @@ impl<D: Disk> Wal<D> {
         }
         self.disk.write_at(&name, 0, &bytes).map_err(self.io(&name))?;
         self.segments.push(Segment { name, sequence, max_index: 0, end: bytes.len() as u64, capacity });
+        self.prepare_spare();
+        Ok(())
+    }
+
+    /// Creates a segment's file in place, preallocated (and zero-filled if configured).
+    fn create_segment_file(&mut self, name: &str, capacity: u64) -> Result<(), Error> {
+        self.disk.create(name, capacity).map_err(self.io(name))?;
+        if self.options.zero_fill {
+            let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES.min(capacity as usize)];
+            let mut offset = 0;
+            while offset < capacity {
+                let len = zeros.len().min((capacity - offset) as usize);
+                self.disk.write_at(name, offset, &zeros[..len]).map_err(self.io(name))?;
+                offset += len as u64;
+            }
+            self.disk.sync(name).map_err(self.io(name))?;
+        }
         Ok(())
     }
 
@@ -593,6 +650,16 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
+    /// Segments that began as a spare zero-filled ahead of need (for tests and metrics).
+    pub fn spares_used(&self) -> u64 {
+        self.spares_used
+    }
+
+    /// True once no spare is being filled (for tests: the next segment can use it).
+    pub fn spare_settled(&self) -> bool {
+        self.spare.as_ref().is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
     /// Number of segment files (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -608,9 +675,6 @@ impl<D: Disk> Wal<D> {
         self.disk
     }
 }
-
-/// Zero-filling writes this much at a time.
-const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// How far past a damaged record recovery looks for a valid one (bounds the work on garbage).
 const SCAN_AFTER_DAMAGE_BYTES: usize = 1024 * 1024;
