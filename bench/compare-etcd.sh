@@ -27,51 +27,14 @@ ballot=target/release/ballot
 work=$(mktemp -d /var/tmp/ballot-compare.XXXXXX)
 results="$work/results.jsonl"
 endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
-server=""
-stop_server() {
-  if [ -n "$server" ]; then
-    kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    server=""
-  fi
-  pkill -f "etcd --name e[123]" 2>/dev/null || true
-  sleep 1
-}
+source bench/lib.sh
 trap 'stop_server; rm -rf "$work"' EXIT
-
-start() { # target data-dir
-  case $1 in
-    etcd) bench/etcd-cluster.sh "$2" >/dev/null 2>&1 & ;;
-    ballot) "$ballot" dev --data-dir "$2" >/dev/null 2>&1 & ;;
-  esac
-  server=$!
-  for _ in $(seq 100); do
-    if ETCDCTL_API=3 etcdctl --endpoints=$endpoints --command-timeout=1s put /compare/ready 1 >/dev/null 2>&1; then
-      return
-    fi
-    sleep 0.2
-  done
-  echo "$1 did not start"; exit 1
-}
-
-record() { # target round name json
-  python3 -c 'import json,sys; r=json.loads(sys.argv[4]); r.update(target=sys.argv[1], round=int(sys.argv[2]), name=sys.argv[3]); print(json.dumps(r))' "$@" >> "$results"
-}
-
-run() { # target round name args...
-  local target=$1 round=$2 name=$3
-  shift 3
-  record "$target" "$round" "$name" "$("$ballot" bench --endpoints $endpoints --json "$@" 2>/dev/null)"
-}
 
 memory() { # target round data-dir
   "$ballot" bench put --endpoints $endpoints --json --conns 8 --clients 64 --total 100000 --key-space 100000 --val-size 256 >/dev/null 2>&1
   sleep 2
-  local pattern
-  case $1 in etcd) pattern="etcd --name e[123]" ;; ballot) pattern="ballot serve --name n[123]" ;; esac
-  local rss=0
-  for pid in $(pgrep -f "$pattern"); do rss=$((rss + $(ps -o rss= -p "$pid"))); done
-  local disk
+  local rss disk
+  rss=$(rss_kib "$1")
   disk=$(du -sb "$3" | cut -f1)
   record "$1" "$2" "memory" "{\"rss_kib\": $rss, \"data_bytes\": $disk}"
 }

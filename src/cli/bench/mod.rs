@@ -38,7 +38,13 @@ pub enum Workload {
     Lease,
     /// 90% linearizable ranges, 10% puts.
     Mixed,
+    /// Puts every key of the key space once, in key order, in transactions of up to
+    /// `LOAD_BATCH` puts (one operation each): a data set for later runs with `--loaded`.
+    Load,
 }
+
+/// Puts per transaction of the load workload (etcd 3.4 allows 128 operations per txn).
+const LOAD_BATCH: u64 = 100;
 
 /// Flags of `ballot bench`.
 #[derive(Args, Debug, Clone)]
@@ -76,6 +82,10 @@ pub struct BenchArgs {
     /// Watchers for watch-latency and watch-fanout.
     #[arg(long, default_value_t = 100)]
     pub watchers: usize,
+    /// The key space is already loaded (by the load workload): range, mixed and txn-cas skip
+    /// their own load.
+    #[arg(long)]
+    pub loaded: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -153,11 +163,12 @@ async fn connect_all(args: &BenchArgs, dialer: &Dialer) -> anyhow::Result<Vec<Co
 async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
     let channels = connect_all(&args, &dialer).await?;
     let total = match (args.total, args.duration) {
+        _ if args.workload == Workload::Load => args.key_space.div_ceil(LOAD_BATCH),
         (Some(total), _) => total,
         (None, Some(_)) => u64::MAX,
         (None, None) => 10_000,
     };
-    if matches!(args.workload, Workload::Range | Workload::Mixed | Workload::TxnCas) {
+    if matches!(args.workload, Workload::Range | Workload::Mixed | Workload::TxnCas) && !args.loaded {
         load_key_space(&args, &channels[0]).await?;
     }
     // The clock starts after loading: --duration is the measured part alone.
@@ -187,9 +198,13 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
                 let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (client as u64 + 1).wrapping_mul(0x1000_0000_01b3));
                 let mut kv = KvClient::new(channel.clone());
                 let mut lease = LeaseClient::new(channel);
-                while issued.fetch_add(1, Ordering::Relaxed) < total && deadline.is_none_or(|d| Instant::now() < d) {
+                loop {
+                    let n = issued.fetch_add(1, Ordering::Relaxed);
+                    if n >= total || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
                     let began = Instant::now();
-                    let result = one_op(&args, &mut kv, &mut lease, &mut random, &mut tally).await;
+                    let result = one_op(&args, n, &mut kv, &mut lease, &mut random, &mut tally).await;
                     match result {
                         Ok(()) => tally.latencies_us.push(began.elapsed().as_micros() as u64),
                         Err(status) => *tally.errors.entry(error_kind(&status)).or_default() += 1,
@@ -214,7 +229,7 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
     stop.store(true, Ordering::SeqCst);
     let _ = progress.await;
     let longest_gap =
-        (args.workload != Workload::WatchFanout && args.workload != Workload::WatchLatency).then(|| gaps.longest());
+        (args.workload != Workload::WatchFanout && args.workload != Workload::WatchLatency).then(|| gaps.summary());
     print_report(&args, tallies, elapsed, &cpu, longest_gap, fanout);
     Ok(())
 }
@@ -225,22 +240,54 @@ struct Gaps {
     started: Instant,
     last_ns: AtomicU64,
     longest_ns: AtomicU64,
+    /// When the longest gap ended, from the start (approximate under races; for finding it in
+    /// the servers' logs and metrics).
+    longest_end_ns: AtomicU64,
+    /// Gaps longer than [`STALL`].
+    stalls: AtomicU64,
 }
+
+/// A gap between completions this long counts as a stall (issue 24's bound).
+const STALL: Duration = Duration::from_millis(50);
 
 impl Gaps {
     fn new(started: Instant) -> Gaps {
-        Gaps { started, last_ns: AtomicU64::new(0), longest_ns: AtomicU64::new(0) }
+        Gaps {
+            started,
+            last_ns: AtomicU64::new(0),
+            longest_ns: AtomicU64::new(0),
+            longest_end_ns: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+        }
     }
 
     fn completed(&self) {
         let now = self.started.elapsed().as_nanos() as u64;
         let previous = self.last_ns.fetch_max(now, Ordering::Relaxed);
-        self.longest_ns.fetch_max(now.saturating_sub(previous), Ordering::Relaxed);
+        let gap = now.saturating_sub(previous);
+        if gap > STALL.as_nanos() as u64 {
+            self.stalls.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.longest_ns.fetch_max(gap, Ordering::Relaxed) < gap {
+            self.longest_end_ns.store(now, Ordering::Relaxed);
+        }
     }
 
-    fn longest(&self) -> Duration {
-        Duration::from_nanos(self.longest_ns.load(Ordering::Relaxed))
+    /// The longest gap, when it ended (from the start), and how many gaps were stalls.
+    fn summary(&self) -> GapSummary {
+        GapSummary {
+            longest: Duration::from_nanos(self.longest_ns.load(Ordering::Relaxed)),
+            ended: Duration::from_nanos(self.longest_end_ns.load(Ordering::Relaxed)),
+            stalls: self.stalls.load(Ordering::Relaxed),
+        }
     }
+}
+
+/// What [`Gaps`] saw.
+struct GapSummary {
+    longest: Duration,
+    ended: Duration,
+    stalls: u64,
 }
 
 /// CPU time used during the measured part.
@@ -271,8 +318,10 @@ async fn load_key_space(args: &BenchArgs, channel: &Conn) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Operation number `n` of one client.
 async fn one_op(
     args: &BenchArgs,
+    n: u64,
     kv: &mut KvClient<Conn>,
     lease: &mut LeaseClient<Conn>,
     random: &mut Random,
@@ -337,6 +386,19 @@ async fn one_op(
             drop(tx);
             lease.lease_revoke(pb::LeaseRevokeRequest { id: granted.id }).await?;
         }
+        Workload::Load => {
+            let first = n * LOAD_BATCH;
+            let success = (first..(first + LOAD_BATCH).min(args.key_space))
+                .map(|i| pb::RequestOp {
+                    request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                        key: key(args, i),
+                        value: value(),
+                        ..Default::default()
+                    })),
+                })
+                .collect();
+            kv.txn(pb::TxnRequest { compare: vec![], success, failure: vec![] }).await?;
+        }
         Workload::WatchLatency | Workload::WatchFanout => unreachable!("measured in watch.rs"),
     }
     Ok(())
@@ -370,7 +432,7 @@ fn print_report(
     tallies: Vec<Tally>,
     elapsed: Duration,
     cpu: &Cpu,
-    longest_gap: Option<Duration>,
+    longest_gap: Option<GapSummary>,
     fanout: Option<watch::Fanout>,
 ) {
     let mut latencies: Vec<u64> = tallies.iter().flat_map(|t| t.latencies_us.iter().copied()).collect();
@@ -408,7 +470,9 @@ fn print_report(
                 "processes": processes, "seconds": used, "us_per_op": per_op_us(used),
             })),
             "client_cpu_us_per_op": per_op_us(cpu.client_seconds),
-            "longest_gap_ms": longest_gap.map(|gap| gap.as_secs_f64() * 1000.0),
+            "longest_gap_ms": longest_gap.as_ref().map(|gap| gap.longest.as_secs_f64() * 1000.0),
+            "longest_gap_ended_s": longest_gap.as_ref().map(|gap| gap.ended.as_secs_f64()),
+            "stalls_over_50ms": longest_gap.as_ref().map(|gap| gap.stalls),
             "puts": fanout.as_ref().map(|f| f.puts),
             "puts_per_sec": fanout.as_ref().map(|f| f.puts as f64 / f.seconds),
             "latency_ms": {
@@ -438,7 +502,13 @@ fn print_report(
         at(1.0)
     );
     if let Some(gap) = longest_gap {
-        println!("longest time without a completion: {:.1} ms", gap.as_secs_f64() * 1000.0);
+        println!(
+            "longest time without a completion: {:.1} ms, ending {:.2} s in; {} gaps over {} ms",
+            gap.longest.as_secs_f64() * 1000.0,
+            gap.ended.as_secs_f64(),
+            gap.stalls,
+            STALL.as_millis()
+        );
     }
     match cpu.server {
         Some((processes, used)) => println!(
