@@ -7,10 +7,13 @@
 #      over the KEYS-key space, linearizable and serializable range at 64 clients;
 #   3. the members' resident memory and data-dir size;
 #   4. a new fourth member: the time from its start until it serves the newest revision (it
-#      catches up by snapshot: both systems run with a snapshot every 10,000 entries);
+#      catches up by snapshot: both systems run with a snapshot every 10,000 entries), while 16
+#      clients put for 20 s (their longest stall shows what sending the snapshot costs the
+#      cluster);
 #   5. a restart of the whole cluster: the time until every member serves a serializable read.
 #
 #   bench/million-keys.sh [KEYS] [SECONDS_PER_WORKLOAD]     (defaults 1000000, 10)
+#   TARGETS=ballot BALLOT=/path/to/an/older/ballot bench/million-keys.sh   (one system, a given binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keys=${1:-1000000}
@@ -22,8 +25,8 @@ command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
-cargo build --release --bin ballot -q
-ballot=target/release/ballot
+if [ -z "${BALLOT:-}" ]; then cargo build --release --bin ballot -q; fi
+ballot=${BALLOT:-target/release/ballot}
 work=$(mktemp -d /var/tmp/ballot-million.XXXXXX)
 results="$work/results.jsonl"
 endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
@@ -44,7 +47,7 @@ last_key=$(printf "%08d" $((keys - 1)))
 if [ ${#last_key} -gt 8 ]; then last_key=$((keys - 1)); fi
 
 started=$(date +%s)
-for target in etcd ballot; do
+for target in ${TARGETS:-etcd ballot}; do
   echo "$target"
   data="$work/$target"
   start "$target" "$data"
@@ -60,6 +63,10 @@ for target in etcd ballot; do
   # A fourth member, from an empty data dir.
   etcdctl --endpoints=$endpoints put /compare/ready 2 >/dev/null
   newest=$(revision 127.0.0.1:2379)
+  "$ballot" bench put --endpoints $endpoints --json --conns 4 --clients 16 --duration 20 --key-space "$keys" \
+    > "$work/during.json" 2>/dev/null &
+  during=$!
+  sleep 1
   case $target in
     etcd)
       etcdctl --endpoints=$endpoints member add e4 --peer-urls=http://127.0.0.1:42380 >/dev/null
@@ -88,6 +95,8 @@ for target in etcd ballot; do
   done
   [ -n "$caught_up" ] || { echo "the fourth $target member did not catch up in 2 minutes"; tail -20 "$data/"*4.log; exit 1; }
   record "$target" 1 "catch-up" "{\"seconds\": $(python3 -c "print($caught_up - $t0)"), \"revision\": $newest, \"data_bytes\": $(du -sb "$data/"*4 | cut -f1)}"
+  wait $during
+  record "$target" 1 "put-16-during-catch-up" "$(cat "$work/during.json")"
   etcdctl --endpoints=$endpoints member remove "$(etcdctl --endpoints=$endpoints member list | awk -F', ' '$3 ~ /4$/ {print $1}')" >/dev/null
   kill -TERM $fourth; wait $fourth 2>/dev/null || true; fourth=""
 
@@ -138,6 +147,8 @@ measures = [
     (f"data dirs at {keys:,} keys, MiB", "memory", lambda r: r["data_bytes"] / 2**20, False),
     ("new member: start to newest revision, s", "catch-up", lambda r: r["seconds"], False),
     ("new member's data dir, MiB", "catch-up", lambda r: r["data_bytes"] / 2**20, False),
+    ("put 16 meanwhile: longest stall ms", "put-16-during-catch-up", lambda r: r["longest_gap_ms"], False),
+    ("put 16 meanwhile: p99.9 ms", "put-16-during-catch-up", lambda r: r["latency_ms"]["p999"], False),
     ("restart: start to every member serving, s", "restart", lambda r: r["seconds"], False),
     ("RSS of 3 members just after restart, MiB", "restart", lambda r: r["rss_kib"] / 1024, False),
 ]

@@ -120,6 +120,9 @@ pub struct Replica<D: Disk> {
     compaction_pin: Option<Index>,
     /// The compacted copy being brought up to date, and the last entry replayed into it.
     defrag: Option<(Store, Index)>,
+    /// Snapshots leave without an image; the driver builds it off its thread (see
+    /// [`Replica::detach_images`]).
+    images_detached: bool,
 }
 
 /// Entry data of a proposal: the request id, then the command.
@@ -294,6 +297,7 @@ impl<D: Disk> Replica<D> {
             compact_every: compact_every.max(1),
             compaction_pin: None,
             defrag: None,
+            images_detached: false,
         }
     }
 
@@ -407,6 +411,9 @@ impl<D: Disk> Replica<D> {
     /// follower's store then skips the entries it already holds as they arrive, as etcd's
     /// consistent index does.
     fn attach_images(&self, messages: &mut [Message]) -> Result<(), NodeError> {
+        if self.images_detached {
+            return Ok(());
+        }
         for message in messages {
             if let MessageBody::InstallSnapshot { snapshot } = &mut message.body {
                 if snapshot.data.is_empty() {
@@ -419,6 +426,15 @@ impl<D: Disk> Replica<D> {
             }
         }
         Ok(())
+    }
+
+    /// From now on the snapshots this replica sends leave without an image (their data empty):
+    /// the driver builds it from a [`ballot_mvcc::Reader`] on another thread, so that reading a
+    /// large store (seconds at a million keys) does not stop the thread that drives Raft. The
+    /// image is then at whatever applied index the store has reached, at or past the
+    /// snapshot's, as with an image built here.
+    pub fn detach_images(&mut self) {
+        self.images_detached = true;
     }
 
     /// Makes the state machine's applied state durable (it is otherwise committed lazily: the

@@ -251,6 +251,8 @@ pub struct Core {
     table_seeded: bool,
     /// The loop's own inbox (for work it hands to other threads).
     inbox: Inbox,
+    /// Followers whose snapshot image is being built or sent (see `send_snapshot`).
+    images_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<NodeId>>>,
 }
 
 impl Core {
@@ -395,6 +397,10 @@ impl Core {
         for message in messages {
             let to = message.to;
             self.metrics.messages_sent.inc();
+            if matches!(&message.body, MessageBody::InstallSnapshot { snapshot } if snapshot.data.is_empty()) {
+                self.send_snapshot(message);
+                continue;
+            }
             let heartbeat = match message.body {
                 MessageBody::Heartbeat { round, .. } => Some(round),
                 _ => None,
@@ -410,6 +416,58 @@ impl Core {
                 }
                 self.replica.raft_mut().report_unreachable(to);
             }
+        }
+    }
+
+    /// Builds a snapshot's image from a reader of the store on a thread of its own and sends it
+    /// from there: at a million keys the image is hundreds of MiB and takes seconds to read,
+    /// which on this thread would stop heartbeats, appends and every client's writes. One image
+    /// per follower at a time: a resend that Raft asks for meanwhile (its snapshot timeout) is
+    /// dropped, the one under way will arrive. A failure is reported to Raft, which retries.
+    fn send_snapshot(&mut self, mut message: Message) {
+        let to = message.to;
+        let in_flight = self.images_in_flight.clone();
+        if !in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(to) {
+            return;
+        }
+        let reader = self.replica.store().reader();
+        let transport = self.transport.clone();
+        let inbox = self.inbox.clone();
+        let spawned = std::thread::Builder::new().name("snapshot-image".into()).spawn(move || {
+            let started = Instant::now();
+            let image = reader.snapshot_chunks(1 << 20).and_then(|chunks| {
+                let mut image = Vec::new();
+                for chunk in chunks {
+                    image.extend(chunk?);
+                }
+                Ok(image)
+            });
+            let delivered = match image {
+                Ok(image) => {
+                    tracing::info!(
+                        to = format!("{to:x}"),
+                        bytes = image.len(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "sending a snapshot"
+                    );
+                    if let MessageBody::InstallSnapshot { snapshot } = &mut message.body {
+                        snapshot.data = image;
+                    }
+                    transport.send(message)
+                }
+                Err(error) => {
+                    tracing::warn!(to = format!("{to:x}"), %error, "could not read the store for a snapshot");
+                    false
+                }
+            };
+            in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&to);
+            if !delivered {
+                let _ = inbox.send(Input::SnapshotStatus(to, false));
+            }
+        });
+        if spawned.is_err() {
+            self.images_in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&to);
+            self.replica.raft_mut().report_snapshot(to, false);
         }
     }
 
@@ -929,6 +987,8 @@ pub fn start(
     inbox: (Inbox, std_mpsc::Receiver<Input>),
 ) -> std::thread::JoinHandle<()> {
     let (inbox_tx, inbox_rx) = inbox;
+    let mut replica = replica;
+    replica.detach_images();
     let transport = transport_for(inbox_tx.clone());
     let (sync_tx, sync_rx) = std_mpsc::channel::<SyncTask>();
     let wal_inbox = inbox_tx.clone();
@@ -974,6 +1034,7 @@ pub fn start(
         defrag: None,
         table_seeded: false,
         inbox: inbox_tx.clone(),
+        images_in_flight: Arc::default(),
     };
     std::thread::Builder::new()
         .name("raft".into())
