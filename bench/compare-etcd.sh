@@ -15,19 +15,13 @@ rounds=${1:-3}
 seconds=${2:-5}
 # What a fresh Debian machine lacks: etcd itself, etcdctl (the readiness probe) and python3
 # (the probes and the table).
-missing=""
-command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
-command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
-command -v python3 >/dev/null 2>&1 || missing="$missing python3"
-if [ -n "$missing" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+source bench/lib.sh
+install_missing etcd:etcd-server etcdctl:etcd-client python3:python3
 cargo build --release --bin ballot -q
 ballot=target/release/ballot
 work=$(mktemp -d /var/tmp/ballot-compare.XXXXXX)
 results="$work/results.jsonl"
 endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
-source bench/lib.sh
 trap 'stop_server; rm -rf "$work"' EXIT
 
 memory() { # target round data-dir

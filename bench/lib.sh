@@ -3,6 +3,16 @@
 # The caller sets: ballot (the binary), endpoints, results (a JSON-lines file).
 server=""
 
+install_missing() { # command:debian-package ...: installs the packages whose command is missing
+  local missing="" pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+  done
+  if [ -n "$missing" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+}
+
 stop_server() {
   if [ -n "$server" ]; then
     kill -TERM "$server" 2>/dev/null || true
@@ -43,7 +53,7 @@ run() { # target round name args...: one `ballot bench` run, recorded
 
 rss_kib() { # target: the resident memory of its three members, KiB
   local pattern rss=0
-  case $1 in etcd) pattern="etcd --name e[123]" ;; ballot) pattern="ballot serve --name n[123]" ;; esac
+  case $1 in etcd) pattern="etcd --name e[123]" ;; ballot) pattern=" serve --name n[123]" ;; esac
   for pid in $(pgrep -f "$pattern"); do rss=$((rss + $(ps -o rss= -p "$pid"))); done
   echo "$rss"
 }

@@ -18,19 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 keys=${1:-1000000}
 seconds=${2:-10}
-missing=""
-command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
-command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
-command -v python3 >/dev/null 2>&1 || missing="$missing python3"
-if [ -n "$missing" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+source bench/lib.sh
+install_missing etcd:etcd-server etcdctl:etcd-client python3:python3
 if [ -z "${BALLOT:-}" ]; then cargo build --release --bin ballot -q; fi
 ballot=${BALLOT:-target/release/ballot}
 work=$(mktemp -d /var/tmp/ballot-million.XXXXXX)
 results="$work/results.jsonl"
 endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
-source bench/lib.sh
 fourth=""
 trap 'kill -TERM $fourth 2>/dev/null || true; stop_server; rm -rf "$work"' EXIT
 # Both systems snapshot every 10,000 applied entries, so the new member gets a snapshot.

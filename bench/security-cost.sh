@@ -16,13 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-5}
-missing=""
-command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
-command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
-command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
-if [ -n "$missing" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+source bench/lib.sh
+install_missing etcd:etcd-server etcdctl:etcd-client openssl:openssl
 cargo build --release --bin ballot -q
 ballot=$PWD/target/release/ballot
 work=$(mktemp -d /var/tmp/ballot-security.XXXXXX)
