@@ -172,6 +172,18 @@ async fn permissions_are_enforced_on_every_api_and_revocation_reaches_every_memb
     };
     assert_eq!(code(kv.txn(with_token(txn("/b/y"), &alice)).await), denied);
     assert!(kv.txn(with_token(txn("/w/z"), &alice)).await.unwrap().into_inner().succeeded);
+    // A txn that only reads is served off the log, and checked the same way: every compare and
+    // every range of both branches.
+    let range = |key: &str| pb::RequestOp { request: Some(pb::request_op::Request::RequestRange(get(key))) };
+    let read_txn = |failure_key: &str| pb::TxnRequest {
+        compare: vec![],
+        success: vec![range("/a/x")],
+        failure: vec![range(failure_key)],
+    };
+    assert_eq!(code(kv.txn(with_token(read_txn("/b/y"), &alice)).await), denied);
+    let read = kv.txn(with_token(read_txn("/a/y"), &alice)).await.unwrap().into_inner();
+    let Some(pb::response_op::Response::ResponseRange(got)) = &read.responses[0].response else { panic!("{read:?}") };
+    assert_eq!(got.kvs[0].value, b"1", "the read-only txn on a follower reads the committed value");
 
     // A watch on a range alice cannot read is cancelled at creation, as etcd does.
     let mut watch = WatchClient::new(cluster.channel(follower).await);

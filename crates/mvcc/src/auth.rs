@@ -328,6 +328,17 @@ where
         }
     }
 
+    /// Refuses unless `user` may read everything a read-only txn names: its compares and the
+    /// ranges of both branches, as for the same txn through the log.
+    pub fn check_read_only_txn(&self, user: &str, revision: u64, txn: &TxnRequest) -> Result<(), Error> {
+        let Some(found) = self.identify(user, revision)? else { return Ok(()) };
+        if is_root(&found) {
+            return Ok(());
+        }
+        // A read-only txn puts nothing, so no lease's keys come into it.
+        self.check_txn(&found, txn, &|_| Ok(()))
+    }
+
     fn check_put(
         &self,
         user: &User,

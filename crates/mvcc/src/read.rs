@@ -9,7 +9,10 @@ use redb::ReadableTable;
 use crate::codec::{revision_key, Record};
 use crate::counts;
 use crate::key_index::KeyIndex;
-use crate::types::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
+use crate::types::{
+    Compare, CompareResult, CompareTarget, KeyValue, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder,
+    SortTarget, TxnRequest, TxnResponse,
+};
 use crate::{storage_error, Error};
 
 /// Which keys a request names (etcd's key / range_end convention).
@@ -157,6 +160,73 @@ where
             }
         }
         Ok(RangeResponse { kvs, more, count: count as i64 })
+    }
+}
+
+impl<'a, R, C> View<'a, R, C>
+where
+    C: ReadableTable<&'static [u8], u64>,
+    R: ReadableTable<u128, &'static [u8]>,
+{
+    /// Whether `compare` holds for every key it names, live at the view's revision. A missing
+    /// key compares as a zero key-value, except that a value compare fails (etcd's rule).
+    pub fn compare_holds(&self, compare: &Compare) -> Result<bool, Error> {
+        let kvs = self.live_values(&Keys::of(&compare.key, &compare.range_end), self.revision, usize::MAX)?;
+        if kvs.is_empty() {
+            return Ok(!matches!(compare.target, CompareTarget::Value(_)) && compare_one(compare, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_one(compare, kv)))
+    }
+
+    /// A txn that only reads ([`is_read_only`]), at the view's revision: what the same txn
+    /// answers when applied through the log at that revision, without an entry.
+    pub fn read_only_txn(&self, request: &TxnRequest) -> Result<TxnResponse, Error> {
+        let mut succeeded = true;
+        for compare in &request.compare {
+            if !self.compare_holds(compare)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let branch = if succeeded { &request.success } else { &request.failure };
+        let mut responses = Vec::with_capacity(branch.len());
+        for op in branch {
+            responses.push(match op {
+                RequestOp::Range(range) => ResponseOp::Range(self.range(range)?),
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.read_only_txn(nested)?),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => {
+                    return Err(Error::Storage("a write in a txn served as read-only".into()))
+                }
+            });
+        }
+        Ok(TxnResponse { succeeded, responses })
+    }
+}
+
+/// True if every operation of the txn, in both branches and in nested txns, is a range: it can
+/// be served at a read point instead of through the log (etcd does the same).
+pub fn is_read_only(request: &TxnRequest) -> bool {
+    request.success.iter().chain(&request.failure).all(|op| match op {
+        RequestOp::Range(_) => true,
+        RequestOp::Txn(nested) => is_read_only(nested),
+        RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
+    })
+}
+
+fn compare_one(compare: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match &compare.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+    };
+    match compare.result {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
     }
 }
 

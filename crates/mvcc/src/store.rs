@@ -806,6 +806,17 @@ impl Reader {
         let meta = Meta::read(&read)?;
         Ok((range_in(&read, &index, request, meta.revision, meta.compact_revision)?, meta.revision))
     }
+
+    /// A txn that only reads ([`crate::read::is_read_only`]), served at the current revision
+    /// without going through the log; with the store's revision it was served at.
+    pub fn read_only_txn(&self, request: &TxnRequest) -> Result<(TxnResponse, i64), Error> {
+        let (db, index) = self.shared();
+        let read = db.begin_read().map_err(storage_error)?;
+        let meta = Meta::read(&read)?;
+        let response =
+            in_view(&read, &index, meta.revision, meta.compact_revision, |view| view.read_only_txn(request))?;
+        Ok((response, meta.revision))
+    }
 }
 
 /// The raised alarms in a read transaction, as (kind, member id).
@@ -869,10 +880,23 @@ fn range_in(
     revision: i64,
     compact_revision: i64,
 ) -> Result<RangeResponse, Error> {
+    in_view(read, index, revision, compact_revision, |view| view.range(request))
+}
+
+/// A read transaction's view at `revision`.
+type ReadView<'a> = View<'a, redb::ReadOnlyTable<u128, &'static [u8]>, redb::ReadOnlyTable<&'static [u8], u64>>;
+
+/// Runs `read_with` on a view of `read` at `revision`.
+fn in_view<T>(
+    read: &redb::ReadTransaction,
+    index: &RwLock<KeyIndex>,
+    revision: i64,
+    compact_revision: i64,
+    read_with: impl FnOnce(&ReadView<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
     let revs = read.open_table(REVS).map_err(storage_error)?;
     let counts = read.open_table(tables::COUNTS).map_err(storage_error)?;
-    let view = View { index, revs: &revs, counts: &counts, revision, compact_revision };
-    view.range(request)
+    read_with(&View { index, revs: &revs, counts: &counts, revision, compact_revision })
 }
 
 #[cfg(test)]

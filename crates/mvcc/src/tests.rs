@@ -316,6 +316,72 @@ fn txn_compares_including_missing_keys_and_ranges() {
 }
 
 #[test]
+fn a_read_only_txn_off_the_log_answers_as_through_the_log() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    h.put("b", "1");
+    h.put("b", "2");
+    h.apply(Command::Compact { revision: 2 });
+    h.put("c", "3");
+    let range = |key: &str, range_end: &str, revision: i64, limit: i64| {
+        RequestOp::Range(RangeRequest {
+            key: key.into(),
+            range_end: range_end.into(),
+            revision,
+            limit,
+            ..Default::default()
+        })
+    };
+    let compare = |target: CompareTarget, key: &str, range_end: &str| Compare {
+        result: CompareResult::Equal,
+        target,
+        key: key.into(),
+        range_end: range_end.into(),
+    };
+    let txns = [
+        TxnRequest {
+            compare: vec![compare(CompareTarget::Value("1".into()), "a", "")],
+            success: vec![range("a", "z", 0, 0), range("b", "", 3, 0)],
+            failure: vec![range("a", "", 0, 0)],
+        },
+        TxnRequest {
+            compare: vec![compare(CompareTarget::Version(1), "a", "c")],
+            success: vec![range("a", "", 0, 0)],
+            failure: vec![
+                range("a", "z", 0, 1),
+                RequestOp::Txn(TxnRequest {
+                    compare: vec![compare(CompareTarget::Version(0), "missing", "")],
+                    success: vec![range("c", "", 0, 0)],
+                    failure: vec![],
+                }),
+            ],
+        },
+        TxnRequest {
+            compare: vec![compare(CompareTarget::Value("x".into()), "missing", "")],
+            success: vec![],
+            failure: vec![range("a", "", 1, 0)],
+        },
+        TxnRequest { compare: vec![], success: vec![range("a", "", 99, 0)], failure: vec![] },
+        TxnRequest { compare: vec![], success: vec![], failure: vec![] },
+    ];
+    let reader = h.store.reader();
+    for txn in txns {
+        assert!(read::is_read_only(&txn));
+        let revision = h.store.revision();
+        let off_the_log = reader.read_only_txn(&txn);
+        let through_the_log = h.apply(Command::Txn(txn.clone()));
+        assert_eq!(h.store.revision(), revision, "a read-only txn makes no revision");
+        match through_the_log.result {
+            Ok(Response::Txn(response)) => assert_eq!(off_the_log, Ok((response, revision)), "{txn:?}"),
+            Err(error) => assert_eq!(off_the_log, Err(error), "{txn:?}"),
+            Ok(other) => panic!("{other:?}"),
+        }
+    }
+    let write = TxnRequest { compare: vec![], success: vec![], failure: vec![RequestOp::Put(PutRequest::default())] };
+    assert!(!read::is_read_only(&write), "a write in either branch makes a txn a write");
+}
+
+#[test]
 fn a_txn_is_one_revision_and_reads_its_own_writes() {
     let mut h = Harness::new();
     h.put("a", "1");

@@ -175,23 +175,8 @@ impl<'t> Writer<'t> {
     }
 
     fn compare_holds(&self, compare: &Compare) -> Result<bool, Error> {
-        let keys = Keys::of(&compare.key, &compare.range_end);
-        let view = self.view();
-        let live = read_index(self.index).live_latest(&keys);
-        if live.is_empty() {
-            // A missing key compares as a zero key-value, except that a value compare fails.
-            if matches!(compare.target, CompareTarget::Value(_)) {
-                return Ok(false);
-            }
-            return Ok(compare_one(compare, &KeyValue::default()));
-        }
-        for (_, latest) in live {
-            let kv = view.record(latest.main, latest.sub)?.into_key_value(latest.main, false);
-            if !compare_one(compare, &kv) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        // The compares see the state before the txn: the writer's view at its revision.
+        self.view().compare_holds(compare)
     }
 
     /// The branch taken at each txn, in depth-first order of the txns that run.
@@ -290,23 +275,6 @@ impl<'t> Writer<'t> {
 /// Locks the key index for a change (see [`read_index`] on poisoning).
 pub(crate) fn write_index(index: &RwLock<KeyIndex>) -> std::sync::RwLockWriteGuard<'_, KeyIndex> {
     index.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn compare_one(compare: &Compare, kv: &KeyValue) -> bool {
-    use std::cmp::Ordering;
-    let ordering = match &compare.target {
-        CompareTarget::Version(v) => kv.version.cmp(v),
-        CompareTarget::Create(v) => kv.create_revision.cmp(v),
-        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
-        CompareTarget::Lease(v) => kv.lease.cmp(v),
-        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
-    };
-    match compare.result {
-        CompareResult::Equal => ordering == Ordering::Equal,
-        CompareResult::Greater => ordering == Ordering::Greater,
-        CompareResult::Less => ordering == Ordering::Less,
-        CompareResult::NotEqual => ordering != Ordering::Equal,
-    }
 }
 
 /// etcd's rule: within one branch (and the branches of txns nested in it), a key may be put at

@@ -47,6 +47,15 @@ fn check_txn(txn: &pb::TxnRequest, ops_max: usize) -> Result<(), Status> {
     Ok(())
 }
 
+/// etcd's rule (`isTxnSerializable`): a read-only txn is served without a ReadIndex barrier
+/// only if every operation of both branches is a serializable range.
+fn all_ranges_serializable(txn: &pb::TxnRequest) -> bool {
+    txn.success.iter().chain(&txn.failure).all(|op| match &op.request {
+        Some(pb::request_op::Request::RequestRange(range)) => range.serializable,
+        _ => false,
+    })
+}
+
 fn check_put(put: &pb::PutRequest) -> Result<(), Status> {
     check_key(&put.key)?;
     if put.ignore_value && !put.value.is_empty() {
@@ -130,10 +139,14 @@ impl Kv {
         self.handle.metrics.mvcc_op("txn");
         check_size(&self.handle, message.encoded_len())?;
         check_txn(&message, self.handle.limits.txn_ops_max)?;
-        // A txn that only reads goes through the log too (linearizable, one entry, no new
-        // revision); serving it at a ReadIndex point instead would save the entry.
         let txn = convert::txn_request(&message).map_err(invalid)?;
         let identity = self.handle.identity(caller).await?;
+        if ballot_mvcc::read::is_read_only(&txn) {
+            // No entry in the log and no new revision, as through it; linearizable through a
+            // ReadIndex barrier unless every range asks for serializable.
+            let answer = self.handle.read_only_txn(&identity, txn, all_ranges_serializable(&message)).await?;
+            return Ok(convert::txn_response(answer.value, self.handle.header(answer.revision, answer.term)));
+        }
         match self.write(&identity, Command::Txn(txn)).await {
             Ok((Response::Txn(txn), revision, term)) => {
                 Ok(convert::txn_response(txn, self.handle.header(revision, term)))

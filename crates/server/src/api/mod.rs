@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ballot_mvcc::{Applied, Command, RangeRequest, RangeResponse, Reader};
+use ballot_mvcc::{Applied, Command, RangeRequest, RangeResponse, Reader, TxnRequest, TxnResponse};
 use ballot_proto::etcdserverpb::ResponseHeader;
 use ballot_raft::NodeId;
 use tokio::sync::oneshot;
@@ -55,6 +55,20 @@ pub struct Limits {
 /// Ranges limited to at most this many keys are read on the request's own task; larger ones on
 /// a blocking thread.
 const RANGE_INLINE_LIMIT: i64 = 1000;
+
+/// A range short enough to serve on a runtime worker: one key, or a small limit.
+fn range_is_short(request: &RangeRequest) -> bool {
+    request.range_end.is_empty() || (1..=RANGE_INLINE_LIMIT).contains(&request.limit)
+}
+
+/// Every range of a read-only txn (both branches, nested txns) is short.
+fn txn_ranges_are_short(request: &TxnRequest) -> bool {
+    request.success.iter().chain(&request.failure).all(|op| match op {
+        ballot_mvcc::RequestOp::Range(range) => range_is_short(range),
+        ballot_mvcc::RequestOp::Txn(nested) => txn_ranges_are_short(nested),
+        ballot_mvcc::RequestOp::Put(_) | ballot_mvcc::RequestOp::DeleteRange(_) => true,
+    })
+}
 /// Most forwards of one request.
 const FORWARDS_MAX: u8 = 3;
 
@@ -373,12 +387,42 @@ impl Handle {
         if self.local.corrupt.load(Ordering::Relaxed) {
             return Err(ApiError::Mvcc(ballot_mvcc::Error::Corrupt));
         }
-        let short = request.range_end.is_empty() || (1..=RANGE_INLINE_LIMIT).contains(&request.limit);
+        let short = range_is_short(&request);
         let reader = self.local.reader.clone();
         let read = move || reader.range(&request);
         let result =
             if short { read() } else { tokio::task::spawn_blocking(read).await.map_err(|_| ApiError::Stopped)? };
         let (value, revision) = result.map_err(ApiError::Mvcc)?;
+        Ok(Answer { value, revision, term: self.local.term.load(Ordering::Relaxed) })
+    }
+
+    /// A txn that only reads, served at a read point instead of through the log (etcd does the
+    /// same): after a ReadIndex barrier unless `serializable` (every range in it is), then at
+    /// this member's current revision, on a blocking thread if any range may be long.
+    pub async fn read_only_txn(
+        &self,
+        identity: &Identity,
+        request: TxnRequest,
+        serializable: bool,
+    ) -> Result<Answer<TxnResponse>, Status> {
+        if !serializable {
+            self.barrier().await?;
+        }
+        if self.local.reader.auth_enabled() {
+            self.authorize(|auth| auth.check_read_only_txn(&identity.user, identity.revision, &request))?;
+        }
+        if self.local.corrupt.load(Ordering::Relaxed) {
+            return Err(status(ApiError::Mvcc(ballot_mvcc::Error::Corrupt)));
+        }
+        let short = txn_ranges_are_short(&request);
+        let reader = self.local.reader.clone();
+        let read = move || reader.read_only_txn(&request);
+        let result = if short {
+            read()
+        } else {
+            tokio::task::spawn_blocking(read).await.map_err(|_| status(ApiError::Stopped))?
+        };
+        let (value, revision) = result.map_err(|error| status(ApiError::Mvcc(error)))?;
         Ok(Answer { value, revision, term: self.local.term.load(Ordering::Relaxed) })
     }
 
