@@ -255,8 +255,7 @@ impl Store {
             index.set_compact_revision(compact as i64);
             crate::counts::rebuild(&mut t.counts, &index)?;
         }
-        txn.commit().map_err(storage_error)?;
-        self.set_index(index);
+        self.commit_with_index(txn, index)?;
         self.reload()?;
         Ok(())
     }

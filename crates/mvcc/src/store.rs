@@ -150,9 +150,16 @@ impl Store {
         &self.db
     }
 
-    /// Replaces the key index (after a snapshot install wrote a new history).
-    pub(crate) fn set_index(&mut self, index: KeyIndex) {
-        *write_index(&self.index) = index;
+    /// Commits `txn`, which replaces the whole history, and swaps in its key index: under the
+    /// readers' lock, so that no reader pairs a transaction of the new history with the old
+    /// index or the other way round (readers already under way keep the old index with their
+    /// old transaction).
+    pub(crate) fn commit_with_index(&mut self, txn: redb::WriteTransaction, index: KeyIndex) -> Result<(), Error> {
+        let mut shared = self.readers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        txn.commit().map_err(storage_error)?;
+        self.index = Arc::new(RwLock::new(index));
+        shared.1 = Arc::clone(&self.index);
+        Ok(())
     }
 
     /// The store's current revision.
@@ -801,21 +808,28 @@ impl Reader {
     /// etcd's Range, at the current revision or a past one, and the store's revision it was
     /// served at (for the response header).
     pub fn range(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), Error> {
-        let (db, index) = self.shared();
-        let read = db.begin_read().map_err(storage_error)?;
-        let meta = Meta::read(&read)?;
-        Ok((range_in(&read, &index, request, meta.revision, meta.compact_revision)?, meta.revision))
+        self.at_current_revision(|view| view.range(request))
     }
 
     /// A txn that only reads ([`crate::read::is_read_only`]), served at the current revision
     /// without going through the log; with the store's revision it was served at.
     pub fn read_only_txn(&self, request: &TxnRequest) -> Result<(TxnResponse, i64), Error> {
-        let (db, index) = self.shared();
-        let read = db.begin_read().map_err(storage_error)?;
+        self.at_current_revision(|view| view.read_only_txn(request))
+    }
+
+    /// Runs `read_with` on a view at the store's current revision, and gives that revision.
+    /// The read transaction begins under the readers' lock, so it and the key index belong
+    /// together (a snapshot install swaps both under that lock).
+    fn at_current_revision<T>(
+        &self,
+        read_with: impl FnOnce(&ReadView<'_>) -> Result<T, Error>,
+    ) -> Result<(T, i64), Error> {
+        let (read, index) = {
+            let shared = self.readers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            (shared.0.begin_read().map_err(storage_error)?, Arc::clone(&shared.1))
+        };
         let meta = Meta::read(&read)?;
-        let response =
-            in_view(&read, &index, meta.revision, meta.compact_revision, |view| view.read_only_txn(request))?;
-        Ok((response, meta.revision))
+        Ok((in_view(&read, &index, meta.revision, meta.compact_revision, read_with)?, meta.revision))
     }
 }
 
