@@ -1,6 +1,7 @@
 # Shared by the comparison scripts: start and stop a 3-member cluster of either system on
 # ballot dev's ports, and record `ballot bench` results as JSON lines.
-# The caller sets: ballot (the binary), endpoints, results (a JSON-lines file).
+# The caller sets: ballot (the binary), endpoints, results (a JSON-lines file); optionally client
+# (the binary whose `ballot bench` drives the load, if not $ballot).
 server=""
 
 install_missing() { # command:debian-package ...: installs the packages whose command is missing
@@ -48,7 +49,7 @@ record() { # target round name json
 run() { # target round name args...: one `ballot bench` run, recorded
   local target=$1 round=$2 name=$3
   shift 3
-  record "$target" "$round" "$name" "$("$ballot" bench --endpoints $endpoints --json "$@" 2>/dev/null)"
+  record "$target" "$round" "$name" "$("${client:-$ballot}" bench --endpoints $endpoints --json "$@" 2>/dev/null)"
 }
 
 rss_kib() { # target: the resident memory of its three members, KiB

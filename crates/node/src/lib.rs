@@ -526,8 +526,14 @@ impl<D: Disk> Replica<D> {
     /// Compacts the log once enough was applied. The store is made durable first, so it holds
     /// everything up to the compaction point by itself: the snapshot is metadata only, and no
     /// image of the store is built or kept unless a follower needs one
-    /// ([`Replica::attach_images`]).
+    /// ([`Replica::attach_images`]). The log's file work (the snapshot file, the marker's
+    /// fsync, removing covered segments) runs on the WAL's compaction thread
+    /// ([`Wal::begin_compaction`]); a new compaction waits for the last to end.
     fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        self.wal.advance_compaction()?;
+        if self.wal.compacting() {
+            return Ok(());
+        }
         let snapshot_index = self.raft.raft().snapshot().meta.index;
         // The store's applied index counts commands only: entries after its last one (a new
         // leader's empty entry, a membership change) stay in the log for a restart to replay.
@@ -539,8 +545,7 @@ impl<D: Disk> Replica<D> {
         self.store.make_durable().map_err(NodeError::Store)?;
         if self.raft.compact(index, Vec::new()).is_ok() {
             let snapshot = self.raft.raft().snapshot().clone();
-            self.wal.save_snapshot(&snapshot)?;
-            self.wal.compact(snapshot.meta.index, snapshot.meta.term)?;
+            self.wal.begin_compaction(&snapshot)?;
         }
         Ok(())
     }

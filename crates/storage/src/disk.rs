@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 /// thread that owns the disk keeps working while the fsync waits on the device.
 pub type SyncTask = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
+/// A second handle on the same directory, for another thread (see [`Disk::twin`]).
+pub type TwinDisk = Box<dyn Disk + Send>;
+
 /// A directory of files with explicit durability.
 pub trait Disk {
     /// Names of the files in the directory (not the lock file).
@@ -48,6 +51,14 @@ pub trait Disk {
     /// through the disk until the task has finished.
     fn detached_zero_filled(&mut self, name: &str, len: u64) -> io::Result<Option<SyncTask>> {
         let _ = (name, len);
+        Ok(None)
+    }
+    /// A handle on the same directory for another thread, if this disk can hand one out, after
+    /// closing this handle's files named in `releasing` (which the twin is to remove: the last
+    /// close of a removed file frees its blocks, and that should not happen here). The twin
+    /// keeps the directory locked while it lives.
+    fn twin(&mut self, releasing: &[String]) -> io::Result<Option<TwinDisk>> {
+        let _ = releasing;
         Ok(None)
     }
 }
@@ -169,6 +180,16 @@ impl Disk for FsDisk {
             }
             file.sync_data()
         })))
+    }
+
+    fn twin(&mut self, releasing: &[String]) -> io::Result<Option<TwinDisk>> {
+        for name in releasing {
+            self.files.remove(name);
+        }
+        // A duplicate of the lock file's descriptor shares its lock: the directory stays locked
+        // until both handles are gone, so a reopen cannot race the twin's work.
+        let twin = FsDisk { dir: self.dir.clone(), _lock: self._lock.try_clone()?, files: BTreeMap::new() };
+        Ok(Some(Box::new(twin)))
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {

@@ -32,7 +32,7 @@ mod wal;
 #[cfg(test)]
 mod tests;
 
-pub use disk::{Disk, FsDisk, SyncTask};
+pub use disk::{Disk, FsDisk, SyncTask, TwinDisk};
 pub use sim_disk::SimDisk;
 pub use wal::{Batch, Durable, PendingSync, Recovered, Wal, WalOptions, SEGMENT_SUFFIX};
 

@@ -94,7 +94,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
 }
 
 /// Writes the snapshot durably, then removes older snapshot files.
-pub fn save(disk: &mut impl Disk, snapshot: &Snapshot) -> Result<(), Error> {
+pub fn save(disk: &mut (impl Disk + ?Sized), snapshot: &Snapshot) -> Result<(), Error> {
     let name = file_name(&snapshot.meta);
     let temp = name.replace(SUFFIX, TEMP_SUFFIX);
     let bytes = encode(snapshot);

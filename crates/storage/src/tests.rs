@@ -275,6 +275,47 @@ fn zero_filled_segments_are_prepared_ahead_and_recovery_ignores_the_spare() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_compaction_on_its_thread_saves_the_snapshot_then_removes_what_it_covers() {
+    let dir = std::env::temp_dir().join(format!("ballot-storage-compaction-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut wal, _) = Wal::open(FsDisk::open(&dir, true).unwrap(), small()).unwrap();
+    for index in 1..=200 {
+        wal.append(Batch { entries: &[entry(index, 1)], ..Batch::default() }).unwrap();
+    }
+    let before = wal.segment_count();
+    assert!(wal.begin_compaction(&snapshot_at(150, 1)).unwrap());
+    assert!(wal.compacting() || wal.segment_count() < before);
+    // The log keeps taking writes while the snapshot file is saved and the segments go.
+    wal.append(Batch { entries: &entries(201, 210, 1), ..Batch::default() }).unwrap();
+    let started = std::time::Instant::now();
+    while wal.compacting() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the compaction never ended");
+        wal.advance_compaction().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(wal.segment_count() < before / 2, "{} of {before} segments left", wal.segment_count());
+    let segment_files = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().ends_with(SEGMENT_SUFFIX))
+            .count()
+    };
+    assert_eq!(segment_files(), wal.segment_count(), "the covered segment files are gone");
+    // A compaction to where the log is already compacted has nothing to do.
+    assert!(wal.begin_compaction(&snapshot_at(100, 1)).unwrap());
+    assert!(!wal.compacting());
+    // One under way when the log is dropped finishes first: the directory can be opened again.
+    assert!(wal.begin_compaction(&snapshot_at(205, 1)).unwrap());
+    drop(wal);
+    let (wal, recovered) = Wal::open(FsDisk::open(&dir, false).unwrap(), small()).unwrap();
+    let floor = recovered.snapshot.as_ref().unwrap().meta.index;
+    assert!(floor == 150 || floor == 205, "snapshot at {floor}");
+    assert_eq!(recovered.entries, entries(floor + 1, 210, 1));
+    drop(wal);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------- crashes and the model
 
 /// What the log must contain: the entries reported durable, and the entries written.
