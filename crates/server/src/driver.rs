@@ -97,6 +97,23 @@ pub struct WatchOut {
     pub revision: i64,
 }
 
+/// One watch stream's share of a turn's events, with room reserved in its channel.
+type WatchDelivery = (mpsc::OwnedPermit<WatchOut>, WatchOut);
+
+/// Starts the task that hands out watch deliveries from within the runtime, if there is one.
+fn watch_dispatcher() -> Option<mpsc::UnboundedSender<Vec<WatchDelivery>>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let (dispatch, mut deliveries) = mpsc::unbounded_channel::<Vec<WatchDelivery>>();
+    runtime.spawn(async move {
+        while let Some(batch) = deliveries.recv().await {
+            for (permit, out) in batch {
+                permit.send(out);
+            }
+        }
+    });
+    Some(dispatch)
+}
+
 /// A closure run on the loop thread with the loop's state (for reads of status, leases, hashes).
 pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
 
@@ -226,6 +243,9 @@ pub struct Core {
     settings: Settings,
     transport: Transport,
     watch_streams: HashMap<WatchId, mpsc::Sender<WatchOut>>,
+    /// A task on the runtime that hands out a turn's watch deliveries (see
+    /// [`Core::deliver_watches`]); `None` outside a runtime (tests).
+    watch_dispatch: Option<mpsc::UnboundedSender<Vec<WatchDelivery>>>,
     waiting: HashMap<RequestId, Waiter>,
     reads: HashMap<RequestId, Reply<()>>,
     revoking: HashMap<i64, Instant>,
@@ -799,6 +819,13 @@ impl Core {
     }
 
     /// Sends buffered watch events to streams with room for them; the rest wait in the hub.
+    /// Hands each watch stream the events buffered for it, if its channel has room (a slow
+    /// stream's events wait in the hub, which bounds them). A turn's deliveries go to the
+    /// runtime in one message when there are several: woken one by one from this thread, each
+    /// stream's task was scheduled, ran and had its response written before the next was woken
+    /// (the wake preempts this thread on a busy machine), so every event went out in a write of
+    /// its own; woken together from within the runtime, the responses for one connection leave
+    /// in one write (see `listener::WriteTurn`).
     fn deliver_watches(&mut self) {
         if self.watch_streams.is_empty() {
             return;
@@ -806,21 +833,30 @@ impl Core {
         let _ = self.hub.catch_up(self.replica.store(), 64);
         let revision = self.replica.store().revision();
         let mut closed = Vec::new();
+        let mut deliveries = Vec::new();
         for (&watch, stream) in &self.watch_streams {
             if stream.is_closed() {
                 closed.push(watch);
                 continue;
             }
-            let Ok(permit) = stream.try_reserve() else { continue };
+            let Ok(permit) = stream.clone().try_reserve_owned() else { continue };
             match self.hub.take(watch) {
                 Some((events, cancelled)) if !events.is_empty() || cancelled.is_some() => {
                     if cancelled.is_some() {
                         closed.push(watch);
                     }
-                    permit.send(WatchOut { watch, events, cancelled, revision });
+                    deliveries.push((permit, WatchOut { watch, events, cancelled, revision }));
                 }
                 _ => {}
             }
+        }
+        match &self.watch_dispatch {
+            Some(dispatch) if deliveries.len() > 1 => {
+                if let Err(returned) = dispatch.send(deliveries) {
+                    returned.0.into_iter().for_each(|(permit, out)| drop(permit.send(out)));
+                }
+            }
+            _ => deliveries.into_iter().for_each(|(permit, out)| drop(permit.send(out))),
         }
         for watch in closed {
             self.hub.cancel(watch);
@@ -1041,6 +1077,7 @@ pub fn start(
         settings,
         transport,
         watch_streams: HashMap::new(),
+        watch_dispatch: watch_dispatcher(),
         waiting: HashMap::new(),
         reads: HashMap::new(),
         revoking: HashMap::new(),
