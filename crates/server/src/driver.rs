@@ -183,6 +183,19 @@ const ABANDONED: &str = "ballot: defragment abandoned: a snapshot from the leade
 /// warning threshold).
 const SLOW_APPLY: Duration = Duration::from_millis(100);
 
+/// A turn of the loop slower than this is logged with where its time went: every client's
+/// writes waited for it.
+const SLOW_TURN: Duration = Duration::from_millis(40);
+
+/// Where one turn of the loop spent its time (see [`SLOW_TURN`]).
+#[derive(Debug, Default)]
+struct TurnTimes {
+    /// Fsyncs of the log run on the loop (see [`INLINE_FSYNC_MAX`]).
+    fsync: Duration,
+    /// Applying committed entries and answering what waited for them.
+    apply: Duration,
+}
+
 /// Entries replayed into a defragmentation's copy per loop turn.
 const DEFRAG_STEP_ENTRIES: u64 = 2048;
 
@@ -256,6 +269,8 @@ pub struct Core {
     /// Inputs taken in this turn of the loop: more than [`INLINE_INPUTS_MAX`] means load, when
     /// overlapping the fsync with Raft work pays more than saving the hand-offs.
     turn_inputs: usize,
+    /// This turn's time in fsyncs and apply.
+    turn_times: TurnTimes,
     sync_queue: std_mpsc::Sender<SyncTask>,
     leader: NodeId,
     compactor: Compactor,
@@ -700,7 +715,9 @@ impl Core {
                     if self.fsync_average <= INLINE_FSYNC_MAX && self.turn_inputs <= INLINE_INPUTS_MAX {
                         let started = Instant::now();
                         let result = task();
-                        self.synced(result, started.elapsed());
+                        let took = started.elapsed();
+                        self.turn_times.fsync += took;
+                        self.synced(result, took);
                         continue;
                     }
                     self.syncing = true;
@@ -717,7 +734,7 @@ impl Core {
     /// right here: see [`INLINE_FSYNC_MAX`]): on to what waited for it.
     fn synced(&mut self, result: std::io::Result<()>, elapsed: Duration) {
         self.metrics.fsync_seconds.observe(elapsed.as_secs_f64());
-        if elapsed > Duration::from_millis(100) {
+        if elapsed > SLOW_TURN {
             tracing::warn!(took_ms = elapsed.as_millis() as u64, "slow fsync");
         }
         if let Err(error) = result {
@@ -743,6 +760,7 @@ impl Core {
             }
         }
         self.on_finished(finished);
+        self.turn_times.apply += started.elapsed();
     }
 
     fn on_soft_state(&mut self, leader: NodeId, role: Role) {
@@ -1084,6 +1102,7 @@ pub fn start(
         syncing: false,
         fsync_average: INLINE_FSYNC_MAX * 2,
         turn_inputs: 0,
+        turn_times: TurnTimes::default(),
         sync_queue: sync_tx,
         leader: 0,
         compactor: Compactor::new(auto_compaction),
@@ -1158,7 +1177,9 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         // Time first: every tick whose time has come, before the inputs that waited meanwhile
         // (the driver contract in ballot-raft's docs). After a stall (the process stopped, a
         // slow fsync or apply on this thread) that is many ticks, none dropped.
-        let due = ticks_due(&mut next_tick, Instant::now(), tick);
+        let turn_began = Instant::now();
+        core.turn_times = TurnTimes::default();
+        let due = ticks_due(&mut next_tick, turn_began, tick);
         if due > 0 {
             if due > 1 {
                 tracing::debug!(ticks = due, "the loop fell behind; delivering the ticks it owes");
@@ -1169,6 +1190,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
             ticks += due;
             core.on_tick(ticks, due);
         }
+        let ticked = Instant::now();
         // Take what else arrived, bounded so ticks stay on time under load.
         core.turn_inputs = 0;
         for input in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok()).take(4096)) {
@@ -1188,10 +1210,28 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
                 None => {}
             }
         }
+        let handled = Instant::now();
         if let Err(error) = core.drive() {
             panic!("the replica cannot go on: {error}");
         }
+        let driven = Instant::now();
         core.defrag_step();
+        let turn = turn_began.elapsed();
+        if turn > SLOW_TURN {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let TurnTimes { fsync, apply } = core.turn_times;
+            tracing::warn!(
+                took_ms = ms(turn),
+                ticks_ms = ms(ticked - turn_began),
+                inputs_ms = ms(handled - ticked),
+                inputs = core.turn_inputs,
+                drive_ms = ms(driven - handled),
+                fsync_ms = ms(fsync),
+                apply_ms = ms(apply),
+                defrag_ms = ms(driven.elapsed()),
+                "a turn of the Raft loop took long (every write waited for it)"
+            );
+        }
         core.settings.term.store(core.term(), Ordering::Relaxed);
         if let Some((deadline, _)) = &stepping_down {
             // Done once another member leads: proposals forwarded here meanwhile were held and
