@@ -187,6 +187,26 @@ const SLOW_APPLY: Duration = Duration::from_millis(100);
 /// writes waited for it.
 const SLOW_TURN: Duration = Duration::from_millis(40);
 
+/// At most one warning a second of a kind, with the number held back since the last: a slow
+/// disk must show in the log without flooding it.
+#[derive(Debug, Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl WarnLimiter {
+    /// `Some(held back since the last warning)` if a warning may go out now.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
 /// Where one turn of the loop spent its time (see [`SLOW_TURN`]).
 #[derive(Debug, Default)]
 struct TurnTimes {
@@ -271,6 +291,9 @@ pub struct Core {
     turn_inputs: usize,
     /// This turn's time in fsyncs and apply.
     turn_times: TurnTimes,
+    /// Limits the slow-fsync and slow-turn warnings.
+    slow_fsync_warnings: WarnLimiter,
+    slow_turn_warnings: WarnLimiter,
     sync_queue: std_mpsc::Sender<SyncTask>,
     leader: NodeId,
     compactor: Compactor,
@@ -735,7 +758,9 @@ impl Core {
     fn synced(&mut self, result: std::io::Result<()>, elapsed: Duration) {
         self.metrics.fsync_seconds.observe(elapsed.as_secs_f64());
         if elapsed > SLOW_TURN {
-            tracing::warn!(took_ms = elapsed.as_millis() as u64, "slow fsync");
+            if let Some(held_back) = self.slow_fsync_warnings.allow(Instant::now()) {
+                tracing::warn!(took_ms = elapsed.as_millis() as u64, more_since_last_warning = held_back, "slow fsync");
+            }
         }
         if let Err(error) = result {
             // Whether the data reached the disk is unknown after a failed fsync; going on could
@@ -1103,6 +1128,8 @@ pub fn start(
         fsync_average: INLINE_FSYNC_MAX * 2,
         turn_inputs: 0,
         turn_times: TurnTimes::default(),
+        slow_fsync_warnings: WarnLimiter::default(),
+        slow_turn_warnings: WarnLimiter::default(),
         sync_queue: sync_tx,
         leader: 0,
         compactor: Compactor::new(auto_compaction),
@@ -1217,7 +1244,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         let driven = Instant::now();
         core.defrag_step();
         let turn = turn_began.elapsed();
-        if turn > SLOW_TURN {
+        if let Some(held_back) = (turn > SLOW_TURN).then(|| core.slow_turn_warnings.allow(Instant::now())).flatten() {
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             let TurnTimes { fsync, apply } = core.turn_times;
             tracing::warn!(
@@ -1229,6 +1256,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
                 fsync_ms = ms(fsync),
                 apply_ms = ms(apply),
                 defrag_ms = ms(driven.elapsed()),
+                more_since_last_warning = held_back,
                 "a turn of the Raft loop took long (every write waited for it)"
             );
         }
@@ -1254,6 +1282,17 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_are_held_back_to_one_a_second_and_counted() {
+        let mut limiter = WarnLimiter::default();
+        let start = Instant::now();
+        assert_eq!(limiter.allow(start), Some(0));
+        assert_eq!(limiter.allow(start + Duration::from_millis(10)), None);
+        assert_eq!(limiter.allow(start + Duration::from_millis(999)), None);
+        assert_eq!(limiter.allow(start + Duration::from_millis(1000)), Some(2));
+        assert_eq!(limiter.allow(start + Duration::from_millis(2500)), Some(0));
+    }
 
     #[test]
     fn every_tick_owed_after_a_stall_is_due_and_the_schedule_keeps_its_phase() {
