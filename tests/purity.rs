@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-const PURE: [&str; 5] = ["ballot-raft", "ballot-check", "ballot-sim", "ballot-mvcc", "ballot-node"];
+const PURE: [&str; 6] = ["ballot-raft", "ballot-check", "ballot-sim", "ballot-mvcc", "ballot-node", "ballot-zk"];
 const FORBIDDEN: [&str; 8] = ["tokio", "tonic", "mio", "rand", "getrandom", "async-std", "hyper", "socket2"];
 
 #[test]
