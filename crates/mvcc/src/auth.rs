@@ -322,9 +322,13 @@ where
             // Any user may compact and hold leases, as in etcd.
             Command::Compact { .. } | Command::LeaseGrant { .. } | Command::LeaseCheckpoint { .. } => Ok(()),
             Command::Auth(AuthCommand::Authenticate { .. }) => Ok(()),
-            Command::Auth(_) | Command::Alarm { .. } | Command::Members(_) | Command::AsUser { .. } => {
-                Err(Error::PermissionDenied)
-            }
+            // ZooKeeper writes carry their own identities and are checked against znode ACLs;
+            // none is ever sent on behalf of an etcd user.
+            Command::Auth(_)
+            | Command::Alarm { .. }
+            | Command::Members(_)
+            | Command::AsUser { .. }
+            | Command::Zk(_) => Err(Error::PermissionDenied),
         }
     }
 

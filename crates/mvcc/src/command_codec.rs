@@ -95,6 +95,10 @@ fn command_into(out: &mut Out, command: &Command) {
             out.u8(10);
             auth_command(out, auth);
         }
+        Command::Zk(write) => {
+            out.u8(12);
+            out.bytes(&ballot_zk::jute::Jute::encode(write));
+        }
         Command::AsUser { user, revision, command } => {
             out.u8(11);
             out.bytes(user.as_bytes());
@@ -452,6 +456,10 @@ fn read_command(input: &mut In, depth: usize) -> Result<Command, DecodeError> {
             Command::Members((0..n).map(|_| read_member_change(input)).collect::<Result<_, _>>()?)
         }
         10 => Command::Auth(read_auth_command(input)?),
+        12 => Command::Zk(
+            <ballot_zk::tree::Write as ballot_zk::jute::Jute>::decode(&input.bytes()?)
+                .map_err(|_| DecodeError("malformed znode write"))?,
+        ),
         // One user per command: a wrapped wrapper is not a command anyone sends.
         11 if depth == 0 => Command::AsUser {
             user: read_string(input)?,
@@ -621,6 +629,17 @@ mod tests {
                 member_id,
             }),
             proptest::collection::vec(member_change(), 0..4).prop_map(Command::Members),
+            ("/[a-z]{0,8}", any::<i64>(), any::<i32>(), proptest::option::of(bytes())).prop_map(
+                |(path, session, version, data)| Command::Zk(ballot_zk::tree::Write {
+                    ops: vec![
+                        ballot_zk::tree::Op::SetData { path: path.clone(), data, version },
+                        ballot_zk::tree::Op::Delete { path, version },
+                    ],
+                    session,
+                    ids: vec![],
+                    now_ms: session,
+                })
+            ),
         ]
     }
 

@@ -32,6 +32,7 @@ pub mod tables;
 mod types;
 pub mod watch;
 mod write;
+pub mod zk;
 
 #[cfg(test)]
 mod tests;

@@ -325,6 +325,7 @@ impl Store {
                 writer.lease_checkpoint(*id, *remaining_ttl)?;
                 Response::Done
             }
+            Command::Zk(write) => Response::Zk(writer.zk(write)?),
         })
     }
 
@@ -631,6 +632,7 @@ fn adds_data(command: &Command) -> bool {
     match command.inner() {
         Command::Put(_) | Command::LeaseGrant { .. } => true,
         Command::Txn(txn) => puts(&txn.success) || puts(&txn.failure),
+        Command::Zk(write) => write.ops.iter().any(|op| !matches!(op, ballot_zk::tree::Op::Delete { .. })),
         _ => false,
     }
 }

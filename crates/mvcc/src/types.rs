@@ -298,6 +298,8 @@ pub enum Command {
     Members(Vec<MemberChange>),
     /// A change to users, roles or the auth switch, or a login.
     Auth(crate::auth::AuthCommand),
+    /// A ZooKeeper write (see `crate::zk`).
+    Zk(ballot_zk::tree::Write),
     /// `command` on behalf of `user`, holding a token good for auth revision `revision`:
     /// refused when it is applied unless the user may run it (when authentication is on).
     AsUser {
@@ -377,6 +379,8 @@ pub enum Response {
         /// The alarm was raised before the command.
         was_raised: bool,
     },
+    /// A ZooKeeper write's results (a failed one changed nothing).
+    Zk(crate::zk::ZkResult),
 }
 
 /// A response with the store's revision after the command (etcd's header revision).

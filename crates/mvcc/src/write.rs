@@ -42,7 +42,7 @@ pub struct Writer<'t> {
 }
 
 impl<'t> Writer<'t> {
-    fn view(&self) -> WriteView<'_, 't> {
+    pub(crate) fn view(&self) -> WriteView<'_, 't> {
         // A transaction reads its own writes: its revision includes them once there are any.
         let revision = if self.changes > 0 { self.revision + 1 } else { self.revision };
         View {
@@ -77,7 +77,7 @@ impl<'t> Writer<'t> {
         read_index(self.index).latest(key)
     }
 
-    fn lease_exists(&self, id: i64) -> Result<bool, Error> {
+    pub(crate) fn lease_exists(&self, id: i64) -> Result<bool, Error> {
         Ok(self.leases.get(id).map_err(storage_error)?.is_some())
     }
 
@@ -254,9 +254,14 @@ impl<'t> Writer<'t> {
         if !self.lease_exists(id)? {
             return Err(Error::LeaseNotFound);
         }
-        for key in crate::tables::attached_keys(&self.lease_keys, id)? {
+        let (znodes, keys): (Vec<_>, Vec<_>) = crate::tables::attached_keys(&self.lease_keys, id)?
+            .into_iter()
+            .partition(|key| key.starts_with(crate::zk::ZNODE_PREFIX));
+        for key in keys {
             self.delete_keys(&Keys::One(key), false)?;
         }
+        // A ZooKeeper session's ephemeral nodes go as ZooKeeper deletes them, parents updated.
+        self.end_session(&znodes)?;
         self.leases.remove(id).map_err(storage_error)?;
         Ok(())
     }

@@ -230,6 +230,88 @@ pub enum Op {
     },
 }
 
+impl Jute for Op {
+    fn read(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match reader.int()? {
+            1 => Op::Create {
+                path: reader.ustring()?,
+                data: reader.buffer()?,
+                acl: reader.vector()?,
+                flags: reader.int()?,
+                ttl_ms: reader.long()?,
+            },
+            2 => Op::Delete { path: reader.ustring()?, version: reader.int()? },
+            3 => Op::SetData { path: reader.ustring()?, data: reader.buffer()?, version: reader.int()? },
+            4 => Op::SetAcl { path: reader.ustring()?, acl: reader.vector()?, version: reader.int()? },
+            5 => Op::Check { path: reader.ustring()?, version: reader.int()? },
+            tag => return Err(DecodeError::Invalid(format!("unknown znode operation {tag}"))),
+        })
+    }
+
+    fn write(&self, writer: &mut Writer) {
+        match self {
+            Op::Create { path, data, acl, flags, ttl_ms } => {
+                writer.int(1);
+                writer.ustring(path);
+                writer.buffer(data.as_deref());
+                writer.vector(acl);
+                writer.int(*flags);
+                writer.long(*ttl_ms);
+            }
+            Op::Delete { path, version } => {
+                writer.int(2);
+                writer.ustring(path);
+                writer.int(*version);
+            }
+            Op::SetData { path, data, version } => {
+                writer.int(3);
+                writer.ustring(path);
+                writer.buffer(data.as_deref());
+                writer.int(*version);
+            }
+            Op::SetAcl { path, acl, version } => {
+                writer.int(4);
+                writer.ustring(path);
+                writer.vector(acl);
+                writer.int(*version);
+            }
+            Op::Check { path, version } => {
+                writer.int(5);
+                writer.ustring(path);
+                writer.int(*version);
+            }
+        }
+    }
+}
+
+/// A ZooKeeper write as the log carries it: the operations (a multi, or one), and what the
+/// apply logic needs that the store does not know: the caller's session and identities, and
+/// the leader's wall clock when it proposed the write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Write {
+    /// The operations, all or nothing.
+    pub ops: Vec<Op>,
+    /// The caller's session.
+    pub session: i64,
+    /// The caller's identities (for ACL checks and `auth` entries).
+    pub ids: Vec<crate::records::Id>,
+    /// ms since the epoch, from the leader's clock.
+    pub now_ms: i64,
+}
+
+impl Jute for Write {
+    fn read(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Write { ops: reader.vector()?, session: reader.long()?, ids: reader.vector()?, now_ms: reader.long()? })
+    }
+
+    fn write(&self, writer: &mut Writer) {
+        writer.vector(&self.ops);
+        writer.long(self.session);
+        writer.vector(&self.ids);
+        writer.long(self.now_ms);
+    }
+}
+
 /// What one operation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Done {
@@ -635,6 +717,26 @@ mod tests {
         let mut other_format = node.encode();
         other_format[3] = 9;
         assert!(Znode::decode(&other_format).is_err());
+    }
+
+    #[test]
+    fn a_write_round_trips_as_the_log_carries_it() {
+        let write = Write {
+            ops: vec![
+                create("/a", 3),
+                Op::Delete { path: "/b".into(), version: 2 },
+                Op::SetData { path: "/c".into(), data: None, version: -1 },
+                Op::SetAcl { path: "/d".into(), acl: acl::open_acl(), version: 0 },
+                Op::Check { path: "/e".into(), version: 1 },
+            ],
+            session: 42,
+            ids: vec![Id { scheme: "ip".into(), id: "127.0.0.1".into() }],
+            now_ms: 1_700_000_000_000,
+        };
+        assert_eq!(Write::decode(&write.encode()).unwrap(), write);
+        let mut unknown = write.encode();
+        unknown[7] = 9;
+        assert!(Write::decode(&unknown).is_err());
     }
 
     #[test]

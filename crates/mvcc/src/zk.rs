@@ -1,0 +1,252 @@
+//! The znode tree in the store (see `docs/zookeeper.md`): each znode is a key under
+//! [`ZNODE_PREFIX`] whose value is the encoded [`Znode`], written by ZooKeeper commands through
+//! [`ballot_zk::tree`]'s logic in the command's revision, so a ZooKeeper write's zxid is the
+//! store revision it gets. An ephemeral node's key is attached to its session's lease; when the
+//! lease goes (expiry or close), its nodes are deleted as ZooKeeper deletes them, with their
+//! parents' child counts updated, in the revoke's revision.
+
+use ballot_zk::acl::Identities;
+use ballot_zk::codes::ErrorCode;
+use ballot_zk::jute::Jute;
+use ballot_zk::records::Id;
+use ballot_zk::tree::{self, Context, Done, Lifetime, Op, Tree, Write, Znode};
+
+use crate::types::{DeleteRangeRequest, PutRequest};
+use crate::write::Writer;
+use crate::Error;
+
+/// Keys of znodes start with this (NUL first, so no etcd-looking key is among them).
+pub const ZNODE_PREFIX: &[u8] = b"\0zk\0";
+
+/// A ZooKeeper write's answer: each operation's result, or the failing one's index and code
+/// (the store then changed nothing).
+pub type ZkResult = Result<Vec<Done>, (usize, ErrorCode)>;
+
+/// The depth of a path: `/` is 0, `/a` 1, `/a/b` 2.
+fn depth(path: &str) -> u16 {
+    if path == "/" {
+        0
+    } else {
+        path.matches('/').count() as u16
+    }
+}
+
+/// The key of the znode at `path`: the prefix, the depth (two bytes, big-endian) and the path.
+/// With the depth first, a node's children are exactly one range (see [`children_prefix`]).
+pub fn znode_key(path: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(ZNODE_PREFIX.len() + 2 + path.len());
+    key.extend_from_slice(ZNODE_PREFIX);
+    key.extend_from_slice(&depth(path).to_be_bytes());
+    key.extend_from_slice(path.as_bytes());
+    key
+}
+
+/// The key prefix of every child of `path` (and of nothing else).
+pub fn children_prefix(path: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(ZNODE_PREFIX.len() + 3 + path.len());
+    key.extend_from_slice(ZNODE_PREFIX);
+    key.extend_from_slice(&(depth(path) + 1).to_be_bytes());
+    key.extend_from_slice(path.as_bytes());
+    if path != "/" {
+        key.push(b'/');
+    }
+    key
+}
+
+/// The path of a znode's key, if it is one.
+pub fn path_of(key: &[u8]) -> Option<&str> {
+    let rest = key.strip_prefix(ZNODE_PREFIX)?;
+    std::str::from_utf8(rest.get(2..)?).ok()
+}
+
+/// The tree as a write transaction sees it.
+struct WriterTree<'a, 't> {
+    writer: &'a Writer<'t>,
+}
+
+impl Tree for WriterTree<'_, '_> {
+    fn node(&self, path: &str) -> Option<Znode> {
+        // Only ZooKeeper commands write under the prefix, so a value that does not decode is not
+        // expected; it reads as absent (a create then replaces it) rather than stopping apply.
+        let kv = self.writer.view().get(&znode_key(path)).ok()??;
+        Znode::decode(&kv.value).ok()
+    }
+
+    fn session_alive(&self, session: i64) -> bool {
+        session != 0 && self.writer.lease_exists(session).unwrap_or(false)
+    }
+}
+
+impl Writer<'_> {
+    /// A ZooKeeper write: its operations applied as one transaction in this command's revision.
+    pub fn zk(&mut self, write: &Write) -> Result<ZkResult, Error> {
+        let who = Identities { ids: write.ids.clone() };
+        let context = Context { who: &who, session: write.session, zxid: self.revision + 1, now_ms: write.now_ms };
+        let outcome = tree::apply(&WriterTree { writer: self }, &write.ops, &context);
+        if outcome.result.is_ok() {
+            self.write_znodes(outcome.changes)?;
+        }
+        Ok(outcome.result)
+    }
+
+    /// Writes a transaction's znode changes.
+    fn write_znodes(&mut self, changes: std::collections::BTreeMap<String, Option<Znode>>) -> Result<(), Error> {
+        for (path, node) in changes {
+            let key = znode_key(&path);
+            match node {
+                Some(node) => {
+                    let lease = match node.lifetime {
+                        Lifetime::Ephemeral { session } => session,
+                        _ => 0,
+                    };
+                    self.put(&PutRequest { key, value: node.encode(), lease, ..PutRequest::default() })?;
+                }
+                None => drop(self.delete_range(&DeleteRangeRequest { key, ..DeleteRangeRequest::default() })?),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a session's ephemeral nodes as ZooKeeper does when a session ends (whatever their
+    /// ACLs), updating their parents. Part of the session's lease revoke.
+    pub(crate) fn end_session(&mut self, keys: &[Vec<u8>]) -> Result<(), Error> {
+        let ops: Vec<Op> = keys
+            .iter()
+            .filter_map(|key| path_of(key))
+            .map(|path| Op::Delete { path: path.into(), version: -1 })
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let root = Identities { ids: vec![Id { scheme: "super".into(), id: String::new() }] };
+        let context = Context { who: &root, session: 0, zxid: self.revision + 1, now_ms: 0 };
+        match tree::apply(&WriterTree { writer: self }, &ops, &context) {
+            tree::Outcome { result: Ok(_), changes } => self.write_znodes(changes),
+            // Ephemeral nodes have no children and their keys come from the lease: deleting them
+            // cannot fail unless the tree is damaged, and then the store must not go on.
+            tree::Outcome { result: Err((at, code)), .. } => {
+                Err(Error::Storage(format!("ending a session: deleting {:?} failed with {code:?}", ops[at])))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ballot_zk::acl::open_acl;
+    use ballot_zk::records::Stat;
+
+    use super::*;
+    use crate::{Applied, Command, RangeRequest, Response, Store};
+
+    struct Harness {
+        store: Store,
+        index: u64,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            Harness { store: Store::in_memory().unwrap(), index: 0 }
+        }
+
+        fn apply(&mut self, command: Command) -> Applied {
+            self.index += 1;
+            self.store.apply_batch(&[(self.index, command)]).unwrap().pop().unwrap().unwrap()
+        }
+
+        fn zk(&mut self, session: i64, ops: Vec<Op>) -> (ZkResult, i64) {
+            let applied = self.apply(Command::Zk(Write { ops, session, ids: vec![], now_ms: 5_000 }));
+            match applied.result {
+                Ok(Response::Zk(result)) => (result, applied.revision),
+                other => panic!("not a ZooKeeper answer: {other:?}"),
+            }
+        }
+
+        fn node(&self, path: &str) -> Option<Znode> {
+            let request = RangeRequest { key: znode_key(path), ..Default::default() };
+            let kv = self.store.range(&request).unwrap().kvs.pop()?;
+            Some(Znode::decode(&kv.value).unwrap())
+        }
+
+        fn children(&self, path: &str) -> Vec<String> {
+            let start = children_prefix(path);
+            let mut end = start.clone();
+            *end.last_mut().unwrap() += 1;
+            let request = RangeRequest { key: start, range_end: end, ..Default::default() };
+            self.store.range(&request).unwrap().kvs.iter().map(|kv| path_of(&kv.key).unwrap().to_string()).collect()
+        }
+    }
+
+    fn create(path: &str, flags: i32) -> Op {
+        Op::Create { path: path.into(), data: Some(b"v".to_vec()), acl: open_acl(), flags, ttl_ms: -1 }
+    }
+
+    fn stat_of(result: &ZkResult) -> Stat {
+        match result {
+            Ok(done) => match &done[0] {
+                Done::Created { stat, .. } | Done::DataSet(stat) => stat.clone(),
+                other => panic!("no stat in {other:?}"),
+            },
+            Err(error) => panic!("failed: {error:?}"),
+        }
+    }
+
+    #[test]
+    fn a_zookeeper_write_is_one_revision_and_its_zxid_is_that_revision() {
+        let mut h = Harness::new();
+        let (created, revision) = h.zk(0, vec![create("/app", 0)]);
+        assert_eq!(revision, 2);
+        assert_eq!(stat_of(&created).czxid, 2, "zxid = the revision the write got");
+        let root = h.node("/").expect("the root is written with its new child");
+        assert_eq!((root.num_children, root.pzxid), (2, 2), "/zookeeper and /app");
+        let (set, revision) = h.zk(0, vec![Op::SetData { path: "/app".into(), data: None, version: 0 }]);
+        assert_eq!((revision, stat_of(&set).mzxid, stat_of(&set).version), (3, 3, 1));
+        // A failed write changes nothing and takes no revision.
+        let (failed, revision) = h.zk(0, vec![create("/app/x", 0), create("/app", 0)]);
+        assert_eq!(failed, Err((1, ErrorCode::NodeExists)));
+        assert_eq!(revision, 3);
+        assert!(h.node("/app/x").is_none());
+        h.zk(0, vec![create("/app/x", 0), create("/app/y-", 2), create("/app/x/deep", 0)]).0.unwrap();
+        assert_eq!(h.children("/app"), vec!["/app/x", "/app/y-0000000001"], "children only, not /app/x/deep");
+    }
+
+    #[test]
+    fn ending_a_session_deletes_its_ephemeral_nodes_and_updates_their_parents() {
+        let mut h = Harness::new();
+        assert!(h.apply(Command::LeaseGrant { id: 77, ttl: 10 }).result.is_ok());
+        h.zk(0, vec![create("/locks", 0)]).0.unwrap();
+        assert_eq!(h.zk(78, vec![create("/locks/n-", 3)]).0, Err((0, ErrorCode::SessionExpired)), "no such session");
+        let (first, _) = h.zk(77, vec![create("/locks/n-", 3), create("/locks/n-", 3)]);
+        assert_eq!(stat_of(&first).ephemeral_owner, 77);
+        h.zk(0, vec![create("/locks/keep", 0)]).0.unwrap();
+        assert_eq!(h.node("/locks").unwrap().num_children, 3);
+        let revoked = h.apply(Command::LeaseRevoke { id: 77 });
+        assert!(revoked.result.is_ok());
+        assert_eq!(h.children("/locks"), vec!["/locks/keep"]);
+        let parent = h.node("/locks").unwrap();
+        assert_eq!((parent.num_children, parent.pzxid), (1, revoked.revision), "in the revoke's revision");
+        assert_eq!(parent.stat().cversion, 3 * 2 - 1);
+        // The parent can be emptied and deleted as usual afterwards.
+        h.zk(
+            0,
+            vec![
+                Op::Delete { path: "/locks/keep".into(), version: -1 },
+                Op::Delete { path: "/locks".into(), version: -1 },
+            ],
+        )
+        .0
+        .unwrap();
+    }
+
+    #[test]
+    fn keys_put_depth_first_so_children_are_one_prefix() {
+        assert_eq!(znode_key("/"), b"\0zk\0\0\0/".to_vec());
+        assert_eq!(znode_key("/a/b"), b"\0zk\0\0\x02/a/b".to_vec());
+        assert!(znode_key("/a").starts_with(&children_prefix("/")));
+        assert!(znode_key("/a/b").starts_with(&children_prefix("/a")));
+        assert!(!znode_key("/a/b/c").starts_with(&children_prefix("/a")), "a grandchild is not a child");
+        assert!(!znode_key("/ab").starts_with(&children_prefix("/a")));
+        assert_eq!(path_of(&znode_key("/x/y")), Some("/x/y"));
+        assert_eq!(path_of(b"plain"), None);
+    }
+}
