@@ -41,7 +41,7 @@ pub fn znode_key(path: &str) -> Vec<u8> {
     key
 }
 
-/// The key prefix of every child of `path` (and of nothing else).
+/// The key prefix of every child of `path` (and of nothing else); it always ends with `/`.
 pub fn children_prefix(path: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(ZNODE_PREFIX.len() + 3 + path.len());
     key.extend_from_slice(ZNODE_PREFIX);
@@ -128,6 +128,73 @@ impl Writer<'_> {
                 Err(Error::Storage(format!("ending a session: deleting {:?} failed with {code:?}", ops[at])))
             }
         }
+    }
+}
+
+/// A node as a ZooKeeper read sees it, with its children's names, at one store revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZnodeRead {
+    /// The node (`None`: no such node).
+    pub node: Option<Znode>,
+    /// Its children's names (not paths), in key order; empty unless asked for.
+    pub children: Vec<String>,
+    /// The revision read at (the reply header's zxid).
+    pub revision: i64,
+}
+
+/// The names of the system nodes under `path` (present before any write materialized them).
+fn system_children(path: &str) -> &'static [&'static str] {
+    match path {
+        "/" => &["zookeeper"],
+        "/zookeeper" => &["config", "quota"],
+        _ => &[],
+    }
+}
+
+impl crate::Reader {
+    /// Reads the znode at `path` (and, with `children`, its children's names) at one revision.
+    pub fn znode(&self, path: &str, children: bool) -> Result<ZnodeRead, Error> {
+        use crate::types::{RangeRequest, RequestOp, ResponseOp, TxnRequest};
+        let node = RangeRequest { key: znode_key(path), ..RangeRequest::default() };
+        let mut success = vec![RequestOp::Range(node)];
+        if children {
+            let start = children_prefix(path);
+            // The prefix ends with `/`: the range of keys that start with it ends at `0`.
+            let mut range_end = start.clone();
+            *range_end.last_mut().expect("a prefix") += 1;
+            success.push(RequestOp::Range(RangeRequest {
+                key: start,
+                range_end,
+                keys_only: true,
+                ..RangeRequest::default()
+            }));
+        }
+        let (response, revision) = self.read_only_txn(&TxnRequest { success, ..TxnRequest::default() })?;
+        let mut ranges = response.responses.into_iter().map(|op| match op {
+            ResponseOp::Range(range) => range.kvs,
+            _ => Vec::new(),
+        });
+        let node = match ranges.next().unwrap_or_default().pop() {
+            Some(kv) => {
+                Some(Znode::decode(&kv.value).map_err(|error| Error::Storage(format!("znode {path}: {error}")))?)
+            }
+            None => tree::system_node(path),
+        };
+        let mut names: Vec<String> = ranges
+            .next()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|kv| path_of(&kv.key))
+            .filter_map(|child| child.rsplit('/').next().map(str::to_string))
+            .collect();
+        if node.is_some() {
+            for name in system_children(path) {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        Ok(ZnodeRead { node, children: names, revision })
     }
 }
 
@@ -236,6 +303,25 @@ mod tests {
         )
         .0
         .unwrap();
+    }
+
+    #[test]
+    fn reads_see_a_node_and_its_children_at_one_revision_system_nodes_included() {
+        let mut h = Harness::new();
+        let reader = h.store.reader();
+        let root = reader.znode("/", true).unwrap();
+        assert_eq!(root.children, vec!["zookeeper"]);
+        assert_eq!(root.node.unwrap().stat().cversion, -1);
+        assert_eq!(reader.znode("/zookeeper", true).unwrap().children, vec!["config", "quota"]);
+        h.zk(0, vec![create("/a", 0), create("/a/b", 0), create("/a/b/c", 0)]).0.unwrap();
+        let a = h.store.reader().znode("/a", true).unwrap();
+        assert_eq!((a.children.clone(), a.revision), (vec!["b".to_string()], 2));
+        assert_eq!(a.node.unwrap().num_children, 1);
+        let mut root = h.store.reader().znode("/", true).unwrap().children;
+        root.sort();
+        assert_eq!(root, vec!["a", "zookeeper"]);
+        let missing = h.store.reader().znode("/nope", true).unwrap();
+        assert_eq!((missing.node, missing.children), (None, Vec::new()));
     }
 
     #[test]
