@@ -6,17 +6,18 @@ use proptest::prelude::*;
 
 use crate::*;
 
-struct Harness {
-    store: Store,
+/// A store in memory and the log index of the next command (shared with other modules' tests).
+pub(crate) struct Harness {
+    pub(crate) store: Store,
     index: u64,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(crate) fn new() -> Harness {
         Harness { store: Store::in_memory().unwrap(), index: 0 }
     }
 
-    fn apply(&mut self, command: Command) -> Applied {
+    pub(crate) fn apply(&mut self, command: Command) -> Applied {
         self.index += 1;
         self.store.apply_batch(&[(self.index, command)]).unwrap().pop().unwrap().unwrap()
     }

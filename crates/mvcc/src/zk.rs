@@ -204,23 +204,17 @@ mod tests {
     use ballot_zk::records::Stat;
 
     use super::*;
-    use crate::{Applied, Command, RangeRequest, Response, Store};
+    use crate::tests::Harness;
+    use crate::{Command, RangeRequest, Response};
 
-    struct Harness {
-        store: Store,
-        index: u64,
+    /// ZooKeeper's view of the shared test harness.
+    trait ZkHarness {
+        fn zk(&mut self, session: i64, ops: Vec<Op>) -> (ZkResult, i64);
+        fn node(&self, path: &str) -> Option<Znode>;
+        fn children(&self, path: &str) -> Vec<String>;
     }
 
-    impl Harness {
-        fn new() -> Harness {
-            Harness { store: Store::in_memory().unwrap(), index: 0 }
-        }
-
-        fn apply(&mut self, command: Command) -> Applied {
-            self.index += 1;
-            self.store.apply_batch(&[(self.index, command)]).unwrap().pop().unwrap().unwrap()
-        }
-
+    impl ZkHarness for Harness {
         fn zk(&mut self, session: i64, ops: Vec<Op>) -> (ZkResult, i64) {
             let applied = self.apply(Command::Zk(Write { ops, session, ids: vec![], now_ms: 5_000 }));
             match applied.result {

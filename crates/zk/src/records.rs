@@ -61,6 +61,15 @@ record! {
     }
 }
 
+/// The read-only flag after a connect packet's jute fields, if the peer sent one.
+fn trailing_read_only(reader: &mut Reader<'_>) -> Result<Option<bool>, DecodeError> {
+    if reader.is_empty() {
+        Ok(None)
+    } else {
+        reader.boolean().map(Some)
+    }
+}
+
 /// The first packet of a connection (no request header). The trailing read-only flag is not
 /// in the jute definition and very old clients leave it out.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -87,7 +96,7 @@ impl Jute for ConnectRequest {
             time_out: reader.int()?,
             session_id: reader.long()?,
             passwd: reader.buffer()?,
-            read_only: if reader.is_empty() { None } else { Some(reader.boolean()?) },
+            read_only: trailing_read_only(reader)?,
         })
     }
 
@@ -97,9 +106,7 @@ impl Jute for ConnectRequest {
         writer.int(self.time_out);
         writer.long(self.session_id);
         writer.buffer(self.passwd.as_deref());
-        if let Some(read_only) = self.read_only {
-            writer.boolean(read_only);
-        }
+        self.read_only.iter().for_each(|read_only| writer.boolean(*read_only));
     }
 }
 
@@ -126,7 +133,7 @@ impl Jute for ConnectResponse {
             time_out: reader.int()?,
             session_id: reader.long()?,
             passwd: reader.buffer()?,
-            read_only: if reader.is_empty() { None } else { Some(reader.boolean()?) },
+            read_only: trailing_read_only(reader)?,
         })
     }
 
@@ -135,9 +142,7 @@ impl Jute for ConnectResponse {
         writer.int(self.time_out);
         writer.long(self.session_id);
         writer.buffer(self.passwd.as_deref());
-        if let Some(read_only) = self.read_only {
-            writer.boolean(read_only);
-        }
+        self.read_only.iter().for_each(|read_only| writer.boolean(*read_only));
     }
 }
 
