@@ -194,14 +194,6 @@ fn remove_covered(disk: &mut (impl Disk + ?Sized), active: &str, covered: &[Stri
     disk.sync_dir().map_err(io("."))
 }
 
-/// Runs `work` on a `wal-compact` thread; `None` if no thread could be started.
-fn spawn_compaction_step(
-    mut twin: TwinDisk,
-    work: impl FnOnce(&mut TwinDisk) -> Result<(), Error> + Send + 'static,
-) -> Option<std::thread::JoinHandle<Result<(), Error>>> {
-    std::thread::Builder::new().name("wal-compact".into()).spawn(move || work(&mut twin)).ok()
-}
-
 fn segment_name(sequence: u64, first_index: Index) -> String {
     format!("{sequence:016x}-{first_index:016x}{SEGMENT_SUFFIX}")
 }
@@ -717,20 +709,11 @@ impl<D: Disk> Wal<D> {
             return Ok(false);
         }
         let (index, term) = (snapshot.meta.index, snapshot.meta.term);
-        if index <= self.snapshot_index {
+        if !self.compaction_due(index)? {
             return Ok(true);
         }
-        if index > self.last_index {
-            return Err(Error::InvalidAppend { first: index, last: self.last_index, snapshot: self.snapshot_index });
-        }
-        let saving = match self.disk.twin(&[]).map_err(self.io("."))? {
-            Some(twin) => {
-                let snapshot = snapshot.clone();
-                spawn_compaction_step(twin, move |disk| snapshot::save(&mut **disk, &snapshot))
-            }
-            None => None,
-        };
-        match saving {
+        let owned = snapshot.clone();
+        match self.detach(&[], move |disk| snapshot::save(&mut **disk, &owned))? {
             Some(worker) => self.compaction = Some(Compaction { index, term, removing: false, worker: Some(worker) }),
             None => {
                 snapshot::save(&mut self.disk, snapshot)?;
@@ -770,15 +753,8 @@ impl<D: Disk> Wal<D> {
             return Ok(());
         }
         let Some((active, covered)) = self.cover(compaction.index, compaction.term)? else { return Ok(()) };
-        let removing = match self.disk.twin(&covered).map_err(self.io("."))? {
-            Some(twin) => {
-                let active = active.clone();
-                let covered = covered.clone();
-                spawn_compaction_step(twin, move |disk| remove_covered(&mut **disk, &active, &covered))
-            }
-            None => None,
-        };
-        match removing {
+        let (owned_active, owned_covered) = (active.clone(), covered.clone());
+        match self.detach(&covered, move |disk| remove_covered(&mut **disk, &owned_active, &owned_covered))? {
             Some(worker) => {
                 compaction.removing = true;
                 compaction.worker = Some(worker);
@@ -789,15 +765,31 @@ impl<D: Disk> Wal<D> {
         }
     }
 
+    /// True if compacting to `index` has something to do; an error past the log's end.
+    fn compaction_due(&self, index: Index) -> Result<bool, Error> {
+        if index > self.last_index && index > self.snapshot_index {
+            return Err(Error::InvalidAppend { first: index, last: self.last_index, snapshot: self.snapshot_index });
+        }
+        Ok(index > self.snapshot_index)
+    }
+
+    /// Runs `work` on a `wal-compact` thread with a twin of the disk (this handle's files in
+    /// `releasing` closed first); `None` if the disk has no twin or no thread could start.
+    fn detach(
+        &mut self,
+        releasing: &[String],
+        work: impl FnOnce(&mut TwinDisk) -> Result<(), Error> + Send + 'static,
+    ) -> Result<Option<std::thread::JoinHandle<Result<(), Error>>>, Error> {
+        let Some(mut twin) = self.disk.twin(releasing).map_err(self.io("."))? else { return Ok(None) };
+        Ok(std::thread::Builder::new().name("wal-compact".into()).spawn(move || work(&mut twin)).ok())
+    }
+
     /// Writes the marker of the snapshot at (index, term), not yet synced, and forgets the
     /// segments it covers. Gives the segment holding the marker and the covered ones (to be
     /// removed by [`remove_covered`]), or `None` if the log is compacted that far already.
     fn cover(&mut self, index: Index, term: Term) -> Result<Option<(String, Vec<String>)>, Error> {
-        if index <= self.snapshot_index {
+        if !self.compaction_due(index)? {
             return Ok(None);
-        }
-        if index > self.last_index {
-            return Err(Error::InvalidAppend { first: index, last: self.last_index, snapshot: self.snapshot_index });
         }
         let active = self.write_marker_unsynced(index, term, false)?;
         self.snapshot_index = index;
