@@ -12,6 +12,7 @@ use redb::{ReadableTable, Table};
 
 use crate::key_index::KeyIndex;
 use crate::read::Keys;
+use crate::zk::ZNODE_PREFIX;
 use crate::{storage_error, Error};
 
 /// Keys in a bucket before it splits.
@@ -67,6 +68,29 @@ pub fn count(
         Keys::One(_) => return Ok(index.live_at(keys, revision, 1).len()),
         Keys::Span(start, end) => (start.as_slice(), end.as_deref()),
     };
+    let total = count_span(counts, index, start, end, revision)?;
+    if crate::read::reserved(start) {
+        return Ok(total);
+    }
+    // A span that starts outside the znode keys does not see them (`read::hides`): take away
+    // those it covers.
+    let past = crate::key_index::prefix_end(ZNODE_PREFIX);
+    let low = start.max(ZNODE_PREFIX);
+    let high = end.map_or(past.as_slice(), |end| end.min(past.as_slice()));
+    if low >= high {
+        return Ok(total);
+    }
+    Ok(total - count_span(counts, index, low, Some(high), revision)?)
+}
+
+/// Keys in `[start, end)` live at `revision`, znode keys included.
+fn count_span(
+    counts: &impl ReadableTable<&'static [u8], u64>,
+    index: &KeyIndex,
+    start: &[u8],
+    end: Option<&[u8]>,
+    revision: i64,
+) -> Result<usize, Error> {
     let (first, _) = bucket_of(counts, start)?;
     let buckets = match end {
         Some(end) => counts.range::<&[u8]>(first.as_slice()..end),

@@ -149,12 +149,10 @@ impl KeyIndex {
     }
 
     /// How many keys in `[low, high)` (`high` = `None`: to the end) are live at `revision`.
+    /// Znode keys are counted too: the count index's buckets do not know of them.
     pub fn count_live_at(&self, low: &[u8], high: Option<&[u8]>, revision: i64) -> usize {
         let mut count = 0;
-        self.walk(&Keys::Span(low.to_vec(), high.map(<[u8]>::to_vec)), |_, history| {
-            count += usize::from(history.live_at(revision).is_some());
-            true
-        });
+        self.walk_all(low, high, |history| count += usize::from(history.live_at(revision).is_some()));
         count
     }
 
@@ -186,12 +184,31 @@ impl KeyIndex {
                     Some(end) => Bound::Excluded(end.as_slice()),
                     None => Bound::Unbounded,
                 };
-                for (key, history) in self.keys.range::<[u8], _>((Bound::Included(start.as_slice()), high)) {
+                let mut keys = self.keys.range::<[u8], _>((Bound::Included(start.as_slice()), high));
+                while let Some((key, history)) = keys.next() {
+                    if crate::read::hides(start, key) {
+                        // Skip the znode keys in one step rather than one by one.
+                        let past = prefix_end(crate::zk::ZNODE_PREFIX);
+                        if end.as_ref().is_some_and(|end| end.as_slice() <= past.as_slice()) {
+                            break;
+                        }
+                        keys = self.keys.range::<[u8], _>((Bound::Included(past.as_slice()), high));
+                        continue;
+                    }
                     if !visit(key, history) {
                         break;
                     }
                 }
             }
+        }
+    }
+
+    /// Calls `visit` on every key in `[low, high)`, znode keys included (the count index's
+    /// buckets span them).
+    fn walk_all(&self, low: &[u8], high: Option<&[u8]>, mut visit: impl FnMut(&History)) {
+        let high = high.map_or(Bound::Unbounded, Bound::Excluded);
+        for (_, history) in self.keys.range::<[u8], _>((Bound::Included(low), high)) {
+            visit(history);
         }
     }
 
@@ -232,6 +249,13 @@ impl KeyIndex {
             self.keys.remove(key);
         }
     }
+}
+
+/// The first key after every key that starts with `prefix` (`prefix` does not end with 0xff).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    *end.last_mut().expect("a non-empty prefix") += 1;
+    end
 }
 
 #[cfg(test)]

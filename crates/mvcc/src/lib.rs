@@ -121,6 +121,9 @@ pub enum Error {
     /// Deleting root, or taking the root role from root, while authentication is on.
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    /// An etcd request names a key under the znode prefix, which only the ZooKeeper API writes.
+    #[error("etcdserver: key is reserved for ZooKeeper znodes")]
+    ReservedKey,
     /// The database failed; the member must stop.
     #[error("storage: {0}")]
     Storage(String),

@@ -44,10 +44,26 @@ impl Keys {
     pub fn contains(&self, key: &[u8]) -> bool {
         match self {
             Keys::One(one) => one == key,
-            Keys::Span(start, end) => key >= start.as_slice() && end.as_ref().is_none_or(|end| key < end.as_slice()),
+            Keys::Span(start, end) => {
+                key >= start.as_slice() && end.as_ref().is_none_or(|end| key < end.as_slice()) && !hides(start, key)
+            }
             Keys::Nothing => false,
         }
     }
+}
+
+/// True if a span starting at `start` does not see `key`: znode keys (under
+/// [`crate::zk::ZNODE_PREFIX`]) belong to the ZooKeeper API, and a span reaches them only if it
+/// starts among them. So an etcd range over everything (`"\0"` to the end) skips the tree, while
+/// the ZooKeeper reads, whose spans start under the prefix, see it. (etcd's API refuses keys
+/// under the prefix, so etcd clients never start a span there.)
+pub fn hides(start: &[u8], key: &[u8]) -> bool {
+    key.starts_with(crate::zk::ZNODE_PREFIX) && !start.starts_with(crate::zk::ZNODE_PREFIX)
+}
+
+/// True if an etcd request may not name `key`: it lies under the znode prefix.
+pub fn reserved(key: &[u8]) -> bool {
+    key.starts_with(crate::zk::ZNODE_PREFIX)
 }
 
 /// The tables and index a read needs.
@@ -260,5 +276,17 @@ mod tests {
         assert_eq!(Keys::of(b"a", b"a"), Keys::Nothing);
         let prefix = Keys::of(b"ab", b"ac");
         assert!(prefix.contains(b"ab") && prefix.contains(b"abz") && !prefix.contains(b"ac"));
+    }
+
+    #[test]
+    fn znode_keys_are_seen_only_by_spans_that_start_among_them() {
+        let znode = crate::zk::znode_key("/a");
+        assert!(!Keys::of(b"\0", b"\0").contains(&znode), "an etcd range over everything");
+        assert!(!Keys::of(b"\0", b"\x01").contains(&znode));
+        let children = crate::zk::children_prefix("/");
+        let mut end = children.clone();
+        *end.last_mut().unwrap() += 1;
+        assert!(Keys::Span(children, Some(end)).contains(&znode), "the tree's own reads");
+        assert!(Keys::One(znode.clone()).contains(&znode));
     }
 }

@@ -299,9 +299,16 @@ impl Store {
                 };
                 Response::Alarm { was_raised }
             }
+            // The API refuses keys under the znode prefix before proposing; applying refuses
+            // them again so that no path around the API can damage the tree.
+            Command::Put(put) if crate::read::reserved(&put.key) => return Err(Error::ReservedKey),
+            Command::DeleteRange(delete) if crate::read::reserved(&delete.key) => return Err(Error::ReservedKey),
             Command::Put(put) => Response::Put(writer.put(put)?),
             Command::DeleteRange(delete) => Response::DeleteRange(writer.delete_range(delete)?),
-            Command::Txn(txn) => Response::Txn(writer.txn(txn)?),
+            Command::Txn(txn) => {
+                crate::write::check_reserved(txn)?;
+                Response::Txn(writer.txn(txn)?)
+            }
             Command::Compact { revision } => {
                 if *revision > writer.revision {
                     return Err(Error::FutureRevision);

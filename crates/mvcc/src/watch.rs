@@ -191,8 +191,8 @@ impl WatchHub {
             // Only groups that start at or before the key can contain it: those below the
             // smallest key after it (`None` sorts first, so `(key, None)` would miss `key` itself).
             let after_key: Group = (key.iter().copied().chain([0]).collect(), None);
-            for ((_, end), ids) in self.groups.range::<Group, _>(..after_key) {
-                if end.as_ref().is_some_and(|end| key >= end.as_slice()) {
+            for ((start, end), ids) in self.groups.range::<Group, _>(..after_key) {
+                if end.as_ref().is_some_and(|end| key >= end.as_slice()) || crate::read::hides(start, key) {
                     continue;
                 }
                 for id in ids {

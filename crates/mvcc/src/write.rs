@@ -282,6 +282,27 @@ pub(crate) fn write_index(index: &RwLock<KeyIndex>) -> std::sync::RwLockWriteGua
     index.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Refuses an etcd txn that names a key under the znode prefix, in a compare or any operation
+/// (nested txns included): only ZooKeeper commands touch the tree.
+pub(crate) fn check_reserved(request: &TxnRequest) -> Result<(), Error> {
+    let compares = request.compare.iter().map(|compare| compare.key.as_slice());
+    let ops = request.success.iter().chain(&request.failure).map(|op| match op {
+        RequestOp::Range(range) => range.key.as_slice(),
+        RequestOp::Put(put) => put.key.as_slice(),
+        RequestOp::DeleteRange(delete) => delete.key.as_slice(),
+        RequestOp::Txn(_) => b"",
+    });
+    if compares.chain(ops).any(crate::read::reserved) {
+        return Err(Error::ReservedKey);
+    }
+    for op in request.success.iter().chain(&request.failure) {
+        if let RequestOp::Txn(nested) = op {
+            check_reserved(nested)?;
+        }
+    }
+    Ok(())
+}
+
 /// etcd's rule: within one branch (and the branches of txns nested in it), a key may be put at
 /// most once, and not also fall in a deleted range.
 fn check_duplicates(request: &TxnRequest) -> Result<(), Error> {

@@ -319,6 +319,51 @@ mod tests {
     }
 
     #[test]
+    fn etcd_requests_neither_see_nor_touch_the_tree() {
+        use crate::types::{DeleteRangeRequest, RequestOp, TxnRequest};
+        use crate::watch::{WatchHub, WatchRequest};
+        let mut h = Harness::new();
+        let mut hub = WatchHub::new(100);
+        let everything = || RangeRequest { key: b"\0".to_vec(), range_end: b"\0".to_vec(), ..Default::default() };
+        let watcher = hub
+            .watch(&h.store, WatchRequest { key: b"\0".to_vec(), range_end: b"\0".to_vec(), ..Default::default() })
+            .unwrap();
+        h.apply(Command::Put(PutRequest { key: b"\0a".to_vec(), value: b"1".to_vec(), ..Default::default() }));
+        h.zk(0, vec![create("/app", 0), create("/app/x", 0)]).0.unwrap();
+        h.apply(Command::Put(PutRequest { key: b"z".to_vec(), value: b"2".to_vec(), ..Default::default() }));
+        let events = h.store.take_events();
+        hub.notify(&h.store, &events).unwrap();
+        let all = h.store.range(&everything()).unwrap();
+        let keys: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+        assert_eq!(keys, [b"\0a".as_slice(), b"z"], "znodes are not among etcd's keys");
+        assert_eq!(all.count, 2);
+        let counted = h.store.range(&RangeRequest { count_only: true, ..everything() }).unwrap();
+        assert_eq!(counted.count, 2, "nor in its counts");
+        let limited = h.store.range(&RangeRequest { limit: 1, ..everything() }).unwrap();
+        assert_eq!((limited.count, limited.more), (2, true));
+        let events = hub.take(watcher).unwrap().0;
+        assert_eq!(events.iter().map(|e| e.kv.key.as_slice()).collect::<Vec<_>>(), [b"\0a".as_slice(), b"z"]);
+        // Deleting everything leaves the tree whole.
+        let deleted = h.apply(Command::DeleteRange(DeleteRangeRequest {
+            key: b"\0".to_vec(),
+            range_end: b"\0".to_vec(),
+            ..Default::default()
+        }));
+        assert!(matches!(deleted.result, Ok(Response::DeleteRange(ref d)) if d.deleted == 2));
+        assert!(h.node("/app/x").is_some() && h.node("/app").unwrap().num_children == 1);
+        // Naming a znode key in an etcd write is refused, whatever the path to the log.
+        let key = znode_key("/app");
+        let put = PutRequest { key: key.clone(), value: b"junk".to_vec(), ..Default::default() };
+        assert_eq!(h.apply(Command::Put(put.clone())).result.map(|_| ()), Err(Error::ReservedKey));
+        let delete = DeleteRangeRequest { key: key.clone(), ..Default::default() };
+        assert_eq!(h.apply(Command::DeleteRange(delete)).result.map(|_| ()), Err(Error::ReservedKey));
+        let nested = TxnRequest { success: vec![RequestOp::Put(put)], ..Default::default() };
+        let txn = TxnRequest { failure: vec![RequestOp::Txn(nested)], ..Default::default() };
+        assert_eq!(h.apply(Command::Txn(txn)).result.map(|_| ()), Err(Error::ReservedKey));
+        assert!(h.node("/app").is_some());
+    }
+
+    #[test]
     fn keys_put_depth_first_so_children_are_one_prefix() {
         assert_eq!(znode_key("/"), b"\0zk\0\0\0/".to_vec());
         assert_eq!(znode_key("/a/b"), b"\0zk\0\0\x02/a/b".to_vec());

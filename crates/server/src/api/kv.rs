@@ -17,10 +17,13 @@ pub struct Kv {
     pub handle: Handle,
 }
 
-/// etcd's checks on a key range: a key is required.
-fn check_key(key: &[u8]) -> Result<(), Status> {
+/// etcd's checks on a key range: a key is required, and it may not lie under the znode prefix.
+pub(crate) fn check_key(key: &[u8]) -> Result<(), Status> {
     if key.is_empty() {
         return Err(invalid("etcdserver: key is not provided"));
+    }
+    if ballot_mvcc::read::reserved(key) {
+        return Err(super::status(crate::driver::ApiError::Mvcc(ballot_mvcc::Error::ReservedKey)));
     }
     Ok(())
 }

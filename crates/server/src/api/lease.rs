@@ -155,7 +155,13 @@ impl Lease {
             id,
             ttl: remaining,
             granted_ttl: info.lease.ttl,
-            keys: if keys { info.keys } else { Vec::new() },
+            // A ZooKeeper session's keys (its ephemerals, its password) are the tree's, not
+            // etcd's: hidden as in ranges.
+            keys: if keys {
+                info.keys.into_iter().filter(|key| !ballot_mvcc::read::reserved(key)).collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 

@@ -123,7 +123,7 @@ pub fn status(error: ApiError) -> Status {
             E::Compacted | E::FutureRevision => Code::OutOfRange,
             E::LeaseNotFound => Code::NotFound,
             E::LeaseExists => Code::FailedPrecondition,
-            E::InvalidLeaseId | E::KeyNotFound | E::DuplicateKey => Code::InvalidArgument,
+            E::InvalidLeaseId | E::KeyNotFound | E::DuplicateKey | E::ReservedKey => Code::InvalidArgument,
             E::NoSpace => Code::ResourceExhausted,
             E::Corrupt => Code::DataLoss,
             E::Storage(_) => Code::Internal,

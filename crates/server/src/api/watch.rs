@@ -59,6 +59,9 @@ impl Stream {
         // A range the user may not read is refused as etcd refuses it: a created-and-cancelled
         // response (watch id -1) whose reason is the gRPC error, the stream going on.
         let permitted = self.identity.clone().and_then(|identity| {
+            if ballot_mvcc::read::reserved(&create.key) {
+                return Err(super::status(crate::driver::ApiError::Mvcc(ballot_mvcc::Error::ReservedKey)));
+            }
             let range_end = if create.range_end.is_empty() { Vec::new() } else { create.range_end.clone() };
             self.handle.check_read(&identity, &create.key, &range_end)
         });
