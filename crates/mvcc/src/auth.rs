@@ -328,7 +328,8 @@ where
             | Command::Alarm { .. }
             | Command::Members(_)
             | Command::AsUser { .. }
-            | Command::Zk(_) => Err(Error::PermissionDenied),
+            | Command::Zk(_)
+            | Command::ZkSession { .. } => Err(Error::PermissionDenied),
         }
     }
 

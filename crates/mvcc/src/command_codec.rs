@@ -99,6 +99,12 @@ fn command_into(out: &mut Out, command: &Command) {
             out.u8(12);
             out.bytes(&ballot_zk::jute::Jute::encode(write));
         }
+        Command::ZkSession { id, ttl, password } => {
+            out.u8(13);
+            out.i64(*id);
+            out.i64(*ttl);
+            out.bytes(password);
+        }
         Command::AsUser { user, revision, command } => {
             out.u8(11);
             out.bytes(user.as_bytes());
@@ -460,6 +466,7 @@ fn read_command(input: &mut In, depth: usize) -> Result<Command, DecodeError> {
             <ballot_zk::tree::Write as ballot_zk::jute::Jute>::decode(&input.bytes()?)
                 .map_err(|_| DecodeError("malformed znode write"))?,
         ),
+        13 => Command::ZkSession { id: input.i64()?, ttl: input.i64()?, password: input.bytes()? },
         // One user per command: a wrapped wrapper is not a command anyone sends.
         11 if depth == 0 => Command::AsUser {
             user: read_string(input)?,
@@ -629,6 +636,11 @@ mod tests {
                 member_id,
             }),
             proptest::collection::vec(member_change(), 0..4).prop_map(Command::Members),
+            (any::<i64>(), any::<i64>(), bytes()).prop_map(|(id, ttl, password)| Command::ZkSession {
+                id,
+                ttl,
+                password
+            }),
             ("/[a-z]{0,8}", any::<i64>(), any::<i32>(), proptest::option::of(bytes())).prop_map(
                 |(path, session, version, data)| Command::Zk(ballot_zk::tree::Write {
                     ops: vec![

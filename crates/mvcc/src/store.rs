@@ -333,6 +333,10 @@ impl Store {
                 Response::Done
             }
             Command::Zk(write) => Response::Zk(writer.zk(write)?),
+            Command::ZkSession { id, ttl, password } => {
+                writer.zk_session(*id, *ttl, password)?;
+                Response::Done
+            }
         })
     }
 
@@ -637,7 +641,7 @@ fn adds_data(command: &Command) -> bool {
         })
     }
     match command.inner() {
-        Command::Put(_) | Command::LeaseGrant { .. } => true,
+        Command::Put(_) | Command::LeaseGrant { .. } | Command::ZkSession { .. } => true,
         Command::Txn(txn) => puts(&txn.success) || puts(&txn.failure),
         Command::Zk(write) => write.ops.iter().any(|op| !matches!(op, ballot_zk::tree::Op::Delete { .. })),
         _ => false,

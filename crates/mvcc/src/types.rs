@@ -300,6 +300,16 @@ pub enum Command {
     Auth(crate::auth::AuthCommand),
     /// A ZooKeeper write (see `crate::zk`).
     Zk(ballot_zk::tree::Write),
+    /// A new ZooKeeper session: a lease of `ttl` seconds whose id is the session's, and the
+    /// session's password in a key attached to it (see `crate::zk`).
+    ZkSession {
+        /// Session id (= lease id).
+        id: i64,
+        /// Seconds.
+        ttl: i64,
+        /// The password a reconnecting client must show.
+        password: Vec<u8>,
+    },
     /// `command` on behalf of `user`, holding a token good for auth revision `revision`:
     /// refused when it is applied unless the user may run it (when authentication is on).
     AsUser {

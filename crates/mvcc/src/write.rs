@@ -256,7 +256,7 @@ impl<'t> Writer<'t> {
         }
         let (znodes, keys): (Vec<_>, Vec<_>) = crate::tables::attached_keys(&self.lease_keys, id)?
             .into_iter()
-            .partition(|key| key.starts_with(crate::zk::ZNODE_PREFIX));
+            .partition(|key| crate::zk::path_of(key).is_some());
         for key in keys {
             self.delete_keys(&Keys::One(key), false)?;
         }

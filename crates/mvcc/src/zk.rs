@@ -11,12 +11,33 @@ use ballot_zk::jute::Jute;
 use ballot_zk::records::Id;
 use ballot_zk::tree::{self, Context, Done, Lifetime, Op, Tree, Write, Znode};
 
-use crate::types::{DeleteRangeRequest, PutRequest};
+use crate::types::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseOp, TxnRequest};
 use crate::write::Writer;
 use crate::Error;
 
 /// Keys of znodes start with this (NUL first, so no etcd-looking key is among them).
 pub const ZNODE_PREFIX: &[u8] = b"\0zk\0";
+
+/// Keys of the ZooKeeper API's own records (not znodes): depth 0xffff, then a name. No path
+/// has that depth, and [`path_of`] reads none of them as a path.
+pub const ZK_META: &[u8] = b"\0zk\0\xff\xff";
+
+/// Put in every revision that changes the tree: its mod revision is the tree's last change, so
+/// a read sees in the same transaction which watch events it must not overtake.
+pub fn clock_key() -> Vec<u8> {
+    [ZK_META, b"clock"].concat()
+}
+
+/// The key holding a session's password, attached to the session's lease.
+pub fn session_key(session: i64) -> Vec<u8> {
+    [ZK_META, b"session/", &session.to_be_bytes()].concat()
+}
+
+/// The session whose password key this is.
+pub fn session_of(key: &[u8]) -> Option<i64> {
+    let id = key.strip_prefix(ZK_META)?.strip_prefix(b"session/")?;
+    Some(i64::from_be_bytes(id.try_into().ok()?))
+}
 
 /// A ZooKeeper write's answer: each operation's result, or the failing one's index and code
 /// (the store then changed nothing).
@@ -56,7 +77,7 @@ pub fn children_prefix(path: &str) -> Vec<u8> {
 /// The path of a znode's key, if it is one.
 pub fn path_of(key: &[u8]) -> Option<&str> {
     let rest = key.strip_prefix(ZNODE_PREFIX)?;
-    std::str::from_utf8(rest.get(2..)?).ok()
+    std::str::from_utf8(rest.get(2..)?).ok().filter(|path| path.starts_with('/'))
 }
 
 /// The tree as a write transaction sees it.
@@ -89,8 +110,20 @@ impl Writer<'_> {
         Ok(outcome.result)
     }
 
-    /// Writes a transaction's znode changes.
+    /// Opens a session: its lease and, attached to it, its password.
+    pub fn zk_session(&mut self, id: i64, ttl: i64, password: &[u8]) -> Result<(), Error> {
+        self.lease_grant(id, ttl)?;
+        let put = PutRequest { key: session_key(id), value: password.to_vec(), lease: id, ..PutRequest::default() };
+        self.put(&put)?;
+        Ok(())
+    }
+
+    /// Writes a transaction's znode changes, and the tree's clock.
     fn write_znodes(&mut self, changes: std::collections::BTreeMap<String, Option<Znode>>) -> Result<(), Error> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.put(&PutRequest { key: clock_key(), ..PutRequest::default() })?;
         for (path, node) in changes {
             let key = znode_key(&path);
             match node {
@@ -140,6 +173,9 @@ pub struct ZnodeRead {
     pub children: Vec<String>,
     /// The revision read at (the reply header's zxid).
     pub revision: i64,
+    /// The revision of the tree's last change at or below `revision` (0: never changed): a
+    /// reply to this read must not reach the client before the watch events up to it.
+    pub last_change: i64,
 }
 
 /// The names of the system nodes under `path` (present before any write materialized them).
@@ -154,9 +190,9 @@ fn system_children(path: &str) -> &'static [&'static str] {
 impl crate::Reader {
     /// Reads the znode at `path` (and, with `children`, its children's names) at one revision.
     pub fn znode(&self, path: &str, children: bool) -> Result<ZnodeRead, Error> {
-        use crate::types::{RangeRequest, RequestOp, ResponseOp, TxnRequest};
         let node = RangeRequest { key: znode_key(path), ..RangeRequest::default() };
-        let mut success = vec![RequestOp::Range(node)];
+        let clock = RangeRequest { key: clock_key(), keys_only: true, ..RangeRequest::default() };
+        let mut success = vec![RequestOp::Range(clock), RequestOp::Range(node)];
         if children {
             let start = children_prefix(path);
             // The prefix ends with `/`: the range of keys that start with it ends at `0`.
@@ -174,6 +210,7 @@ impl crate::Reader {
             ResponseOp::Range(range) => range.kvs,
             _ => Vec::new(),
         });
+        let last_change = ranges.next().unwrap_or_default().first().map_or(0, |kv| kv.mod_revision);
         let node = match ranges.next().unwrap_or_default().pop() {
             Some(kv) => {
                 Some(Znode::decode(&kv.value).map_err(|error| Error::Storage(format!("znode {path}: {error}")))?)
@@ -194,7 +231,42 @@ impl crate::Reader {
                 }
             }
         }
-        Ok(ZnodeRead { node, children: names, revision })
+        Ok(ZnodeRead { node, children: names, revision, last_change })
+    }
+
+    /// The password of a live session, at this member's revision.
+    pub fn zk_session(&self, session: i64) -> Result<Option<Vec<u8>>, Error> {
+        let request = RangeRequest { key: session_key(session), ..RangeRequest::default() };
+        Ok(self.range(&request)?.0.kvs.pop().map(|kv| kv.value))
+    }
+
+    /// How many nodes lie below `path` (children, theirs, and so on; system nodes included),
+    /// one depth at a time: a depth with none has none below it either.
+    pub fn znode_descendants(&self, path: &str) -> Result<i64, Error> {
+        let count = |key: Vec<u8>, range_end: Vec<u8>| -> Result<i64, Error> {
+            Ok(self.range(&RangeRequest { key, range_end, count_only: true, ..RangeRequest::default() })?.0.count)
+        };
+        let mut prefix = children_prefix(path);
+        let depth_at = ZNODE_PREFIX.len();
+        let mut total = 0;
+        loop {
+            let found = count(prefix.clone(), crate::key_index::prefix_end(&prefix))?;
+            if found == 0 {
+                break;
+            }
+            total += found;
+            let depth = u16::from_be_bytes([prefix[depth_at], prefix[depth_at + 1]]) + 1;
+            prefix[depth_at..depth_at + 2].copy_from_slice(&depth.to_be_bytes());
+        }
+        // System nodes count whether or not a write has stored them yet.
+        for system in &tree::SYSTEM_PATHS[1..] {
+            let below =
+                if path == "/" { true } else { system.strip_prefix(path).is_some_and(|rest| rest.starts_with('/')) };
+            if below && count(znode_key(system), Vec::new())? == 0 {
+                total += 1;
+            }
+        }
+        Ok(total)
     }
 }
 
@@ -361,6 +433,25 @@ mod tests {
         let txn = TxnRequest { failure: vec![RequestOp::Txn(nested)], ..Default::default() };
         assert_eq!(h.apply(Command::Txn(txn)).result.map(|_| ()), Err(Error::ReservedKey));
         assert!(h.node("/app").is_some());
+    }
+
+    #[test]
+    fn a_session_is_a_lease_with_its_password_and_ends_with_it() {
+        let mut h = Harness::new();
+        let opened = h.apply(Command::ZkSession { id: 9, ttl: 10, password: b"secret".to_vec() });
+        assert!(opened.result.is_ok());
+        assert_eq!(h.store.reader().zk_session(9).unwrap(), Some(b"secret".to_vec()));
+        h.zk(9, vec![create("/e", 1), create("/p", 0), create("/p/q", 0)]).0.unwrap();
+        let read = h.store.reader().znode("/e", false).unwrap();
+        assert_eq!(read.last_change, read.revision, "the tree's clock moves with each change");
+        assert_eq!(h.store.reader().znode_descendants("/").unwrap(), 6, "/e, /p, /p/q and three system nodes");
+        assert_eq!(h.store.reader().znode_descendants("/p").unwrap(), 1);
+        assert!(h.apply(Command::LeaseRevoke { id: 9 }).result.is_ok());
+        assert_eq!(h.store.reader().zk_session(9).unwrap(), None);
+        assert!(h.node("/e").is_none() && h.node("/p/q").is_some());
+        assert_eq!(session_of(&session_key(9)), Some(9));
+        assert_eq!(path_of(&session_key(9)), None, "not a znode");
+        assert_eq!(path_of(&clock_key()), None);
     }
 
     #[test]
