@@ -38,6 +38,8 @@ enum Command {
     /// Inspect or repair a data directory's write-ahead log.
     #[command(subcommand)]
     Wal(cli::wal::WalCommand),
+    /// Look at or change the znode tree through a member's ZooKeeper port (ls, get, stat, …).
+    Zk(cli::zk::ZkArgs),
 }
 
 /// A reader that stops early (`ballot get … | head -1`) closes the pipe: end quietly, as a
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Torture(args)) => cli::torture::run(cli.endpoints, args),
         Some(Command::Check(args)) => cli::check::run(args),
         Some(Command::Wal(command)) => cli::wal::run(command),
+        Some(Command::Zk(args)) => cli::zk::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,8 @@
 //! `ballot dev`: a local cluster of child processes on loopback, for trying ballot out.
 //!
-//! Members are `n1`, `n2`, … with client ports 2379, 22379, 32379, … and peer ports one above
-//! (the layout etcd's own local cluster uses). Data and logs go under `--data-dir`; a second
+//! Members are `n1`, `n2`, … with client ports 2379, 22379, 32379, …, peer ports one above
+//! (the layout etcd's own local cluster uses) and ZooKeeper ports 2181, 22181, 32181, ….
+//! Data and logs go under `--data-dir`; a second
 //! run restarts the same cluster with its data. Ctrl-C stops every member gracefully.
 
 use std::io::{Read, Write};
@@ -24,6 +25,11 @@ pub struct DevArgs {
     /// Exit after this many seconds (for scripts); default: run until Ctrl-C.
     #[arg(long)]
     pub duration: Option<u64>,
+}
+
+/// The ZooKeeper port of member `i`: 2181, 22181, 32181, …
+fn zk_port(i: usize) -> u16 {
+    client_port(i) - 198
 }
 
 fn client_port(i: usize) -> u16 {
@@ -86,17 +92,26 @@ pub fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
             .args(["--listen-client-urls", &client(i), "--advertise-client-urls", &client(i)])
             .args(["--listen-peer-urls", &peer(i), "--initial-advertise-peer-urls", &peer(i)])
             .args(["--initial-cluster", &initial_cluster.join(",")])
+            .args(["--listen-zk-urls", &format!("127.0.0.1:{}", zk_port(i))])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        println!("  {name}  client {}  peer {}  log {}", client(i), peer(i), log_path.display());
+        println!(
+            "  {name}  client {}  peer {}  zookeeper 127.0.0.1:{}  log {}",
+            client(i),
+            peer(i),
+            zk_port(i),
+            log_path.display()
+        );
         children.push(child);
     }
     let endpoints: Vec<String> = (0..args.nodes).map(|i| format!("127.0.0.1:{}", client_port(i))).collect();
     println!("try:  etcdctl --endpoints={} put hello world", endpoints.join(","));
     println!("      etcdctl --endpoints={} get hello", endpoints[0]);
+    let zk_hosts: Vec<String> = (0..args.nodes).map(|i| format!("127.0.0.1:{}", zk_port(i))).collect();
+    println!("      zkCli.sh -server {} ls /", zk_hosts.join(","));
     println!("Ctrl-C stops the cluster.");
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

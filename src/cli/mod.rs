@@ -11,6 +11,7 @@ pub mod sim;
 pub mod torture;
 pub mod txn;
 pub mod wal;
+pub mod zk;
 
 /// Structured logs to stderr, filtered by `RUST_LOG` (default: info).
 pub fn init_logging() {

@@ -128,6 +128,14 @@ pub struct ServeArgs {
     /// Require a certificate from connecting peers (mutual TLS between members).
     #[arg(long, env = "BALLOT_PEER_CLIENT_CERT_AUTH")]
     pub peer_client_cert_auth: bool,
+    /// Serve ZooKeeper's client protocol at this address (e.g. 127.0.0.1:2181); off unless
+    /// given.
+    #[arg(long, env = "BALLOT_LISTEN_ZK_URLS")]
+    pub listen_zk_urls: Option<String>,
+    /// ZooKeeper's superDigest, `super:<base64 sha1 of super:password>`: a client that
+    /// authenticates as that user passes every znode ACL.
+    #[arg(long, env = "BALLOT_ZK_SUPER_DIGEST")]
+    pub zk_super_digest: Option<String>,
 }
 
 impl ServeArgs {
@@ -166,7 +174,8 @@ impl ServeArgs {
             auto_compaction_retention,
             experimental_corrupt_check_time,
             auth_token,
-            auth_token_ttl
+            auth_token_ttl,
+            listen_zk_urls
         );
         config.auto_promote_learners |= self.auto_promote_learners;
         config.force_new_cluster |= self.force_new_cluster;
@@ -174,7 +183,15 @@ impl ServeArgs {
         macro_rules! set_option {
             ($($field:ident),*) => { $(if self.$field.is_some() { config.$field = self.$field; })* };
         }
-        set_option!(cert_file, key_file, trusted_ca_file, peer_cert_file, peer_key_file, peer_trusted_ca_file);
+        set_option!(
+            cert_file,
+            key_file,
+            trusted_ca_file,
+            peer_cert_file,
+            peer_key_file,
+            peer_trusted_ca_file,
+            zk_super_digest
+        );
         config.client_cert_auth |= self.client_cert_auth;
         config.peer_client_cert_auth |= self.peer_client_cert_auth;
         if name_given && !data_dir_given && self.config_file.is_none() {

@@ -33,6 +33,11 @@ pub fn session_key(session: i64) -> Vec<u8> {
     [ZK_META, b"session/", &session.to_be_bytes()].concat()
 }
 
+/// The key marking a container or TTL node, so the leader's sweep reads only those.
+pub fn expiring_key(path: &str) -> Vec<u8> {
+    [ZK_META, b"expiring", path.as_bytes()].concat()
+}
+
 /// The session whose password key this is.
 pub fn session_of(key: &[u8]) -> Option<i64> {
     let id = key.strip_prefix(ZK_META)?.strip_prefix(b"session/")?;
@@ -132,9 +137,19 @@ impl Writer<'_> {
                         Lifetime::Ephemeral { session } => session,
                         _ => 0,
                     };
+                    let created = node.czxid == self.revision + 1;
+                    if created && matches!(node.lifetime, Lifetime::Container | Lifetime::Ttl { .. }) {
+                        self.put(&PutRequest { key: expiring_key(&path), ..PutRequest::default() })?;
+                    }
                     self.put(&PutRequest { key, value: node.encode(), lease, ..PutRequest::default() })?;
                 }
-                None => drop(self.delete_range(&DeleteRangeRequest { key, ..DeleteRangeRequest::default() })?),
+                None => {
+                    self.delete_range(&DeleteRangeRequest { key, ..DeleteRangeRequest::default() })?;
+                    if self.view().get(&expiring_key(&path))?.is_some() {
+                        let marker = DeleteRangeRequest { key: expiring_key(&path), ..DeleteRangeRequest::default() };
+                        self.delete_range(&marker)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -232,6 +247,15 @@ impl crate::Reader {
             }
         }
         Ok(ZnodeRead { node, children: names, revision, last_change })
+    }
+
+    /// The container and TTL nodes (the candidates of the leader's sweep).
+    pub fn zk_expiring(&self) -> Result<Vec<String>, Error> {
+        let key = [ZK_META, b"expiring"].concat();
+        let range_end = crate::key_index::prefix_end(&key);
+        let request = RangeRequest { key: key.clone(), range_end, keys_only: true, ..RangeRequest::default() };
+        let found = self.range(&request)?.0.kvs;
+        Ok(found.iter().filter_map(|kv| std::str::from_utf8(&kv.key[key.len()..]).ok().map(String::from)).collect())
     }
 
     /// The password of a live session, at this member's revision.
@@ -452,6 +476,17 @@ mod tests {
         assert_eq!(session_of(&session_key(9)), Some(9));
         assert_eq!(path_of(&session_key(9)), None, "not a znode");
         assert_eq!(path_of(&clock_key()), None);
+    }
+
+    #[test]
+    fn containers_and_ttl_nodes_are_listed_for_the_sweep_until_deleted() {
+        let mut h = Harness::new();
+        let ttl = Op::Create { path: "/t".into(), data: None, acl: open_acl(), flags: 5, ttl_ms: 1000 };
+        h.zk(0, vec![create("/c", 4), ttl, create("/plain", 0)]).0.unwrap();
+        h.zk(0, vec![Op::SetData { path: "/c".into(), data: None, version: -1 }]).0.unwrap();
+        assert_eq!(h.store.reader().zk_expiring().unwrap(), ["/c", "/t"]);
+        h.zk(0, vec![Op::Delete { path: "/c".into(), version: -1 }]).0.unwrap();
+        assert_eq!(h.store.reader().zk_expiring().unwrap(), ["/t"]);
     }
 
     #[test]

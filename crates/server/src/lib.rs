@@ -30,5 +30,6 @@ pub mod restore;
 pub mod server;
 pub mod tls;
 pub mod transport;
+pub mod zk;
 
 pub use server::{run, ServerConfig};

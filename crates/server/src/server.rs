@@ -93,6 +93,12 @@ pub struct ServerConfig {
     pub peer_trusted_ca_file: Option<PathBuf>,
     /// Require a certificate from connecting peers (signed by `peer_trusted_ca_file`).
     pub peer_client_cert_auth: bool,
+    /// Where the ZooKeeper front end listens (`host:port`, an optional `tcp://` before it);
+    /// empty: off.
+    pub listen_zk_urls: String,
+    /// ZooKeeper's `superDigest` (`super:<base64 sha1>`): who authenticates with its password
+    /// passes every znode ACL.
+    pub zk_super_digest: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +136,8 @@ impl Default for ServerConfig {
             peer_key_file: None,
             peer_trusted_ca_file: None,
             peer_client_cert_auth: false,
+            listen_zk_urls: String::new(),
+            zk_super_digest: None,
         }
     }
 }
@@ -339,6 +347,16 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let client_listener = TcpListener::bind(&client_address)
         .await
         .with_context(|| format!("listening for clients on {client_address}"))?;
+    let zk_listener = match config.listen_zk_urls.trim() {
+        "" => None,
+        url => {
+            let address = url.split(',').next().unwrap_or(url).trim_start_matches("tcp://").to_string();
+            let listener = TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("listening for ZooKeeper clients on {address}"))?;
+            Some(listener)
+        }
+    };
 
     let metrics = Arc::new(Metrics::default());
     metrics.set_server_id(id);
@@ -418,6 +436,10 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     );
     if !corrupt_check.is_zero() {
         tokio::spawn(crate::corrupt::run(handle.clone(), corrupt_check));
+    }
+    if let Some(listener) = zk_listener {
+        let zk = crate::zk::ZkConfig { super_digest: config.zk_super_digest.clone() };
+        tokio::spawn(crate::zk::serve(listener, handle.clone(), zk));
     }
     let message_bytes_max = config.max_request_bytes + 512 * 1024;
     let grpc = |service| api::grpc::Grpc::new(service, handle.clone());
