@@ -49,3 +49,5 @@ echo "== the differential check: the same requests to etcd 3.4 and to ballot (gR
 BALLOT_BIN="$ballot" compat/diff_etcd.sh
 echo "== Patroni on ballot: three PostgreSQL members kept by elections in ballot (3 members)"
 BALLOT_BIN="$ballot" compat/patroni.sh
+echo "== ZooKeeper: kazoo's suite, zkCli.sh and the differential check against ZooKeeper 3.8"
+BALLOT_BIN="$ballot" compat/zookeeper.sh
