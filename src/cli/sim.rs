@@ -35,6 +35,10 @@ pub struct SimArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// ZooKeeper clients beside them (sessions, ephemeral and sequential nodes, reads from any
+    /// member), with the tree's invariants checked.
+    #[arg(long, default_value_t = 0)]
+    zk_clients: usize,
     /// Print the event trace of the run (with --seed).
     #[arg(long)]
     trace: bool,
@@ -75,6 +79,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         config.faults = faults;
         config.steps = args.steps;
         config.clients = args.clients;
+        config.zk_clients = args.zk_clients;
         config.trace = args.trace;
         #[cfg(feature = "fault-injection")]
         {
@@ -232,8 +237,8 @@ fn print_failure(report: &SimReport, args: &SimArgs, faults: Faults) {
     }
     let _ = writeln!(
         out,
-        "  replay: ballot sim --seed {} --nodes {} --faults {} --steps {} --clients {} --trace",
-        report.seed, args.nodes, faults, args.steps, args.clients
+        "  replay: ballot sim --seed {} --nodes {} --faults {} --steps {} --clients {} --zk-clients {} --trace",
+        report.seed, args.nodes, faults, args.steps, args.clients, args.zk_clients
     );
 }
 

@@ -108,6 +108,8 @@ pub struct SimConfig {
     pub clients: usize,
     /// Keys the clients use (few keys: more contention, more to check).
     pub keys: u8,
+    /// ZooKeeper clients (sessions, ephemeral and sequential nodes) beside the others.
+    pub zk_clients: usize,
     /// Keep the event trace as text.
     pub trace: bool,
     /// A deliberate protocol bug (tests of the simulator itself).
@@ -125,6 +127,7 @@ impl SimConfig {
             steps: 20_000,
             clients: 4,
             keys: 3,
+            zk_clients: 0,
             trace: false,
             #[cfg(any(test, feature = "fault-injection"))]
             bug: None,

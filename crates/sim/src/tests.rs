@@ -55,6 +55,16 @@ fn seven_node_seeds_pass() {
 }
 
 #[test]
+fn zookeeper_sessions_and_ephemerals_keep_their_invariants_under_every_fault() {
+    let make = |seed| SimConfig { zk_clients: 3, steps: 10_000, ..SimConfig::new(seed) };
+    if let Some((seed, violations)) = first_failure(3000..3060, make) {
+        panic!("seed {seed}: {violations:?}\nreplay: ballot sim --seed {seed} --zk-clients 3 --steps 10000 --trace");
+    }
+    let report = run(SimConfig { faults: Faults::default(), ..make(3000) });
+    assert!(report.zk_ops > 100, "only {} ZooKeeper operations completed", report.zk_ops);
+}
+
+#[test]
 fn a_fault_free_run_has_no_unknown_outcomes() {
     let report = run(SimConfig { faults: Faults::default(), ..SimConfig::new(5) });
     assert!(report.violations.is_empty(), "{:?}", report.violations);

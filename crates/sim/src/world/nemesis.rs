@@ -416,6 +416,7 @@ impl World {
 
     /// Checks the history and builds the report.
     pub(super) fn finish(mut self) -> SimReport {
+        self.check_zk_sequences();
         let mut linearizability = None;
         match pair_operations(&self.history) {
             Err(error) => self.invariants.violations.push(format!("history malformed: {error}")),
@@ -443,6 +444,7 @@ impl World {
             ops_ok: self.outcomes.ok,
             ops_fail: self.outcomes.fail,
             ops_info: self.outcomes.info,
+            zk_ops: self.zk.completed,
             faults: self.faults_injected,
             virtual_ms: self.now / MS,
         }
