@@ -222,6 +222,7 @@ fn run_one(config: SimConfig) -> SimReport {
                 ops_ok: 0,
                 ops_fail: 0,
                 ops_info: 0,
+                zk_ops: 0,
                 faults: 0,
                 virtual_ms: 0,
             }
