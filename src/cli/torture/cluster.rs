@@ -64,6 +64,10 @@ pub struct Node {
     peer_proxy: SocketAddr,
     /// Its client proxy: where the workload's clients connect.
     pub client_proxy: SocketAddr,
+    /// Where it really serves ZooKeeper clients (ballot only).
+    zk_port: u16,
+    /// Its ZooKeeper proxy.
+    pub zk_proxy: SocketAddr,
     /// Data dir generation (a replaced member starts from an empty one).
     generation: u32,
     child: Option<Child>,
@@ -106,14 +110,15 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut ports = std::collections::HashSet::new();
         for i in 0..n {
-            let (peer_port, client_port) = loop {
-                let (a, b) = (free_port()?, free_port()?);
-                if a != b && ports.insert(a) && ports.insert(b) {
-                    break (a, b);
+            let (peer_port, client_port, zk_port) = loop {
+                let (a, b, c) = (free_port()?, free_port()?, free_port()?);
+                if a != b && ports.insert(a) && ports.insert(b) && ports.insert(c) {
+                    break (a, b, c);
                 }
             };
             let peer_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], peer_port)), true).await?;
             let client_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], client_port)), false).await?;
+            let zk_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], zk_port)), false).await?;
             nodes.push(Node {
                 name: format!("t{}", i + 1),
                 id: 0,
@@ -121,6 +126,8 @@ impl Cluster {
                 client_port,
                 peer_proxy,
                 client_proxy,
+                zk_port,
+                zk_proxy,
                 generation: 0,
                 child: None,
                 paused: false,
@@ -232,6 +239,7 @@ impl Cluster {
             Target::Ballot(exe, extra) => {
                 let mut command = Command::new(exe);
                 command.arg("serve").args(extra);
+                command.args(["--listen-zk-urls", &format!("127.0.0.1:{}", node.zk_port)]);
                 command
             }
             Target::Etcd => Command::new("etcd"),

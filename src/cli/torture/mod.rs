@@ -3,12 +3,14 @@
 //! fault-injecting proxy ([`net`]); clients recording a history ([`workload`]); a seeded
 //! nemesis killing, pausing, partitioning, replacing members ([`nemesis`]). At the end every
 //! fault is healed, the members must converge to equal `HashKV`, and the history is checked:
-//! by the linearizability checker (register, kv) or the workload's own checks (lock, lease).
+//! by the linearizability checker (register, kv) or the workload's own checks (lock, lease,
+//! zk-lock: kazoo's lock recipe over the ZooKeeper front end, [`zk_lock`]).
 
 mod cluster;
 mod nemesis;
 mod net;
 mod workload;
+mod zk_lock;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,7 +46,7 @@ pub struct TortureArgs {
     /// Keys the register and kv workloads use.
     #[arg(long, default_value_t = 4)]
     keys: usize,
-    /// register, kv, lock or lease.
+    /// register, kv, lock, lease or zk-lock.
     #[arg(long, default_value = "register")]
     workload: String,
     /// Faults: kill, pause, partition, leader, member (comma-separated), all, or none.
@@ -181,12 +183,20 @@ async fn torture(
     if workload == Workload::Lock {
         put(&cluster, workload::FENCE_KEY, workload::token_text(0).as_bytes()).await?;
     }
+    if workload == Workload::ZkLock {
+        if matches!(cluster.target, Target::Etcd) {
+            bail!("the zk-lock workload needs ballot's ZooKeeper front end (etcd has none)");
+        }
+        let address = cluster.nodes[0].zk_proxy;
+        tokio::task::spawn_blocking(move || zk_lock::setup(address)).await??;
+    }
     note(&recorder, &format!("cluster up: {}", names_and_ids(&cluster)));
 
     let stop = Arc::new(AtomicBool::new(false));
     let ctx = workload::Context {
         workload,
         proxies: cluster.nodes.iter().map(|node| node.client_proxy).collect(),
+        zk_proxies: cluster.nodes.iter().map(|node| node.zk_proxy).collect(),
         clients: args.clients,
         keys: args.keys,
         stop: stop.clone(),
@@ -287,6 +297,20 @@ async fn torture(
         Workload::Lock => {
             let fences = fence_history(&cluster).await.context("reading the fence key's history")?;
             let found = workload::check_lock(&recorder, &fences);
+            linearizable = Some(found.is_empty());
+            violations.extend(found);
+        }
+        Workload::ZkLock => {
+            // A hold counts as certain while a reply came less than half a session timeout
+            // before it ended (renewals come every third of it).
+            let certain = Duration::from_millis(zk_lock::SESSION_TIMEOUT_MS as u64 / 2);
+            let mut found = workload::check_holds(&recorder, &[], certain);
+            found.extend(zk_lock::check_fences(&recorder.fences.lock().expect("fences")));
+            let address = cluster.nodes[0].zk_proxy;
+            let within = Duration::from_millis(zk_lock::SESSION_TIMEOUT_MS as u64) + Duration::from_secs(30);
+            if let Err(stuck) = tokio::task::spawn_blocking(move || zk_lock::wait_released(address, within)).await? {
+                found.push(stuck);
+            }
             linearizable = Some(found.is_empty());
             violations.extend(found);
         }

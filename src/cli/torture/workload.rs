@@ -36,6 +36,8 @@ pub enum Workload {
     Lock,
     /// Grant, put with the lease, revoke, read.
     Lease,
+    /// kazoo's lock recipe over the ZooKeeper protocol (see `zk_lock`).
+    ZkLock,
 }
 
 impl Workload {
@@ -46,7 +48,8 @@ impl Workload {
             "kv" => Workload::Kv,
             "lock" => Workload::Lock,
             "lease" => Workload::Lease,
-            other => anyhow::bail!("unknown workload {other:?} (register, kv, lock, lease)"),
+            "zk-lock" => Workload::ZkLock,
+            other => anyhow::bail!("unknown workload {other:?} (register, kv, lock, lease, zk-lock)"),
         })
     }
 }
@@ -70,6 +73,8 @@ pub struct Recorder {
     pub after_revoke: Mutex<Vec<(String, i64, bool)>>,
     /// Leases whose revoke was acknowledged, with their key.
     pub revoked: Mutex<Vec<(String, i64)>>,
+    /// The zk-lock workload's fenced writes: (zxid, token).
+    pub fences: Mutex<Vec<(i64, i64)>>,
 }
 
 /// One lock hold whose acquisition was acknowledged.
@@ -96,6 +101,7 @@ impl Recorder {
             holds: Mutex::new(Vec::new()),
             after_revoke: Mutex::new(Vec::new()),
             revoked: Mutex::new(Vec::new()),
+            fences: Mutex::new(Vec::new()),
         }
     }
 
@@ -104,7 +110,8 @@ impl Recorder {
         self.start.elapsed().as_nanos() as u64
     }
 
-    fn record(&self, process: u64, kind: EventType, f: &str, key: &str, value: Value) {
+    /// Records one event of the history.
+    pub fn record(&self, process: u64, kind: EventType, f: &str, key: &str, value: Value) {
         let time = self.now();
         self.events.lock().expect("history").push(Event { process, kind, f: f.into(), key: key.into(), value, time });
     }
@@ -122,6 +129,8 @@ pub struct Context {
     pub workload: Workload,
     /// The members' client proxies.
     pub proxies: Vec<SocketAddr>,
+    /// The members' ZooKeeper proxies.
+    pub zk_proxies: Vec<SocketAddr>,
     /// Number of clients.
     pub clients: usize,
     /// Number of keys.
@@ -248,6 +257,9 @@ pub async fn run_client(ctx: Context, client: usize) {
         Workload::Register | Workload::Kv => register_client(&mut session, &mut rng).await,
         Workload::Lock => lock_client(&mut session, &mut rng).await,
         Workload::Lease => lease_client(&mut session, &mut rng).await,
+        Workload::ZkLock => {
+            let _ = tokio::task::spawn_blocking(move || super::zk_lock::run(ctx, client)).await;
+        }
     }
 }
 
@@ -505,13 +517,18 @@ async fn lease_client(session: &mut Session, rng: &mut Rng) {
 /// The lock workload's violations: two acknowledged holds that overlap while both leases
 /// were certainly alive, or fencing tokens that did not only increase.
 pub fn check_lock(recorder: &Recorder, fence_values: &[i64]) -> Vec<String> {
+    check_holds(recorder, fence_values, Duration::from_secs(LOCK_TTL as u64))
+}
+
+/// [`check_lock`] with `ttl`: how long after `granted` a hold is certainly still alive.
+pub fn check_holds(recorder: &Recorder, fence_values: &[i64], ttl: Duration) -> Vec<String> {
     let mut violations = Vec::new();
     for pair in fence_values.windows(2) {
         if pair[1] <= pair[0] {
             violations.push(format!("fencing tokens went from {} to {}: not strictly increasing", pair[0], pair[1]));
         }
     }
-    let ttl = Duration::from_secs(LOCK_TTL as u64).as_nanos() as u64;
+    let ttl = ttl.as_nanos() as u64;
     let holds = recorder.holds.lock().expect("holds");
     // A hold is certain from `acquired` to `releasing` if its lease cannot have expired by
     // then: it was granted less than a TTL before.

@@ -44,6 +44,8 @@ pub struct Client {
     pub last_zxid: i64,
     /// Watch events received and not yet taken.
     pub events: Vec<WatcherEvent>,
+    /// How long a request waits for its reply.
+    reply_timeout: Duration,
 }
 
 fn invalid(what: &str) -> std::io::Error {
@@ -111,7 +113,16 @@ impl Client {
             timeout_ms: response.time_out,
             last_zxid,
             events: Vec::new(),
+            reply_timeout: Duration::from_secs(10),
         })
+    }
+
+    /// How long a request may wait for its reply before it fails.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ZkError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        self.reply_timeout = timeout;
+        Ok(())
     }
 
     /// Sends a request and waits for its reply (events that arrive first are kept).
@@ -213,7 +224,7 @@ impl Client {
             self.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
             let mut len = [0u8; 4];
             let peeked = self.stream.peek(&mut len);
-            self.stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            self.stream.set_read_timeout(Some(self.reply_timeout))?;
             match peeked {
                 Ok(4) => {
                     let frame = read_frame(&mut self.stream)?;
