@@ -202,6 +202,11 @@ fn a_client_ahead_of_a_member_is_refused_and_oversized_frames_close_the_connecti
 #[test]
 fn containers_are_swept_once_emptied_and_etcd_clients_never_see_the_tree() {
     let (cluster, zk) = zk_cluster("zk-sweep", 1);
+    // A session whose client goes before its first ping still expires (its lease's deadline
+    // starts when it opens, not at its first renewal).
+    let mut brief = connect(&zk[0], 4_000);
+    brief.create("/brief", b"", EPHEMERAL).unwrap();
+    drop(brief);
     let mut a = connect(&zk[0], 10_000);
     a.create("/c", b"", CONTAINER).unwrap();
     a.create("/c/x", b"", 0).unwrap();
@@ -212,6 +217,10 @@ fn containers_are_swept_once_emptied_and_etcd_clients_never_see_the_tree() {
         "the emptied container stayed"
     );
     assert!(a.exists("/unused", false).unwrap().is_some(), "a container that never had a child stays");
+    assert!(
+        eventually(Duration::from_secs(15), || a.exists("/brief", false).is_ok_and(|stat| stat.is_none())),
+        "a session that never renewed its lease never expired"
+    );
     // etcd's API: the tree is not among its keys, and its keys cannot be written.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -226,4 +235,110 @@ fn containers_are_swept_once_emptied_and_etcd_clients_never_see_the_tree() {
         let refused = kv.put(reserved).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     });
+}
+
+#[test]
+fn the_tree_travels_in_a_snapshot_and_ballot_zk_shows_it() {
+    let (cluster, zk) = zk_cluster("zk-snapshot", 1);
+    let mut a = connect(&zk[0], 10_000);
+    a.create("/app", b"config", 0).unwrap();
+    a.create("/app/s-", b"", SEQUENTIAL).unwrap();
+    a.set_data("/app", b"v2", 0).unwrap();
+    let file = std::env::temp_dir().join(format!("ballot-zk-snapshot-{}.db", std::process::id()));
+    let saved = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["snapshot", "save", file.to_str().unwrap(), "--endpoints", cluster.client_url(0)])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    // A new member restored from the file serves the same tree on its ZooKeeper port.
+    let mut restored = Cluster::prepare("zk-restored", 1, &[]);
+    let member = &restored.members[0];
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["snapshot", "restore", file.to_str().unwrap(), "--name", &member.name])
+        .arg("--data-dir")
+        .arg(&member.data_dir)
+        .args(["--initial-cluster", restored.initial_cluster(), "--initial-advertise-peer-urls", &member.peer])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let address = format!("127.0.0.1:{}", free_ports(1)[0]);
+    restored.spawn_with(0, &["--listen-zk-urls", &address]);
+    let mut b = connect(&address, 10_000);
+    let (data, stat) = b.get_data("/app", false).unwrap();
+    assert_eq!((data.as_deref(), stat.version, stat.num_children), (Some(&b"v2"[..]), 1, 1));
+    assert_eq!(b.children("/app", false).unwrap().0, ["s-0000000000"]);
+    assert_eq!(b.create("/app/s-", b"", SEQUENTIAL).unwrap(), "/app/s-0000000001", "the counter came along");
+    // `ballot zk` shows it to an operator.
+    let ls = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["zk", "--server", &address, "ls", "/app"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ls.stdout), "[s-0000000000, s-0000000001]\n");
+    let stat = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["zk", "--server", &address, "stat", "/app"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&stat.stdout).contains("dataVersion = 1\n"));
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["zk", "--server", &address, "get", "/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NoNode: /nope"));
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn watches_set_again_after_a_reconnect_fire_for_what_changed_meanwhile() {
+    use ballot_zk::codes::op;
+    use ballot_zk::jute::Jute;
+    use ballot_zk::records::{PathRequest, SetWatches2, WatchesRequest};
+    let (_cluster, zk) = zk_cluster("zk-setwatches", 2);
+    let mut a = connect(&zk[0], 10_000);
+    let mut b = connect(&zk[1], 10_000);
+    a.create("/sw", b"0", 0).unwrap();
+    a.create("/same", b"0", 0).unwrap();
+    a.get_data("/sw", true).unwrap();
+    // checkWatches / removeWatches (type 2: data) on the connection's own watches.
+    let check = |path: &str| WatchesRequest { path: path.into(), watcher_type: 2 }.encode();
+    a.call(op::CHECK_WATCHES, &check("/sw")).unwrap();
+    assert_eq!(code(a.call(op::CHECK_WATCHES, &check("/same"))), ErrorCode::NoWatcher);
+    // The connection drops; meanwhile /sw changes and /later appears.
+    let (session, password, last_zxid) = (a.session, a.password.clone(), a.last_zxid);
+    drop(a);
+    b.set_data("/sw", b"1", -1).unwrap();
+    b.create("/later", b"", 0).unwrap();
+    b.sync("/").unwrap();
+    // Back on another member, the client sets its watches again from its last zxid.
+    let mut a = Client::resume(&zk[1], session, password, 10_000, last_zxid).unwrap();
+    let watches = SetWatches2 {
+        relative_zxid: last_zxid,
+        data_watches: vec!["/sw".into(), "/same".into()],
+        exist_watches: vec!["/later".into(), "/absent".into()],
+        ..SetWatches2::default()
+    };
+    a.call(op::SET_WATCHES2, &watches.encode()).unwrap();
+    let mut fired: Vec<(i32, String)> = a.events.drain(..).map(|event| (event.event_type, event.path)).collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [(EventType::NodeCreated as i32, "/later".into()), (EventType::NodeDataChanged as i32, "/sw".into())],
+        "what changed since the last zxid fires at once"
+    );
+    // The watches on what did not change are set again and fire later.
+    b.set_data("/same", b"1", -1).unwrap();
+    b.create("/absent", b"", 0).unwrap();
+    let mut later = Vec::new();
+    while later.len() < 2 {
+        let event = a.next_event(Duration::from_secs(5)).unwrap().expect("two more events");
+        later.push((event.event_type, event.path));
+    }
+    later.sort();
+    assert_eq!(
+        later,
+        [(EventType::NodeCreated as i32, "/absent".into()), (EventType::NodeDataChanged as i32, "/same".into())]
+    );
+    // getAllChildrenNumber counts every node below, system nodes included.
+    let (_, body) = a.call(op::GET_ALL_CHILDREN_NUMBER, &PathRequest { path: "/".into() }.encode()).unwrap();
+    assert_eq!(ballot_zk::records::AllChildrenNumberResponse::decode(&body).unwrap().total_number, 3 + 4);
 }

@@ -485,7 +485,10 @@ impl<D: Disk> Replica<D> {
         for ((_, command), applied) in batch.iter().zip(&results) {
             let succeeded = matches!(applied, Some(Applied { result: Ok(_), .. }));
             match *command.inner() {
-                Command::LeaseGrant { id, ttl } if succeeded => finished.leases.push((id, Some(ttl))),
+                // A ZooKeeper session is a lease too: its deadline starts when it opens.
+                Command::LeaseGrant { id, ttl } | Command::ZkSession { id, ttl, .. } if succeeded => {
+                    finished.leases.push((id, Some(ttl)))
+                }
                 Command::LeaseCheckpoint { id, remaining_ttl } if succeeded => {
                     finished.leases.push((id, Some(remaining_ttl)))
                 }

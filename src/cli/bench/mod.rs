@@ -6,6 +6,7 @@
 
 mod server_cpu;
 mod watch;
+mod zk;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -41,6 +42,25 @@ pub enum Workload {
     /// Puts every key of the key space once, in key order, in transactions of up to
     /// `LOAD_BATCH` puts (one operation each): a data set for later runs with `--loaded`.
     Load,
+    /// ZooKeeper (the endpoints are ZooKeeper ports, ballot's or ZooKeeper's): creates of new
+    /// nodes.
+    ZkCreate,
+    /// ZooKeeper: setData of random nodes (up to 1,000, created first).
+    ZkSet,
+    /// ZooKeeper: getData of random nodes (up to 1,000, created first).
+    ZkGet,
+    /// ZooKeeper: latency from a setData's sending to each of `--watchers` data watches'
+    /// events.
+    ZkWatch,
+    /// ZooKeeper: sessions opened and closed.
+    ZkSession,
+}
+
+impl Workload {
+    /// True for the workloads that speak ZooKeeper's protocol.
+    fn is_zk(self) -> bool {
+        matches!(self, Workload::ZkCreate | Workload::ZkSet | Workload::ZkGet | Workload::ZkWatch | Workload::ZkSession)
+    }
 }
 
 /// Puts per transaction of the load workload (etcd 3.4 allows 128 operations per txn).
@@ -161,6 +181,9 @@ async fn connect_all(args: &BenchArgs, dialer: &Dialer) -> anyhow::Result<Vec<Co
 }
 
 async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
+    if args.workload.is_zk() {
+        return run_zk(args).await;
+    }
     let channels = connect_all(&args, &dialer).await?;
     let total = match (args.total, args.duration) {
         _ if args.workload == Workload::Load => args.key_space.div_ceil(LOAD_BATCH),
@@ -231,6 +254,43 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
     let longest_gap =
         (args.workload != Workload::WatchFanout && args.workload != Workload::WatchLatency).then(|| gaps.summary());
     print_report(&args, tallies, elapsed, &cpu, longest_gap, fanout);
+    Ok(())
+}
+
+/// A ZooKeeper workload ([`zk`]): its clients are threads with blocking sessions.
+async fn run_zk(mut args: BenchArgs) -> anyhow::Result<()> {
+    // Each client has a session, and so a connection, of its own.
+    args.conns = if args.workload == Workload::ZkWatch { args.watchers } else { args.clients };
+    let root = {
+        let args = args.clone();
+        tokio::task::spawn_blocking(move || zk::prepare(&args)).await??
+    };
+    let total = match (args.total, args.duration) {
+        (Some(total), _) => total,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => 10_000,
+    };
+    let deadline = args.duration.map(|seconds| Instant::now() + Duration::from_secs(seconds));
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server_cpu = server_cpu::ServerCpu::start(&args.endpoints);
+    let own_cpu = server_cpu::own_seconds();
+    let started = Instant::now();
+    let progress = tokio::spawn(report_progress(done.clone(), stop.clone(), total));
+    let gaps = Arc::new(Gaps::new(started));
+    let tallies = {
+        let (args, done, gaps) = (args.clone(), done.clone(), gaps.clone());
+        tokio::task::spawn_blocking(move || zk::run(&args, &root, total, deadline, done, gaps)).await??
+    };
+    let elapsed = started.elapsed();
+    let cpu = Cpu {
+        server: server_cpu.map(|cpu| (cpu.processes(), cpu.seconds())),
+        client_seconds: server_cpu::own_seconds() - own_cpu,
+    };
+    stop.store(true, Ordering::SeqCst);
+    let _ = progress.await;
+    let longest_gap = (args.workload != Workload::ZkWatch).then(|| gaps.summary());
+    print_report(&args, tallies, elapsed, &cpu, longest_gap, None);
     Ok(())
 }
 
@@ -400,6 +460,9 @@ async fn one_op(
             kv.txn(pb::TxnRequest { compare: vec![], success, failure: vec![] }).await?;
         }
         Workload::WatchLatency | Workload::WatchFanout => unreachable!("measured in watch.rs"),
+        Workload::ZkCreate | Workload::ZkSet | Workload::ZkGet | Workload::ZkWatch | Workload::ZkSession => {
+            unreachable!("measured in zk.rs")
+        }
     }
     Ok(())
 }

@@ -128,7 +128,11 @@ impl Client {
     /// Sends a request and waits for its reply (events that arrive first are kept).
     pub fn call(&mut self, code: i32, body: &[u8]) -> Result<(ReplyHeader, Vec<u8>), ZkError> {
         self.xid += 1;
-        let xid = if code == op::PING { -2 } else { self.xid };
+        let xid = match code {
+            op::PING => -2,
+            op::SET_WATCHES | op::SET_WATCHES2 => -8,
+            _ => self.xid,
+        };
         let mut payload = RequestHeader { xid, op: code }.encode();
         payload.extend_from_slice(body);
         self.stream.write_all(&framed(&payload))?;

@@ -299,7 +299,11 @@ async fn handshake(front: &Front, connect: &ConnectRequest) -> Option<(i64, i32,
     let shown = connect.passwd.clone().unwrap_or_default();
     match stored {
         Some(password) if password == shown => {
-            let _ = handle.keep_alive(session).await;
+            // Renewed in the background: a reconnection during an election (its member died)
+            // is answered at once, from this member's state, and the renewal waits for the
+            // new leader.
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.keep_alive(session).await });
             Some((session, timeout_ms, answer(session, password)))
         }
         _ => Some((0, 0, answer(0, vec![0; 16]))),

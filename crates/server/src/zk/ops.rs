@@ -356,13 +356,22 @@ async fn exists(conn: &Conn, body: &[u8]) -> Result<Answer, Failed> {
     })
 }
 
+/// A read that sets a watch only on a node the connection may read (getData and getChildren
+/// set none on NoNode or NoAuth): the node is looked at first, then read with its watch.
+async fn read_watched(conn: &Conn, path: &str, children: bool, watch: Option<Kind>) -> Result<ZnodeRead, Failed> {
+    if watch.is_none() {
+        return read(conn, path, children);
+    }
+    let probe = read(conn, path, false)?;
+    if readable(conn, &probe, perms::READ).is_err() {
+        return Ok(probe);
+    }
+    read_and_watch(conn, path, children, watch).await
+}
+
 async fn get_data(conn: &Conn, body: &[u8]) -> Result<Answer, Failed> {
     let request: PathWatchRequest = decode(body)?;
-    let probe = read(conn, &request.path, false)?;
-    if let Err(code) = readable(conn, &probe, perms::READ) {
-        return Ok(Answer::err(code, probe.revision, probe.last_change));
-    }
-    let read = read_and_watch(conn, &request.path, false, request.watch.then_some(Kind::Data)).await?;
+    let read = read_watched(conn, &request.path, false, request.watch.then_some(Kind::Data)).await?;
     Ok(match readable(conn, &read, perms::READ) {
         Ok(node) => {
             let stat = node.stat();
@@ -374,11 +383,7 @@ async fn get_data(conn: &Conn, body: &[u8]) -> Result<Answer, Failed> {
 
 async fn get_children(conn: &Conn, code: i32, body: &[u8]) -> Result<Answer, Failed> {
     let request: PathWatchRequest = decode(body)?;
-    let probe = read(conn, &request.path, false)?;
-    if let Err(code) = readable(conn, &probe, perms::READ) {
-        return Ok(Answer::err(code, probe.revision, probe.last_change));
-    }
-    let read = read_and_watch(conn, &request.path, true, request.watch.then_some(Kind::Child)).await?;
+    let read = read_watched(conn, &request.path, true, request.watch.then_some(Kind::Child)).await?;
     let node = match readable(conn, &read, perms::READ) {
         Ok(node) => node,
         Err(code) => return Ok(Answer::err(code, read.revision, read.last_change)),
@@ -506,9 +511,11 @@ fn remove_watches(conn: &Conn, remove: bool, body: &[u8]) -> Result<Answer, Fail
 }
 
 fn who_am_i(conn: &Conn) -> Result<Answer, Failed> {
-    let client_info = conn
-        .ids
-        .iter()
+    // ZooKeeper lists them by scheme (`digest` before `ip`).
+    let mut ids: Vec<&Id> = conn.ids.iter().collect();
+    ids.sort_by(|a, b| a.scheme.cmp(&b.scheme));
+    let client_info = ids
+        .into_iter()
         .map(|id| ClientInfo {
             auth_scheme: id.scheme.clone(),
             user: match id.scheme.as_str() {
