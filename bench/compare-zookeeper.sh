@@ -47,20 +47,7 @@ start_zk() { # target data-dir: starts the cluster and waits until every server 
     ballot) bench/ballot-cluster.sh "$ballot" "$2" >/dev/null 2>&1 & server=$! ;;
   esac
   for _ in $(seq 300); do
-    if python3 - "$endpoints" <<'PY'
-import socket, sys
-for host in sys.argv[1].split(","):
-    address, port = host.rsplit(":", 1)
-    try:
-        with socket.create_connection((address, int(port)), timeout=1) as s:
-            s.sendall(b"srvr")
-            text = s.makefile().read()
-    except OSError:
-        sys.exit(1)
-    if "Mode: leader" not in text and "Mode: follower" not in text:
-        sys.exit(1)
-PY
-    then return; fi
+    python3 compat/zk_ready.py "$endpoints" && return
     sleep 0.2
   done
   echo "$1 did not start"; exit 1

@@ -63,21 +63,7 @@ CFG
 done
 
 # Both ready: every server answers `srvr` as a leader or follower.
-ready() {
-  "$python" - "$1" <<'PY'
-import socket, sys
-for host in sys.argv[1].split(","):
-    address, port = host.rsplit(":", 1)
-    try:
-        with socket.create_connection((address, int(port)), timeout=1) as s:
-            s.sendall(b"srvr")
-            text = s.makefile().read()
-    except OSError:
-        sys.exit(1)
-    if "Mode: leader" not in text and "Mode: follower" not in text:
-        sys.exit(1)
-PY
-}
+ready() { "$python" compat/zk_ready.py "$1"; }
 for _ in $(seq 300); do
   ready "$zk_hosts" && ready "$ballot_hosts" && break
   sleep 0.2

@@ -95,16 +95,7 @@ async fn a_snapshot_saved_under_writes_restores_into_a_new_cluster_with_the_same
     let mut restored = Cluster::prepare("restored", 3, &[]);
     let mut revision = 0;
     for i in 0..3 {
-        let member = &restored.members[i];
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
-            .args(["snapshot", "restore", file.to_str().unwrap(), "--name", &member.name])
-            .arg("--data-dir")
-            .arg(&member.data_dir)
-            .args(["--initial-cluster", restored.initial_cluster(), "--initial-advertise-peer-urls", &member.peer])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let said = String::from_utf8_lossy(&output.stdout).to_string();
+        let said = restored.restore(i, &file);
         revision = said.split("revision ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
     }
     for i in 0..3 {

@@ -252,15 +252,7 @@ fn the_tree_travels_in_a_snapshot_and_ballot_zk_shows_it() {
     assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
     // A new member restored from the file serves the same tree on its ZooKeeper port.
     let mut restored = Cluster::prepare("zk-restored", 1, &[]);
-    let member = &restored.members[0];
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ballot"))
-        .args(["snapshot", "restore", file.to_str().unwrap(), "--name", &member.name])
-        .arg("--data-dir")
-        .arg(&member.data_dir)
-        .args(["--initial-cluster", restored.initial_cluster(), "--initial-advertise-peer-urls", &member.peer])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    restored.restore(0, &file);
     let address = format!("127.0.0.1:{}", free_ports(1)[0]);
     restored.spawn_with(0, &["--listen-zk-urls", &address]);
     let mut b = connect(&address, 10_000);

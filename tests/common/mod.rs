@@ -265,6 +265,24 @@ impl Cluster {
         &self.members[i].client
     }
 
+    /// Restores member `i`'s data dir from a snapshot file (`ballot snapshot restore`), as a
+    /// member of this cluster; what the command printed.
+    pub fn restore(&self, i: usize, snapshot: &std::path::Path) -> String {
+        let member = &self.members[i];
+        let output = Command::new(env!("CARGO_BIN_EXE_ballot"))
+            .arg("snapshot")
+            .arg("restore")
+            .arg(snapshot)
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--initial-cluster", &self.initial_cluster, "--initial-advertise-peer-urls", &member.peer])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Member `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.members[i].log).unwrap_or_default()

@@ -185,25 +185,14 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
         return run_zk(args).await;
     }
     let channels = connect_all(&args, &dialer).await?;
-    let total = match (args.total, args.duration) {
-        _ if args.workload == Workload::Load => args.key_space.div_ceil(LOAD_BATCH),
-        (Some(total), _) => total,
-        (None, Some(_)) => u64::MAX,
-        (None, None) => 10_000,
-    };
+    let total = if args.workload == Workload::Load { args.key_space.div_ceil(LOAD_BATCH) } else { total(&args) };
     if matches!(args.workload, Workload::Range | Workload::Mixed | Workload::TxnCas) && !args.loaded {
         load_key_space(&args, &channels[0]).await?;
     }
     // The clock starts after loading: --duration is the measured part alone.
-    let deadline = args.duration.map(|seconds| Instant::now() + Duration::from_secs(seconds));
+    let measurement = Measurement::start(&args, total);
+    let (deadline, done, gaps) = (measurement.deadline, measurement.done.clone(), measurement.gaps.clone());
     let issued = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let server_cpu = server_cpu::ServerCpu::start(&args.endpoints);
-    let own_cpu = server_cpu::own_seconds();
-    let started = Instant::now();
-    let progress = tokio::spawn(report_progress(done.clone(), stop.clone(), total));
-    let gaps = Arc::new(Gaps::new(started));
     let mut fanout = None;
     let tallies = if args.workload == Workload::WatchLatency {
         vec![watch::watch_latency(&args, &channels, total, deadline, done.clone()).await?]
@@ -244,17 +233,69 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
         }
         tallies
     };
-    let elapsed = started.elapsed();
-    let cpu = Cpu {
-        server: server_cpu.map(|cpu| (cpu.processes(), cpu.seconds())),
-        client_seconds: server_cpu::own_seconds() - own_cpu,
-    };
-    stop.store(true, Ordering::SeqCst);
-    let _ = progress.await;
-    let longest_gap =
-        (args.workload != Workload::WatchFanout && args.workload != Workload::WatchLatency).then(|| gaps.summary());
-    print_report(&args, tallies, elapsed, &cpu, longest_gap, fanout);
+    let gaps_mean_stalls = args.workload != Workload::WatchFanout && args.workload != Workload::WatchLatency;
+    measurement.finish(&args, tallies, fanout, gaps_mean_stalls).await;
     Ok(())
+}
+
+/// Operations to run: `--total`, or unbounded with `--duration`, or 10,000.
+fn total(args: &BenchArgs) -> u64 {
+    match (args.total, args.duration) {
+        (Some(total), _) => total,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => 10_000,
+    }
+}
+
+/// What every workload's measurement shares: the clock, the progress line, the servers' and
+/// this process's CPU, the gaps between completions.
+struct Measurement {
+    deadline: Option<Instant>,
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    server_cpu: Option<server_cpu::ServerCpu>,
+    own_cpu: f64,
+    started: Instant,
+    progress: tokio::task::JoinHandle<()>,
+    gaps: Arc<Gaps>,
+}
+
+impl Measurement {
+    /// Starts the clock (and `--duration`) now.
+    fn start(args: &BenchArgs, total: u64) -> Measurement {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        Measurement {
+            deadline: args.duration.map(|seconds| started + Duration::from_secs(seconds)),
+            progress: tokio::spawn(report_progress(done.clone(), stop.clone(), total)),
+            done,
+            stop,
+            server_cpu: server_cpu::ServerCpu::start(&args.endpoints),
+            own_cpu: server_cpu::own_seconds(),
+            started,
+            gaps: Arc::new(Gaps::new(started)),
+        }
+    }
+
+    /// Stops the clock and prints the report (the longest gap only if gaps mean stalls).
+    async fn finish(
+        self,
+        args: &BenchArgs,
+        tallies: Vec<Tally>,
+        fanout: Option<watch::Fanout>,
+        gaps_mean_stalls: bool,
+    ) {
+        let elapsed = self.started.elapsed();
+        let cpu = Cpu {
+            server: self.server_cpu.map(|cpu| (cpu.processes(), cpu.seconds())),
+            client_seconds: server_cpu::own_seconds() - self.own_cpu,
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.progress.await;
+        let longest_gap = gaps_mean_stalls.then(|| self.gaps.summary());
+        print_report(args, tallies, elapsed, &cpu, longest_gap, fanout);
+    }
 }
 
 /// A ZooKeeper workload ([`zk`]): its clients are threads with blocking sessions.
@@ -265,32 +306,14 @@ async fn run_zk(mut args: BenchArgs) -> anyhow::Result<()> {
         let args = args.clone();
         tokio::task::spawn_blocking(move || zk::prepare(&args)).await??
     };
-    let total = match (args.total, args.duration) {
-        (Some(total), _) => total,
-        (None, Some(_)) => u64::MAX,
-        (None, None) => 10_000,
-    };
-    let deadline = args.duration.map(|seconds| Instant::now() + Duration::from_secs(seconds));
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let server_cpu = server_cpu::ServerCpu::start(&args.endpoints);
-    let own_cpu = server_cpu::own_seconds();
-    let started = Instant::now();
-    let progress = tokio::spawn(report_progress(done.clone(), stop.clone(), total));
-    let gaps = Arc::new(Gaps::new(started));
+    let total = total(&args);
+    let measurement = Measurement::start(&args, total);
     let tallies = {
-        let (args, done, gaps) = (args.clone(), done.clone(), gaps.clone());
+        let (args, deadline) = (args.clone(), measurement.deadline);
+        let (done, gaps) = (measurement.done.clone(), measurement.gaps.clone());
         tokio::task::spawn_blocking(move || zk::run(&args, &root, total, deadline, done, gaps)).await??
     };
-    let elapsed = started.elapsed();
-    let cpu = Cpu {
-        server: server_cpu.map(|cpu| (cpu.processes(), cpu.seconds())),
-        client_seconds: server_cpu::own_seconds() - own_cpu,
-    };
-    stop.store(true, Ordering::SeqCst);
-    let _ = progress.await;
-    let longest_gap = (args.workload != Workload::ZkWatch).then(|| gaps.summary());
-    print_report(&args, tallies, elapsed, &cpu, longest_gap, None);
+    measurement.finish(&args, tallies, None, args.workload != Workload::ZkWatch).await;
     Ok(())
 }
 

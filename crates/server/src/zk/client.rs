@@ -67,21 +67,12 @@ fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 impl Client {
     /// Opens a new session at `address` (`host:port`).
     pub fn connect(address: &str, timeout_ms: i32) -> Result<Client, ZkError> {
-        Client::handshake(address, 0, vec![0; 16], timeout_ms, 0)
+        Client::resume(address, 0, vec![0; 16], timeout_ms, 0)
     }
 
-    /// Resumes `session` at `address`; `last_zxid` is the newest zxid the client saw.
+    /// Resumes `session` at `address` (0: a new one); `last_zxid` is the newest zxid the client
+    /// saw.
     pub fn resume(
-        address: &str,
-        session: i64,
-        password: Vec<u8>,
-        timeout_ms: i32,
-        last_zxid: i64,
-    ) -> Result<Client, ZkError> {
-        Client::handshake(address, session, password, timeout_ms, last_zxid)
-    }
-
-    fn handshake(
         address: &str,
         session: i64,
         password: Vec<u8>,
