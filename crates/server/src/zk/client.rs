@@ -23,7 +23,7 @@ pub enum ZkError {
     #[error("ZooKeeper error {0:?}")]
     Code(ErrorCode),
     /// The connection failed or the answer was malformed.
-    #[error("connection: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The session is gone (the server answered the handshake with timeout 0).
     #[error("session expired")]
