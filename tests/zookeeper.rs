@@ -334,3 +334,70 @@ fn watches_set_again_after_a_reconnect_fire_for_what_changed_meanwhile() {
     let (_, body) = a.call(op::GET_ALL_CHILDREN_NUMBER, &PathRequest { path: "/".into() }.encode()).unwrap();
     assert_eq!(ballot_zk::records::AllChildrenNumberResponse::decode(&body).unwrap().total_number, 3 + 4);
 }
+
+#[test]
+fn multi_read_config_reconfig_ttl_nodes_and_the_super_and_ip_schemes() {
+    use ballot_zk::codes::op;
+    use ballot_zk::jute::Jute;
+    use ballot_zk::multi::MultiResponse;
+    use ballot_zk::records::{Acl, AuthPacket, CreateTtlRequest, Id, PathWatchRequest, ReconfigRequest};
+    let mut cluster = Cluster::prepare("zk-misc", 1, &[]);
+    let address = format!("127.0.0.1:{}", free_ports(1)[0]);
+    // The super digest of `super:test` (ZooKeeper's documented example value).
+    cluster.spawn_with(0, &["--listen-zk-urls", &address, "--zk-super-digest", "super:D/InIHSb7yEEbrWz8b9l71RjZJU="]);
+    let mut a = connect(&address, 10_000);
+    // multiRead: each read answered on its own.
+    a.create("/r", b"data", 0).unwrap();
+    let reads = MultiRequest {
+        ops: vec![
+            MultiOp::GetData(PathWatchRequest { path: "/r".into(), watch: false }),
+            MultiOp::GetChildren(PathWatchRequest { path: "/nope".into(), watch: false }),
+            MultiOp::GetChildren(PathWatchRequest { path: "/zookeeper".into(), watch: false }),
+        ],
+    };
+    let (_, body) = a.call(op::MULTI_READ, &reads.encode()).unwrap();
+    let results = MultiResponse::decode(&body).unwrap().results;
+    assert!(
+        matches!(&results[0], MultiResult::GetData(Some(data), stat) if data.as_slice() == b"data" && stat.version == 0)
+    );
+    assert_eq!(results[1], MultiResult::Error(ErrorCode::NoNode));
+    assert!(matches!(&results[2], MultiResult::GetChildren(names) if names.len() == 2), "config and quota");
+    // getConfig reads /zookeeper/config: ballot's members; reconfig is disabled.
+    let (config, _) = a.get_data("/zookeeper/config", false).unwrap();
+    let config = String::from_utf8(config.unwrap()).unwrap();
+    assert!(config.starts_with("server.1=127.0.0.1:") && config.ends_with("version=0"), "{config}");
+    let reconfig = ReconfigRequest {
+        joining_servers: String::new(),
+        leaving_servers: "2".into(),
+        new_members: String::new(),
+        cur_config_id: -1,
+    };
+    assert_eq!(code(a.call(op::RECONFIG, &reconfig.encode())), ErrorCode::ReconfigDisabled);
+    // A TTL node unchanged for its TTL is swept; one with a child is not.
+    let ttl = |path: &str| CreateTtlRequest {
+        path: path.into(),
+        data: None,
+        acl: ballot_zk::acl::open_acl(),
+        flags: 5,
+        ttl: 1_000,
+    };
+    a.call(op::CREATE_TTL, &ttl("/ttl").encode()).unwrap();
+    a.call(op::CREATE_TTL, &ttl("/ttl-kept").encode()).unwrap();
+    a.create("/ttl-kept/child", b"", 0).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || a.exists("/ttl", false).is_ok_and(|stat| stat.is_none())),
+        "the TTL node stayed"
+    );
+    assert!(a.exists("/ttl-kept", false).unwrap().is_some());
+    // ip ACLs match the connection's address; the super user passes every ACL.
+    let only = |scheme: &str, id: &str| vec![Acl { perms: 31, id: Id { scheme: scheme.into(), id: id.into() } }];
+    a.create_with_acl("/mine", b"", only("ip", "127.0.0.0/8"), 0).unwrap();
+    a.create_with_acl("/theirs", b"", only("ip", "10.0.0.1"), 0).unwrap();
+    a.get_data("/mine", false).unwrap();
+    assert_eq!(code(a.get_data("/theirs", false)), ErrorCode::NoAuth);
+    let auth = AuthPacket { auth_type: 0, scheme: "digest".into(), auth: Some(b"super:test".to_vec()) };
+    a.call(op::AUTH, &auth.encode()).unwrap();
+    a.get_data("/theirs", false).expect("the super user reads anything");
+    // /zookeeper/quota is there.
+    assert!(a.exists("/zookeeper/quota", false).unwrap().is_some());
+}
