@@ -74,7 +74,7 @@ pub fn count(
     }
     // A span that starts outside the znode keys does not see them (`read::hides`): take away
     // those it covers.
-    let past = crate::key_index::prefix_end(ZNODE_PREFIX);
+    let past = crate::read::prefix_end(ZNODE_PREFIX);
     let low = start.max(ZNODE_PREFIX);
     let high = end.map_or(past.as_slice(), |end| end.min(past.as_slice()));
     if low >= high {

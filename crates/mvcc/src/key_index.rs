@@ -188,7 +188,7 @@ impl KeyIndex {
                 while let Some((key, history)) = keys.next() {
                     if crate::read::hides(start, key) {
                         // Skip the znode keys in one step rather than one by one.
-                        let past = prefix_end(crate::zk::ZNODE_PREFIX);
+                        let past = crate::read::prefix_end(crate::zk::ZNODE_PREFIX);
                         if end.as_ref().is_some_and(|end| end.as_slice() <= past.as_slice()) {
                             break;
                         }
@@ -249,13 +249,6 @@ impl KeyIndex {
             self.keys.remove(key);
         }
     }
-}
-
-/// The first key after every key that starts with `prefix` (`prefix` does not end with 0xff).
-pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    *end.last_mut().expect("a non-empty prefix") += 1;
-    end
 }
 
 #[cfg(test)]

@@ -61,6 +61,18 @@ pub fn hides(start: &[u8], key: &[u8]) -> bool {
     key.starts_with(crate::zk::ZNODE_PREFIX) && !start.starts_with(crate::zk::ZNODE_PREFIX)
 }
 
+/// The end of the range of keys that start with `prefix` (etcd's `GetPrefixRangeEnd`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// True if an etcd request may not name `key`: it lies under the znode prefix.
 pub fn reserved(key: &[u8]) -> bool {
     key.starts_with(crate::zk::ZNODE_PREFIX)
@@ -284,8 +296,7 @@ mod tests {
         assert!(!Keys::of(b"\0", b"\0").contains(&znode), "an etcd range over everything");
         assert!(!Keys::of(b"\0", b"\x01").contains(&znode));
         let children = crate::zk::children_prefix("/");
-        let mut end = children.clone();
-        *end.last_mut().unwrap() += 1;
+        let end = prefix_end(&children);
         assert!(Keys::Span(children, Some(end)).contains(&znode), "the tree's own reads");
         assert!(Keys::One(znode.clone()).contains(&znode));
     }

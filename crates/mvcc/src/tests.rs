@@ -44,9 +44,7 @@ fn keys(response: &RangeResponse) -> Vec<String> {
 }
 
 fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    *end.last_mut().unwrap() += 1;
-    end
+    crate::read::prefix_end(prefix.as_bytes())
 }
 
 #[test]

@@ -210,12 +210,9 @@ impl crate::Reader {
         let mut success = vec![RequestOp::Range(clock), RequestOp::Range(node)];
         if children {
             let start = children_prefix(path);
-            // The prefix ends with `/`: the range of keys that start with it ends at `0`.
-            let mut range_end = start.clone();
-            *range_end.last_mut().expect("a prefix") += 1;
             success.push(RequestOp::Range(RangeRequest {
+                range_end: crate::read::prefix_end(&start),
                 key: start,
-                range_end,
                 keys_only: true,
                 ..RangeRequest::default()
             }));
@@ -252,7 +249,7 @@ impl crate::Reader {
     /// The container and TTL nodes (the candidates of the leader's sweep).
     pub fn zk_expiring(&self) -> Result<Vec<String>, Error> {
         let key = [ZK_META, b"expiring"].concat();
-        let range_end = crate::key_index::prefix_end(&key);
+        let range_end = crate::read::prefix_end(&key);
         let request = RangeRequest { key: key.clone(), range_end, keys_only: true, ..RangeRequest::default() };
         let found = self.range(&request)?.0.kvs;
         Ok(found.iter().filter_map(|kv| std::str::from_utf8(&kv.key[key.len()..]).ok().map(String::from)).collect())
@@ -274,7 +271,7 @@ impl crate::Reader {
         let depth_at = ZNODE_PREFIX.len();
         let mut total = 0;
         loop {
-            let found = count(prefix.clone(), crate::key_index::prefix_end(&prefix))?;
+            let found = count(prefix.clone(), crate::read::prefix_end(&prefix))?;
             if found == 0 {
                 break;
             }
@@ -327,9 +324,7 @@ mod tests {
 
         fn children(&self, path: &str) -> Vec<String> {
             let start = children_prefix(path);
-            let mut end = start.clone();
-            *end.last_mut().unwrap() += 1;
-            let request = RangeRequest { key: start, range_end: end, ..Default::default() };
+            let request = RangeRequest { range_end: crate::read::prefix_end(&start), key: start, ..Default::default() };
             self.store.range(&request).unwrap().kvs.iter().map(|kv| path_of(&kv.key).unwrap().to_string()).collect()
         }
     }

@@ -103,7 +103,12 @@ pub async fn execute(conn: &mut Conn, header: RequestHeader, body: &[u8]) -> boo
         op::CHECK_WATCHES | op::REMOVE_WATCHES => remove_watches(conn, header.op == op::REMOVE_WATCHES, body),
         op::WHO_AM_I => who_am_i(conn),
         op::RECONFIG => clock(conn).map(|(revision, _)| Answer::err(ErrorCode::ReconfigDisabled, revision, 0)),
-        _ => Err(Failed::Code(ErrorCode::Unimplemented)),
+        // ZooKeeper answers an unknown request with Unimplemented, then closes the connection.
+        _ => {
+            let Ok((revision, _)) = clock(conn) else { return false };
+            conn.reply(header.xid, ErrorCode::Unimplemented.code(), revision, 0, &[]).await;
+            return false;
+        }
     };
     let answer = match result {
         Ok(answer) => answer,
@@ -113,45 +118,8 @@ pub async fn execute(conn: &mut Conn, header: RequestHeader, body: &[u8]) -> boo
         },
         Err(Failed::Close) => return false,
     };
-    // ZooKeeper answers an unknown request with Unimplemented, then closes the connection.
-    let unimplemented = answer.err == ErrorCode::Unimplemented && !known(header.op);
     let xid = if matches!(header.op, op::SET_WATCHES | op::SET_WATCHES2) { xid::SET_WATCHES } else { header.xid };
-    conn.reply(xid, answer.err.code(), answer.revision, answer.follows, &answer.body).await && !unimplemented
-}
-
-/// Requests this front end serves.
-fn known(code: i32) -> bool {
-    matches!(
-        code,
-        op::PING
-            | op::CLOSE_SESSION
-            | op::AUTH
-            | op::SET_WATCHES
-            | op::SET_WATCHES2
-            | op::CREATE
-            | op::CREATE2
-            | op::CREATE_CONTAINER
-            | op::CREATE_TTL
-            | op::DELETE
-            | op::SET_DATA
-            | op::SET_ACL
-            | op::CHECK
-            | op::MULTI
-            | op::MULTI_READ
-            | op::EXISTS
-            | op::GET_DATA
-            | op::GET_CHILDREN
-            | op::GET_CHILDREN2
-            | op::GET_ACL
-            | op::GET_ALL_CHILDREN_NUMBER
-            | op::GET_EPHEMERALS
-            | op::SYNC
-            | op::ADD_WATCH
-            | op::CHECK_WATCHES
-            | op::REMOVE_WATCHES
-            | op::WHO_AM_I
-            | op::RECONFIG
-    )
+    conn.reply(xid, answer.err.code(), answer.revision, answer.follows, &answer.body).await
 }
 
 /// A create request of any of the four kinds as the tree's operation.
@@ -322,12 +290,22 @@ fn readable(conn: &Conn, read: &ZnodeRead, perm: i32) -> Result<Znode, ErrorCode
     Ok(node)
 }
 
-/// Reads `path` and sets a watch on it with no change lost between the two: the watch is only
-/// set if no tree change after the read has been dispatched yet, else the read is repeated.
-async fn read_and_watch(conn: &Conn, path: &str, children: bool, watch: Option<Kind>) -> Result<ZnodeRead, Failed> {
+/// Reads `path` and, with `watch`, sets that watch on it if `wanted` accepts what was read, with
+/// no change lost between the two: the watch is only set if no tree change after the read has
+/// been dispatched yet, else the read is repeated.
+async fn read_and_watch(
+    conn: &Conn,
+    path: &str,
+    children: bool,
+    watch: Option<Kind>,
+    wanted: impl Fn(&ZnodeRead) -> bool,
+) -> Result<ZnodeRead, Failed> {
+    let Some(kind) = watch else { return read(conn, path, children) };
     for _ in 0..8 {
         let read = read(conn, path, children)?;
-        let Some(kind) = watch else { return Ok(read) };
+        if !wanted(&read) {
+            return Ok(read);
+        }
         conn.front.watches.delivered_through(read.last_change).await;
         if conn.front.watches.register(conn.id, kind, path, read.revision) {
             return Ok(read);
@@ -336,7 +314,7 @@ async fn read_and_watch(conn: &Conn, path: &str, children: bool, watch: Option<K
     // The tree changes faster than this loop: set it anyway (at worst it fires for a change
     // the read already shows).
     let read = read(conn, path, children)?;
-    if let Some(kind) = watch {
+    if wanted(&read) {
         conn.front.watches.add(conn.id, kind, path);
     }
     Ok(read)
@@ -349,29 +327,21 @@ async fn exists(conn: &Conn, body: &[u8]) -> Result<Answer, Failed> {
     }
     // exists sets its watch whether or not the node is there (it then fires on creation).
     let watch = request.watch.then_some(Kind::Data);
-    let read = read_and_watch(conn, &request.path, false, watch).await?;
+    let read = read_and_watch(conn, &request.path, false, watch, |_| true).await?;
     Ok(match read.node {
         Some(node) => Answer::ok(StatResponse { stat: node.stat() }.encode(), read.revision, read.last_change),
         None => Answer::err(ErrorCode::NoNode, read.revision, read.last_change),
     })
 }
 
-/// A read that sets a watch only on a node the connection may read (getData and getChildren
-/// set none on NoNode or NoAuth): the node is looked at first, then read with its watch.
-async fn read_watched(conn: &Conn, path: &str, children: bool, watch: Option<Kind>) -> Result<ZnodeRead, Failed> {
-    if watch.is_none() {
-        return read(conn, path, children);
-    }
-    let probe = read(conn, path, false)?;
-    if readable(conn, &probe, perms::READ).is_err() {
-        return Ok(probe);
-    }
-    read_and_watch(conn, path, children, watch).await
+/// getData and getChildren set no watch on NoNode or NoAuth.
+fn watchable(conn: &Conn) -> impl Fn(&ZnodeRead) -> bool + '_ {
+    move |read| readable(conn, read, perms::READ).is_ok()
 }
 
 async fn get_data(conn: &Conn, body: &[u8]) -> Result<Answer, Failed> {
     let request: PathWatchRequest = decode(body)?;
-    let read = read_watched(conn, &request.path, false, request.watch.then_some(Kind::Data)).await?;
+    let read = read_and_watch(conn, &request.path, false, request.watch.then_some(Kind::Data), watchable(conn)).await?;
     Ok(match readable(conn, &read, perms::READ) {
         Ok(node) => {
             let stat = node.stat();
@@ -383,7 +353,7 @@ async fn get_data(conn: &Conn, body: &[u8]) -> Result<Answer, Failed> {
 
 async fn get_children(conn: &Conn, code: i32, body: &[u8]) -> Result<Answer, Failed> {
     let request: PathWatchRequest = decode(body)?;
-    let read = read_watched(conn, &request.path, true, request.watch.then_some(Kind::Child)).await?;
+    let read = read_and_watch(conn, &request.path, true, request.watch.then_some(Kind::Child), watchable(conn)).await?;
     let node = match readable(conn, &read, perms::READ) {
         Ok(node) => node,
         Err(code) => return Ok(Answer::err(code, read.revision, read.last_change)),
@@ -548,19 +518,14 @@ async fn auth(conn: &mut Conn, header: RequestHeader, body: &[u8]) -> bool {
         "ip" => Some(Vec::new()),
         _ => None,
     };
-    let Some(ids) = added else {
-        let payload =
-            ballot_zk::records::ReplyHeader { xid: header.xid, zxid: 0, err: ErrorCode::AuthFailed.code() }.encode();
-        conn.send(ballot_zk::frame::framed(&payload)).await;
-        return false;
-    };
-    for id in ids {
-        if !conn.ids.contains(&id) {
-            conn.ids.push(id);
+    for id in added.iter().flatten() {
+        if !conn.ids.contains(id) {
+            conn.ids.push(id.clone());
         }
     }
-    let payload = ballot_zk::records::ReplyHeader { xid: header.xid, zxid: 0, err: 0 }.encode();
-    conn.send(ballot_zk::frame::framed(&payload)).await
+    let err = if added.is_some() { 0 } else { ErrorCode::AuthFailed.code() };
+    let payload = ballot_zk::records::ReplyHeader { xid: header.xid, zxid: 0, err }.encode();
+    conn.send(ballot_zk::frame::framed(&payload)).await && added.is_some()
 }
 
 /// setWatches / setWatches2 after a reconnect: each watch fires now if its node changed since
@@ -580,28 +545,32 @@ async fn set_watches(conn: &mut Conn, code: i32, body: &[u8]) -> Result<Answer, 
     };
     let since = request.relative_zxid;
     use ballot_zk::codes::EventType as E;
+    // What fires at once for each kind of watch, given the node as it is now (ZooKeeper's
+    // rules); a watch that does not fire is set again.
+    let data = |read: &ZnodeRead| match &read.node {
+        None => Some(E::NodeDeleted),
+        Some(node) if node.mzxid > since => Some(E::NodeDataChanged),
+        Some(_) => None,
+    };
+    let exist = |read: &ZnodeRead| read.node.as_ref().map(|_| E::NodeCreated);
+    let child = |read: &ZnodeRead| match &read.node {
+        None => Some(E::NodeDeleted),
+        Some(node) if node.pzxid > since => Some(E::NodeChildrenChanged),
+        Some(_) => None,
+    };
+    type Fires<'a> = &'a (dyn Fn(&ZnodeRead) -> Option<E> + Sync);
+    let lists: [(&Vec<String>, Kind, Fires); 3] = [
+        (&request.data_watches, Kind::Data, &data),
+        (&request.exist_watches, Kind::Data, &exist),
+        (&request.child_watches, Kind::Child, &child),
+    ];
     let mut fired = Vec::new();
-    for path in &request.data_watches {
-        let read = read_and_watch(conn, path, false, None).await?;
-        match read.node {
-            None => fired.push((E::NodeDeleted, path)),
-            Some(node) if node.mzxid > since => fired.push((E::NodeDataChanged, path)),
-            Some(_) => drop(read_and_watch(conn, path, false, Some(Kind::Data)).await?),
-        }
-    }
-    for path in &request.exist_watches {
-        let read = read_and_watch(conn, path, false, None).await?;
-        match read.node {
-            Some(_) => fired.push((E::NodeCreated, path)),
-            None => drop(read_and_watch(conn, path, false, Some(Kind::Data)).await?),
-        }
-    }
-    for path in &request.child_watches {
-        let read = read_and_watch(conn, path, false, None).await?;
-        match read.node {
-            None => fired.push((E::NodeDeleted, path)),
-            Some(node) if node.pzxid > since => fired.push((E::NodeChildrenChanged, path)),
-            Some(_) => drop(read_and_watch(conn, path, false, Some(Kind::Child)).await?),
+    for (paths, kind, fires) in lists {
+        for path in paths {
+            let read = read_and_watch(conn, path, false, Some(kind), |read| fires(read).is_none()).await?;
+            if let Some(event) = fires(&read) {
+                fired.push((event, path));
+            }
         }
     }
     for path in &request.persistent_watches {

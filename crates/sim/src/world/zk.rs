@@ -370,11 +370,7 @@ impl World {
     pub(super) fn check_zk_tree(&mut self, id: NodeId) {
         let Some(replica) = self.nodes.get(&id).and_then(|node| node.replica.as_ref()) else { return };
         let store = replica.store();
-        let range_end = {
-            let mut end = ZNODE_PREFIX.to_vec();
-            *end.last_mut().expect("a prefix") += 1;
-            end
-        };
+        let range_end = ballot_mvcc::read::prefix_end(ZNODE_PREFIX);
         let all = RangeRequest { key: ZNODE_PREFIX.to_vec(), range_end, ..Default::default() };
         let kvs = match store.range(&all) {
             Ok(found) => found.kvs,
