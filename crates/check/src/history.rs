@@ -40,6 +40,14 @@ pub struct Event {
     pub value: Value,
     /// Nanoseconds, on one clock for the whole history.
     pub time: u64,
+    /// The client session the operation belongs to (a session outlives its processes: it is
+    /// what carries a causal token), for the session guarantees' checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// On a completion: the store revision the operation returned (a read's, or the revision a
+    /// write was committed at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 impl Event {
@@ -68,6 +76,10 @@ pub struct Operation {
     pub call: u64,
     /// Completion time; `u64::MAX` when unknown (it may take effect at any later time).
     pub ret: u64,
+    /// Its session, if the history names one.
+    pub session: Option<u64>,
+    /// The revision its completion returned, if known.
+    pub revision: Option<i64>,
 }
 
 impl Operation {
@@ -159,6 +171,8 @@ pub fn pair_operations(events: &[Event]) -> Result<Vec<Operation>, HistoryError>
                     output,
                     call: invoke.time,
                     ret,
+                    session: invoke.session.or(event.session),
+                    revision: event.revision,
                 });
                 next_id += 1;
             }
@@ -174,6 +188,8 @@ pub fn pair_operations(events: &[Event]) -> Result<Vec<Operation>, HistoryError>
             output: None,
             call: invoke.time,
             ret: u64::MAX,
+            session: invoke.session,
+            revision: None,
         });
         next_id += 1;
     }

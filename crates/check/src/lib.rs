@@ -22,6 +22,7 @@ pub mod checker;
 pub mod history;
 pub mod html;
 pub mod model;
+pub mod session;
 
 pub use checker::{check, Limits, Verdict, Violation};
 pub use history::{pair_operations, parse_history, Event, EventType, HistoryError, Operation};

@@ -127,7 +127,18 @@ mod tests {
     use serde_json::json;
 
     fn op(f: &str, input: Value, output: Option<Value>) -> Operation {
-        Operation { id: 0, process: 0, f: f.into(), key: "k".into(), input, output, call: 0, ret: 1 }
+        Operation {
+            id: 0,
+            process: 0,
+            f: f.into(),
+            key: "k".into(),
+            input,
+            output,
+            call: 0,
+            ret: 1,
+            session: None,
+            revision: None,
+        }
     }
 
     #[test]

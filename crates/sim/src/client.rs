@@ -69,7 +69,16 @@ pub fn invoke_event(process: u64, key: u8, op: &KvOp, time: u64) -> Event {
         KvOp::Cas { expected, new } => ("cas", json!([value_json(*expected), new])),
         KvOp::Delete => ("delete", Value::Null),
     };
-    Event { process, kind: EventType::Invoke, f: f.into(), key: key_name(key), value, time }
+    Event {
+        process,
+        kind: EventType::Invoke,
+        f: f.into(),
+        key: key_name(key),
+        value,
+        time,
+        session: None,
+        revision: None,
+    }
 }
 
 /// The history event for completing `op` with `kind` (and the result, for reads).

@@ -113,7 +113,8 @@ impl Recorder {
     /// Records one event of the history.
     pub fn record(&self, process: u64, kind: EventType, f: &str, key: &str, value: Value) {
         let time = self.now();
-        self.events.lock().expect("history").push(Event { process, kind, f: f.into(), key: key.into(), value, time });
+        let event = Event { process, kind, f: f.into(), key: key.into(), value, time, session: None, revision: None };
+        self.events.lock().expect("history").push(event);
     }
 
     /// The history so far.
