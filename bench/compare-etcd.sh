@@ -84,20 +84,15 @@ for round in $(seq "$rounds"); do
     stop_server
   done
 done
-echo "took $(( $(date +%s) - started )) s"
-mkdir -p target && cp "$results" target/compare-etcd-results.jsonl
-echo "every round's figures: target/compare-etcd-results.jsonl"
+save_results compare-etcd
 
 python3 - "$results" "$fsync_rate" "$rtt_ms" <<'PY'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
+import sys
+sys.path.insert(0, "bench")
+from results import Results, cpu
+median = Results(sys.argv[1]).median
 fsync = float(sys.argv[2])
 rtt = float(sys.argv[3])
-def median(target, name, pick):
-    values = [pick(r) for r in rows if r["target"] == target and r["name"] == name]
-    return statistics.median(values) if values else float("nan")
-def cpu(r):
-    return r["server_cpu"]["us_per_op"] if r.get("server_cpu") else float("nan")
 measures = []
 for clients in (1, 16, 64, 256):
     measures.append((f"put {clients} clients, ops/s", f"put-{clients}", lambda r: r["ops_per_sec"], True))

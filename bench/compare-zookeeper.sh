@@ -96,18 +96,13 @@ for round in $(seq "$rounds"); do
     stop_zk
   done
 done
-echo "took $(( $(date +%s) - started )) s"
-mkdir -p target && cp "$results" target/compare-zookeeper-results.jsonl
-echo "every round's figures: target/compare-zookeeper-results.jsonl"
+save_results compare-zookeeper
 
 python3 - "$results" <<'PY'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-def median(target, name, pick):
-    values = [pick(r) for r in rows if r["target"] == target and r["name"] == name]
-    return statistics.median(values) if values else float("nan")
-def cpu(r):
-    return r["server_cpu"]["us_per_op"] if r.get("server_cpu") else float("nan")
+import sys
+sys.path.insert(0, "bench")
+from results import Results, cpu
+median = Results(sys.argv[1]).median
 measures = []
 for op in ("create", "set", "get"):
     for clients in (1, 64, 256):

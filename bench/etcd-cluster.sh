@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Starts a 3-member etcd cluster on loopback with ballot dev's ports (clients 2379, 22379, 32379),
-# durability on (etcd's defaults: fsync on every commit), data under $1; runs until killed.
+# Starts an etcd cluster of $2 members (default 3, at most 5) on loopback with ballot dev's ports
+# (clients 2379, 22379, 32379, 42379, 52379), durability on (etcd's defaults: fsync on every
+# commit), data under $1; runs until killed.
 set -euo pipefail
 dir=${1:?data directory}
+n=${2:-3}
 mkdir -p "$dir"
-cluster="e1=http://127.0.0.1:2380,e2=http://127.0.0.1:22380,e3=http://127.0.0.1:32380"
+port() { if [ "$1" = 1 ]; then echo 2379; else echo $(( ($1 - 1) * 10000 + 12379 )); fi; }
+cluster=""
+for i in $(seq "$n"); do cluster="$cluster${cluster:+,}e$i=http://127.0.0.1:$(( $(port "$i") + 1 ))"; done
 pids=()
-for i in 1 2 3; do
-  case $i in 1) c=2379 ;; 2) c=22379 ;; 3) c=32379 ;; esac
+for i in $(seq "$n"); do
+  c=$(port "$i")
   p=$((c + 1))
   etcd --name "e$i" --data-dir "$dir/e$i" \
     --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \

@@ -27,15 +27,21 @@ stop_server() {
   sleep 1
 }
 
-start() { # target data-dir: starts the cluster and waits until it takes a write
+start() { # target data-dir: starts the cluster ($members members, 3 unless set) and waits until it takes a write
   case $1 in
-    etcd) bench/etcd-cluster.sh "$2" >/dev/null 2>&1 & ;;
-    ballot) "$ballot" dev --data-dir "$2" >/dev/null 2>&1 & ;;
+    etcd) bench/etcd-cluster.sh "$2" "${members:-3}" >/dev/null 2>&1 & ;;
+    ballot) "$ballot" dev --nodes "${members:-3}" --data-dir "$2" >/dev/null 2>&1 & ;;
   esac
   server=$!
+  local endpoint every
   for _ in $(seq 100); do
     if ETCDCTL_API=3 etcdctl --endpoints=$endpoints --command-timeout=1s put /compare/ready 1 >/dev/null 2>&1; then
-      return
+      # Every member answers too (a load spread over them connects to each).
+      every=1
+      for endpoint in ${endpoints//,/ }; do
+        ETCDCTL_API=3 etcdctl --endpoints="$endpoint" --command-timeout=1s get /compare/ready >/dev/null 2>&1 || every=0
+      done
+      [ "$every" = 1 ] && return
     fi
     sleep 0.2
   done

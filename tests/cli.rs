@@ -57,6 +57,45 @@ fn check_rejects_a_stale_read_and_writes_a_timeline() {
     assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
 }
 
+/// The chapter's lagging replica: a session writes at revision 7, then reads the key back from a
+/// member that had applied only revision 5. Linearizability is not the question here: the
+/// session model names the broken guarantee; with the read at revision 7 it holds.
+#[test]
+fn check_names_a_broken_session_guarantee() {
+    let history = |read_value: i64, read_revision: i64| {
+        [
+            r#"{"process":0,"type":"invoke","f":"write","key":"x","value":1,"time":0,"session":0}"#.to_string(),
+            r#"{"process":0,"type":"ok","f":"write","key":"x","value":1,"time":10,"session":0,"revision":5}"#
+                .to_string(),
+            r#"{"process":0,"type":"invoke","f":"write","key":"x","value":2,"time":20,"session":0}"#.to_string(),
+            r#"{"process":0,"type":"ok","f":"write","key":"x","value":2,"time":30,"session":0,"revision":7}"#
+                .to_string(),
+            r#"{"process":0,"type":"invoke","f":"read","key":"x","value":null,"time":40,"session":0}"#.to_string(),
+            format!(
+                r#"{{"process":0,"type":"ok","f":"read","key":"x","value":{read_value},"time":50,"session":0,"revision":{read_revision}}}"#
+            ),
+        ]
+    };
+    let lines = history(1, 5);
+    let path = write_history("session-stale", &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let html = path.with_extension("html");
+    let (code, out) = ballot(&["check", "--model", "causal", path.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(last_line(&out), "causal: false");
+    assert!(out.contains("read-your-writes broken"), "{out}");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("read-your-writes"));
+    let lines = history(2, 7);
+    let path = write_history("session-fresh", &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, out) = ballot(&["check", "--model", "session", path.to_str().unwrap()]);
+    assert_eq!((code, last_line(&out)), (0, "session guarantees: true"), "{out}");
+    // A read claiming revision 7 with the value of revision 5: the values give it away.
+    let lines = history(1, 7);
+    let path = write_history("session-lying", &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, out) = ballot(&["check", "--model", "causal", path.to_str().unwrap()]);
+    assert_eq!((code, last_line(&out)), (1, "causal: false"), "{out}");
+    assert!(out.contains("snapshot broken"), "{out}");
+}
+
 #[test]
 fn check_reports_a_malformed_history_clearly() {
     let path = write_history("bad", &["{not json"]);

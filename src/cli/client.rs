@@ -32,9 +32,15 @@ pub enum ClientCommand {
         /// Treat the key as a prefix.
         #[arg(long)]
         prefix: bool,
-        /// Serve from the contacted member without a ReadIndex round (may be stale).
+        /// Serve from the contacted member without a ReadIndex round (may be stale); the same
+        /// as `--consistency serializable`.
         #[arg(long)]
         serializable: bool,
+        /// Read as of a time: the newest revision written at or before it (RFC 3339, such as
+        /// 2026-12-01T10:05:00Z, or ms since the epoch), unless compacted; the revision and its
+        /// time are printed on standard error.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
     },
     /// Deletes a key, or every key under a prefix.
     Del {
@@ -66,7 +72,9 @@ pub enum ClientCommand {
     /// Snapshots (backups).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
-    /// Runs a command while holding a lock; the fencing token is in $BALLOT_LOCK_TOKEN.
+    /// Runs a command while holding a lock; the fencing token is in $BALLOT_LOCK_TOKEN, and
+    /// $BALLOT_CAUSAL_TOKEN carries the session on, so the command's causal reads see
+    /// everything written before the lock was taken.
     Lock {
         /// Lock name.
         name: String,
@@ -258,25 +266,64 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
     }
     let dialer = Dialer::new(&endpoints)?;
     let channel = dialer.connect(&endpoints.endpoints).await?;
+    let session = dialer.session.clone();
+    if let Err(error) = run_command(&dialer, channel.clone(), command).await {
+        // A token carried to another cluster names a revision this one may never reach: say
+        // so rather than that the member stayed behind.
+        if endpoints.causal_token.is_some() {
+            let members = ClusterClient::new(channel).member_list(pb::MemberListRequest::default()).await;
+            if let Ok(members) = members {
+                session.saw(members.into_inner().header.as_ref())?;
+            }
+        }
+        return Err(error);
+    }
+    if endpoints.print_token {
+        println!("{}", session.token());
+    }
+    Ok(())
+}
+
+/// Runs a command that talks to the cluster through `channel`; the session takes in every
+/// answer's header.
+async fn run_command(dialer: &Dialer, channel: Conn, command: ClientCommand) -> anyhow::Result<()> {
+    let session = &dialer.session;
     match command {
         ClientCommand::Put { key, value, lease } => {
             let lease = lease.as_deref().map(lease_id).transpose()?.unwrap_or(0);
             let request =
                 pb::PutRequest { key: key.into_bytes(), value: value.into_bytes(), lease, ..Default::default() };
             let response = KvClient::new(channel).put(request).await?.into_inner();
+            session.saw(response.header.as_ref())?;
             println!("OK (revision {})", response.header.map_or(0, |h| h.revision));
         }
-        ClientCommand::Get { key, prefix, serializable } => {
+        ClientCommand::Get { key, prefix, serializable, as_of } => {
             let range_end = range_end(&key, prefix);
+            let serializable = serializable || dialer.serializable();
             let request = pb::RangeRequest { key: key.into_bytes(), range_end, serializable, ..Default::default() };
-            for kv in KvClient::new(channel).range(request).await?.into_inner().kvs {
+            let mut request = tonic::Request::new(request);
+            if let Some(time) = &as_of {
+                let value = time.parse().map_err(|_| anyhow::anyhow!("--as-of {time:?} is not valid metadata"))?;
+                request.metadata_mut().insert(ballot_server::api::caller::AS_OF, value);
+            }
+            let response = KvClient::new(channel).range(request).await?;
+            if as_of.is_some() {
+                let text = |key| response.metadata().get(key).and_then(|value| value.to_str().ok()).unwrap_or("?");
+                use ballot_server::api::caller::{AS_OF_REVISION, AS_OF_TIME};
+                eprintln!("as of revision {}, written at {}", text(AS_OF_REVISION), text(AS_OF_TIME));
+            }
+            let response = response.into_inner();
+            session.saw(response.header.as_ref())?;
+            for kv in response.kvs {
                 println!("{}\n{}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value));
             }
         }
         ClientCommand::Del { key, prefix } => {
             let range_end = range_end(&key, prefix);
             let request = pb::DeleteRangeRequest { key: key.into_bytes(), range_end, prev_kv: false };
-            println!("{}", KvClient::new(channel).delete_range(request).await?.into_inner().deleted);
+            let response = KvClient::new(channel).delete_range(request).await?.into_inner();
+            session.saw(response.header.as_ref())?;
+            println!("{}", response.deleted);
         }
         ClientCommand::Watch { key, prefix, rev } => {
             let create = pb::WatchCreateRequest {
@@ -295,6 +342,7 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
                 if response.canceled {
                     bail!("watch canceled: {}", response.cancel_reason);
                 }
+                session.saw(response.header.as_ref())?;
                 for event in response.events {
                     let kind = if event.r#type == 0 { "PUT" } else { "DELETE" };
                     let kv = event.kv.unwrap_or_default();
@@ -307,32 +355,43 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
             let mut input = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
             let request = super::txn::parse(&input)?;
-            super::txn::print(&KvClient::new(channel).txn(request).await?.into_inner());
+            let response = KvClient::new(channel).txn(request).await?.into_inner();
+            session.saw(response.header.as_ref())?;
+            super::txn::print(&response);
         }
         ClientCommand::Status => {
             let members =
                 ClusterClient::new(channel.clone()).member_list(pb::MemberListRequest::default()).await?.into_inner();
             println!(
-                "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12}",
-                "MEMBER", "ENDPOINT", "LEADER", "TERM", "INDEX", "APPLIED", "DB SIZE"
+                "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12} {:>13}",
+                "MEMBER", "ENDPOINT", "LEADER", "TERM", "INDEX", "APPLIED", "DB SIZE", "CLOCK OFFSET"
             );
             for member in members.members {
                 let Some(url) = member.client_ur_ls.first() else { continue };
                 let row = async {
                     let channel = dialer.dial(url).await?;
-                    anyhow::Ok(MaintenanceClient::new(channel).status(pb::StatusRequest {}).await?.into_inner())
+                    anyhow::Ok(MaintenanceClient::new(channel).status(pb::StatusRequest {}).await?)
                 };
                 match row.await {
-                    Ok(status) => println!(
-                        "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12}",
-                        member.name,
-                        url.trim_start_matches("http://").trim_start_matches("https://"),
-                        if status.leader == member.id { "yes" } else { "no" },
-                        status.raft_term,
-                        status.raft_index,
-                        status.raft_applied_index,
-                        status.db_size
-                    ),
+                    Ok(answer) => {
+                        let offset = answer
+                            .metadata()
+                            .get(ballot_server::api::caller::CLOCK_OFFSET)
+                            .and_then(|value| value.to_str().ok())
+                            .map_or("?".to_string(), |ms| format!("{ms} ms"));
+                        let status = answer.into_inner();
+                        println!(
+                            "{:<10} {:<18} {:<7} {:>6} {:>10} {:>10} {:>12} {:>13}",
+                            member.name,
+                            url.trim_start_matches("http://").trim_start_matches("https://"),
+                            if status.leader == member.id { "yes" } else { "no" },
+                            status.raft_term,
+                            status.raft_index,
+                            status.raft_applied_index,
+                            status.db_size,
+                            offset
+                        )
+                    }
                     Err(error) => println!("{:<10} {:<18} unreachable: {error}", member.name, url),
                 }
             }
@@ -376,7 +435,7 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::Member(MemberCommand::MoveLeader { id }) => {
             let target = member_id(&id)?;
-            super::ops::move_leader(&dialer, channel, target).await?;
+            super::ops::move_leader(dialer, channel, target).await?;
             println!("Leadership transferred to {target:x}");
         }
         ClientCommand::Snapshot(SnapshotCommand::Save { file, format }) => {
@@ -387,6 +446,7 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Lease(LeaseCommand::Grant { ttl }) => {
             let response =
                 LeaseClient::new(channel).lease_grant(pb::LeaseGrantRequest { ttl, id: 0 }).await?.into_inner();
+            session.saw(response.header.as_ref())?;
             println!("lease {:x} granted with TTL({}s)", response.id, response.ttl);
         }
         ClientCommand::Lease(LeaseCommand::Revoke { id }) => {
@@ -404,11 +464,13 @@ async fn run_async(endpoints: Endpoints, command: ClientCommand) -> anyhow::Resu
             let keeper = tokio::spawn(keep_alive(channel.clone(), lease.id, |_| {}));
             let request = ballot_proto::v3lockpb::LockRequest { name: name.into_bytes(), lease: lease.id };
             let locked = LockClient::new(channel.clone()).lock(request).await?.into_inner();
+            session.saw(locked.header.as_ref())?;
             let token = locked.header.map_or(0, |h| h.revision);
             let status = tokio::process::Command::new(&command[0])
                 .args(&command[1..])
                 .env("BALLOT_LOCK_KEY", String::from_utf8_lossy(&locked.key).to_string())
                 .env("BALLOT_LOCK_TOKEN", token.to_string())
+                .env("BALLOT_CAUSAL_TOKEN", session.token())
                 .status()
                 .await
                 .with_context(|| format!("running {}", command[0]))?;

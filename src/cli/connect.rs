@@ -8,6 +8,7 @@
 //! the member takes the user from the certificate's common name, as etcd does.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,19 +41,115 @@ pub struct Endpoints {
     /// The user's password (instead of `name:password` or the prompt).
     #[arg(long, env = "BALLOT_PASSWORD", global = true, hide_env_values = true)]
     pub password: Option<String>,
+    /// Read consistency: `linearizable` (through the leader's ReadIndex), `causal` (any member,
+    /// once it has applied everything this session has seen) or `serializable` (any member, as
+    /// stale as it is).
+    /// (linearizable unless given; the causal torture workload's default is causal).
+    #[arg(long, env = "BALLOT_CONSISTENCY", value_enum, global = true)]
+    pub consistency: Option<Consistency>,
+    /// A causal session to continue, as `--print-token` printed it: reads see at least what
+    /// that session saw (with `--consistency causal`; linearizable reads always do).
+    #[arg(long, env = "BALLOT_CAUSAL_TOKEN", global = true)]
+    pub causal_token: Option<String>,
+    /// Print the session's causal token as the last line (pass it on in BALLOT_CAUSAL_TOKEN).
+    #[arg(long, global = true)]
+    pub print_token: bool,
+}
+
+/// What a read may return (see the README's "Choosing a consistency level").
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// The latest committed state, confirmed by the leader (ReadIndex).
+    #[default]
+    #[value(alias = "l")]
+    Linearizable,
+    /// At least everything this session has seen or written, from whichever member answers.
+    #[value(alias = "c")]
+    Causal,
+    /// Whatever the answering member has applied.
+    #[value(alias = "s")]
+    Serializable,
+}
+
+/// A causal session: the highest revision one client has seen, and the cluster it saw it in.
+/// Shared by every connection of the client; with `--consistency causal` every request carries
+/// the revision (`ballot-min-revision`), and a member serves a read only once it has applied it.
+#[derive(Clone, Default, Debug)]
+pub struct Session(Arc<SessionState>);
+
+#[derive(Default, Debug)]
+struct SessionState {
+    revision: AtomicI64,
+    cluster: AtomicU64,
+}
+
+impl Session {
+    /// A session continuing the one a token names (`<cluster id hex>:<revision>`).
+    pub fn from_token(token: &str) -> anyhow::Result<Session> {
+        let parsed = token
+            .trim()
+            .split_once(':')
+            .and_then(|(cluster, revision)| Some((u64::from_str_radix(cluster, 16).ok()?, revision.parse().ok()?)));
+        let Some((cluster, revision)) = parsed else {
+            bail!("{token:?} is not a causal token (<cluster id hex>:<revision>, as --print-token prints it)");
+        };
+        Ok(Session(Arc::new(SessionState { revision: AtomicI64::new(revision), cluster: AtomicU64::new(cluster) })))
+    }
+
+    /// Takes in an answer's header: the session has now seen its revision. Refuses an answer
+    /// from another cluster than the session's (a token carried to the wrong cluster).
+    pub fn saw(&self, header: Option<&pb::ResponseHeader>) -> anyhow::Result<()> {
+        let Some(header) = header else { return Ok(()) };
+        match self.0.cluster.compare_exchange(0, header.cluster_id, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => {}
+            Err(cluster) if cluster == header.cluster_id || header.cluster_id == 0 => {}
+            Err(cluster) => {
+                bail!("the causal token is from cluster {cluster:x}, but this is cluster {:x}", header.cluster_id)
+            }
+        }
+        self.see(header.revision);
+        Ok(())
+    }
+
+    /// The session has seen `revision` (from a header, an event or a key's mod revision).
+    pub fn see(&self, revision: i64) {
+        self.0.revision.fetch_max(revision, Ordering::Relaxed);
+    }
+
+    /// The highest revision seen.
+    pub fn revision(&self) -> i64 {
+        self.0.revision.load(Ordering::Relaxed)
+    }
+
+    /// The token that carries this session to another process.
+    pub fn token(&self) -> String {
+        format!("{:x}:{}", self.0.cluster.load(Ordering::Relaxed), self.revision())
+    }
 }
 
 /// The token every call of one client carries once it has logged in (none before, or
-/// without a user). Cloned into each connection's interceptor; a new login replaces it for all.
+/// without a user), and for a causal client the session's revision. Cloned into each
+/// connection's interceptor; a new login replaces the token for all.
 #[derive(Clone, Default)]
-pub struct Token(Arc<Mutex<Option<MetadataValue<Ascii>>>>);
+pub struct Token(Arc<Mutex<Option<MetadataValue<Ascii>>>>, Option<Session>);
 
 impl tonic::service::Interceptor for Token {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(token) = self.0.lock().expect("token").clone() {
             request.metadata_mut().insert(ballot_server::auth::TOKEN_METADATA, token);
         }
+        if let Some(revision) = self.1.as_ref().map(Session::revision).filter(|&revision| revision > 0) {
+            let value = revision.to_string().parse().expect("digits are valid metadata");
+            request.metadata_mut().insert(ballot_server::api::MIN_REVISION, value);
+        }
         Ok(request)
+    }
+}
+
+impl Token {
+    /// A token for a causal client: every call carries the session's highest revision.
+    pub fn causal(session: Session) -> Token {
+        Token(Arc::default(), Some(session))
     }
 }
 
@@ -73,6 +170,10 @@ pub struct Dialer {
     login: Option<Login>,
     /// The token of this dialer's client (shared by every connection it makes).
     pub token: Token,
+    /// What this client's reads ask for.
+    pub consistency: Consistency,
+    /// The client's causal session (tracked whatever the consistency; sent only if causal).
+    pub session: Session,
 }
 
 /// A call to the control plane or a login never waits longer than this to connect.
@@ -109,14 +210,34 @@ impl Dialer {
                 (None, None) => Login { user: user.clone(), password: prompt_password()? },
             }),
         };
-        Ok(Dialer { tls, login, token: Token::default() })
+        let session = match &endpoints.causal_token {
+            Some(token) => Session::from_token(token)?,
+            None => Session::default(),
+        };
+        let consistency = endpoints.consistency.unwrap_or_default();
+        let token = match consistency {
+            Consistency::Causal => Token::causal(session.clone()),
+            _ => Token::default(),
+        };
+        Ok(Dialer { tls, login, token, consistency, session })
+    }
+
+    /// The same settings, with reads of another consistency (a fresh token and session).
+    pub fn with_consistency(&self, consistency: Consistency) -> Dialer {
+        Dialer { consistency, ..self.clone() }.fresh()
+    }
+
+    /// Whether reads go to the member contacted (causal and serializable) rather than through
+    /// the leader's ReadIndex.
+    pub fn serializable(&self) -> bool {
+        self.consistency != Consistency::Linearizable
     }
 
     /// A dialer for a user of the caller's choosing, with the same TLS settings and a token of
     /// its own (torture's clients log in as the workload's user, its control plane as root).
     pub fn as_user(&self, user: &str, password: &str) -> Dialer {
         let login = Some(Login { user: user.to_string(), password: password.to_string() });
-        Dialer { tls: self.tls.clone(), login, token: Token::default() }
+        Dialer { login, ..self.fresh() }
     }
 
     /// The user and password this dialer logs in with.
@@ -126,12 +247,18 @@ impl Dialer {
 
     /// The same TLS settings, logging in as nobody.
     pub fn anonymous(&self) -> Dialer {
-        Dialer { tls: self.tls.clone(), login: None, token: Token::default() }
+        Dialer { login: None, ..self.fresh() }
     }
 
-    /// The same settings with a token of its own (a client that logs in by itself).
+    /// The same settings with a token and a causal session of its own (a client that logs in
+    /// by itself and tracks what it has seen by itself).
     pub fn fresh(&self) -> Dialer {
-        Dialer { token: Token::default(), ..self.clone() }
+        let session = Session::default();
+        let token = match self.consistency {
+            Consistency::Causal => Token::causal(session.clone()),
+            _ => Token::default(),
+        };
+        Dialer { token, session, ..self.clone() }
     }
 
     /// True if this dialer logs in (and so must again when the cluster forgets its token).

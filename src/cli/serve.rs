@@ -92,6 +92,15 @@ pub struct ServeArgs {
     /// Faster, but safe only while members' clock rates differ by less than that margin.
     #[arg(long, env = "BALLOT_LEASE_READS")]
     pub lease_reads: bool,
+    /// How long a causal read (one carrying `ballot-min-revision`) waits for this member to
+    /// apply the revision its client has seen, before it is refused: `1s` (the default), `500ms`.
+    #[arg(long, env = "BALLOT_MAX_CAUSAL_WAIT")]
+    pub max_causal_wait: Option<String>,
+    /// The leader refuses writes while the timestamp of its next log entry (a hybrid logical
+    /// clock) would be ahead of its wall clock by more than this: `500ms` (the default), `2s`;
+    /// `0` turns the check off. Stamps say when each revision was written (`get --as-of`).
+    #[arg(long, env = "BALLOT_MAX_CLOCK_SKEW")]
+    pub max_clock_skew: Option<String>,
     /// How often the leader compares the members' `hash_kv` and raises the CORRUPT alarm on a
     /// mismatch: a duration such as `5m` or `30s`; 0 (the default) turns the check off.
     #[arg(long, env = "BALLOT_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
@@ -175,7 +184,9 @@ impl ServeArgs {
             experimental_corrupt_check_time,
             auth_token,
             auth_token_ttl,
-            listen_zk_urls
+            listen_zk_urls,
+            max_causal_wait,
+            max_clock_skew
         );
         config.auto_promote_learners |= self.auto_promote_learners;
         config.force_new_cluster |= self.force_new_cluster;

@@ -84,7 +84,13 @@ fn append_loop(args: AppendLoopArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     loop {
         let batch: Vec<Entry> = (next..next + args.batch)
-            .map(|index| Entry { term: 1, index, kind: EntryKind::Normal, data: format!("entry-{index}").into_bytes() })
+            .map(|index| Entry {
+                stamp: 0,
+                term: 1,
+                index,
+                kind: EntryKind::Normal,
+                data: format!("entry-{index}").into_bytes(),
+            })
             .collect();
         let durable = wal.append(Batch { entries: &batch, ..Batch::default() })?;
         let (last, _) = durable.last.expect("a batch with entries");

@@ -39,7 +39,7 @@ mod tests;
 
 pub use sim_file::SimFile;
 pub use snapshot::{ImageItem, ImageParser, ImageWriter, SnapshotChunks};
-pub use store::{ReadAuth, Reader, Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
+pub use store::{ReadAuth, Reader, StampedRevision, Store, CACHE_BYTES_DEFAULT, COMPACTION_BATCH_REVISIONS};
 pub use types::*;
 pub use watch::{Cancelled, Event, EventKind, WatchHub, WatchId, WatchRequest};
 

@@ -57,6 +57,8 @@ pub struct Store {
     /// Whether authentication is on, as of the last applied batch (shared with [`Reader`]s, so
     /// requests skip the auth tables while it is off).
     auth_enabled: Arc<AtomicBool>,
+    /// The oldest revision with a stamp, once looked up (`i64::MAX`: none); `None`: unknown.
+    oldest_stamped: Option<i64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,6 +131,7 @@ impl Store {
             events: Vec::new(),
             logins: Vec::new(),
             auth_enabled: Arc::default(),
+            oldest_stamped: None,
         };
         store.reload()?;
         store.durable_applied_index = store.applied_index;
@@ -137,6 +140,7 @@ impl Store {
 
     /// Reads the metadata back (after opening or installing a snapshot).
     pub(crate) fn reload(&mut self) -> Result<(), Error> {
+        self.oldest_stamped = None;
         let meta = Meta::read(&self.db.begin_read().map_err(storage_error)?)?;
         self.applied_index = meta.applied_index;
         self.revision = meta.revision;
@@ -186,10 +190,18 @@ impl Store {
     /// applied index was applied before (replay after a restart) and is skipped (`None`). The
     /// commit is not durable by itself: see [`Store::make_durable`].
     pub fn apply_batch(&mut self, batch: &[(u64, Command)]) -> Result<Vec<Option<Applied>>, Error> {
+        self.apply_stamped(batch, &[])
+    }
+
+    /// [`Store::apply_batch`], each command with its entry's stamp (`stamps[i]` for
+    /// `batch[i]`; missing or 0: none): a command that makes a revision records the revision's
+    /// stamp, for reads as of a time ([`Reader::revision_at`]).
+    pub fn apply_stamped(&mut self, batch: &[(u64, Command)], stamps: &[u64]) -> Result<Vec<Option<Applied>>, Error> {
         // Nothing to apply and no compaction in progress: no transaction at all.
         if batch.iter().all(|(index, _)| *index <= self.applied_index) && !self.compacting() {
             return Ok(vec![None; batch.len()]);
         }
+        let mut made: Vec<(u64, i64)> = Vec::new();
         let mut txn = self.db.begin_write().map_err(storage_error)?;
         txn.set_durability(Durability::None).map_err(storage_error)?;
         let mut results = Vec::with_capacity(batch.len());
@@ -214,11 +226,12 @@ impl Store {
             // Alarms change only through Alarm commands: look once per batch, again after one.
             let mut no_space = tables::no_space(&others.alarms)?;
             let mut corrupt = tables::corrupt(&others.alarms)?;
-            for (index, command) in batch {
+            for (position, (index, command)) in batch.iter().enumerate() {
                 if *index <= applied_index {
                     results.push(None);
                     continue;
                 }
+                let revision_before = writer.revision;
                 applied_index = *index;
                 let result = if corrupt && refused_when_corrupt(command) {
                     Err(Error::Corrupt)
@@ -241,6 +254,10 @@ impl Store {
                     ok => ok,
                 };
                 let revision = writer.finish_command();
+                let stamp = stamps.get(position).copied().unwrap_or(0);
+                if revision > revision_before && stamp > 0 {
+                    made.push((stamp, revision));
+                }
                 results.push(Some(Applied { result, revision }));
             }
             let cursor = compact_step(&mut writer, self.compact_revision, self.compaction_cursor)?;
@@ -254,12 +271,35 @@ impl Store {
             self.applied_index = applied_index;
             self.events.append(&mut writer.events);
             self.logins.append(&mut others.logins);
+            // Written when the batch made stamped revisions, or compaction left stamps to trim
+            // (each batch trims a bounded number).
+            if !made.is_empty() || self.stamps_below(writer.compact_revision) {
+                self.oldest_stamped = Some(record_stamps(&txn, &made, writer.compact_revision)?);
+            }
             if auth_changed {
                 self.auth_enabled.store(others.auth.status()?.0, Ordering::SeqCst);
             }
         }
         txn.commit().map_err(storage_error)?;
         Ok(results)
+    }
+
+    /// Whether stamps of compacted revisions may remain (checked cheaply: the store remembers
+    /// the oldest stamped revision once it has looked).
+    fn stamps_below(&mut self, compact_revision: i64) -> bool {
+        match self.oldest_stamped {
+            Some(oldest) => oldest < compact_revision,
+            None => {
+                let oldest = self
+                    .db
+                    .begin_read()
+                    .ok()
+                    .and_then(|read| read.open_table(tables::STAMPS).ok())
+                    .and_then(|table| table.first().ok().flatten().map(|(_, revision)| revision.value()));
+                self.oldest_stamped = Some(oldest.unwrap_or(i64::MAX));
+                oldest.is_some_and(|oldest| oldest < compact_revision)
+            }
+        }
     }
 
     fn execute(
@@ -708,6 +748,12 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
+    /// The newest revision stamped at or before `stamp` (see [`StampedRevision`]).
+    pub fn revision_at(&self, stamp: u64) -> Result<Option<StampedRevision>, Error> {
+        let read = self.readers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).0.begin_read();
+        revision_at_in(&read.map_err(storage_error)?, stamp)
+    }
+
     /// A consistent image of the store, in chunks, from any thread (see
     /// [`Store::snapshot_chunks`]); the read transaction lives as long as the iterator.
     pub fn snapshot_chunks(&self, chunk_bytes: usize) -> Result<crate::SnapshotChunks, Error> {
@@ -786,6 +832,12 @@ impl Reader {
         Ok(copy)
     }
 
+    /// The newest revision's stamp (0: no stamped revision), from which a restarted leader's
+    /// clock continues.
+    pub fn last_stamp(&self) -> Result<u64, Error> {
+        last_stamp_in(&self.db().begin_read().map_err(storage_error)?)
+    }
+
     /// The store's revision as of the last applied batch.
     pub fn revision(&self) -> Result<i64, Error> {
         Ok(Meta::read(&self.db().begin_read().map_err(storage_error)?)?.revision)
@@ -844,6 +896,68 @@ impl Reader {
         let meta = Meta::read(&read)?;
         Ok((in_view(&read, &index, meta.revision, meta.compact_revision, read_with)?, meta.revision))
     }
+}
+
+/// A revision found by its time: the newest revision stamped at or before the time asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StampedRevision {
+    /// The revision.
+    pub revision: i64,
+    /// Its entry's stamp (hybrid logical clock: ms since the epoch << 16, plus a counter).
+    pub stamp: u64,
+}
+
+/// Looks up the newest revision stamped at or before `stamp` in a read transaction; `Ok(None)`
+/// if every kept stamp is later. `Compacted` if the revision found is below the compact
+/// revision, or if compaction removed the stamps that would have answered.
+fn revision_at_in(read: &redb::ReadTransaction, stamp: u64) -> Result<Option<StampedRevision>, Error> {
+    let table = match read.open_table(tables::STAMPS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(error) => return Err(storage_error(error)),
+    };
+    let meta = Meta::read(read)?;
+    let found = table.range(..=stamp).map_err(storage_error)?.next_back().transpose().map_err(storage_error)?;
+    match found {
+        Some((stamp, revision)) if revision.value() >= meta.compact_revision => {
+            Ok(Some(StampedRevision { revision: revision.value(), stamp: stamp.value() }))
+        }
+        Some(_) => Err(Error::Compacted),
+        None if meta.compact_revision > 1 => Err(Error::Compacted),
+        None => Ok(None),
+    }
+}
+
+/// The newest stamp in a read transaction (0: none).
+fn last_stamp_in(read: &redb::ReadTransaction) -> Result<u64, Error> {
+    match read.open_table(tables::STAMPS) {
+        Ok(table) => Ok(table.last().map_err(storage_error)?.map_or(0, |(stamp, _)| stamp.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(error) => Err(storage_error(error)),
+    }
+}
+
+/// Stamp rows removed per applied batch once their revisions are compacted.
+const STAMP_TRIM_BATCH: usize = 1024;
+
+/// Writes the stamps of the revisions a batch made and trims those of compacted revisions;
+/// returns the oldest stamped revision left (`i64::MAX`: none).
+fn record_stamps(txn: &redb::WriteTransaction, made: &[(u64, i64)], compact_revision: i64) -> Result<i64, Error> {
+    let mut table = txn.open_table(tables::STAMPS).map_err(storage_error)?;
+    for (stamp, revision) in made {
+        table.insert(stamp, revision).map_err(storage_error)?;
+    }
+    let compacted: Vec<u64> = table
+        .iter()
+        .map_err(storage_error)?
+        .take(STAMP_TRIM_BATCH)
+        .map_while(|item| item.ok().filter(|(_, revision)| revision.value() < compact_revision).map(|(s, _)| s.value()))
+        .collect();
+    for stamp in compacted {
+        table.remove(stamp).map_err(storage_error)?;
+    }
+    let oldest = table.first().map_err(storage_error)?.map_or(i64::MAX, |(_, revision)| revision.value());
+    Ok(oldest)
 }
 
 /// The raised alarms in a read transaction, as (kind, member id).
@@ -969,5 +1083,48 @@ mod reader_behind_the_index {
         assert_eq!(value_at(&new, &store, "a", 0).unwrap(), vec!["3"]);
         assert_eq!(value_at(&new, &store, "b", 0).unwrap(), Vec::<String>::new());
         assert_eq!(value_at(&new, &store, "b", 5).unwrap(), vec!["1"]);
+    }
+}
+
+#[cfg(test)]
+mod stamps {
+    use super::*;
+
+    fn put(key: &str) -> Command {
+        Command::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() })
+    }
+
+    #[test]
+    fn each_revision_keeps_its_entrys_stamp_and_is_found_by_time() {
+        let mut store = Store::in_memory().unwrap();
+        // A lease grant makes no revision: its stamp is not kept.
+        let batch = [(1, put("a")), (2, Command::LeaseGrant { id: 7, ttl: 60 }), (3, put("b"))];
+        store.apply_stamped(&batch, &[100, 150, 200]).unwrap(); // revisions 2 and 3
+        store.apply_batch(&[(4, put("c"))]).unwrap(); // revision 4, unstamped
+        store.apply_stamped(&[(5, put("d"))], &[300]).unwrap(); // revision 5
+        let reader = store.reader();
+        let at = |stamp| reader.revision_at(stamp).unwrap().map(|found| (found.revision, found.stamp));
+        assert_eq!(at(99), None);
+        assert_eq!(
+            (at(100), at(199), at(200), at(299), at(u64::MAX)),
+            (Some((2, 100)), Some((2, 100)), Some((3, 200)), Some((3, 200)), Some((5, 300)))
+        );
+        assert_eq!(reader.last_stamp().unwrap(), 300);
+        // Compaction past revision 3 trims its stamp: a time that only it answered is compacted.
+        store.apply_batch(&[(6, Command::Compact { revision: 4 })]).unwrap();
+        store.apply_stamped(&[(7, put("e"))], &[400]).unwrap();
+        let reader = store.reader();
+        assert_eq!(reader.revision_at(250), Err(Error::Compacted));
+        assert_eq!(reader.revision_at(50), Err(Error::Compacted));
+        assert_eq!(reader.revision_at(350).unwrap().map(|found| found.revision), Some(5));
+        assert_eq!(reader.revision_at(400).unwrap().map(|found| found.revision), Some(6));
+    }
+
+    #[test]
+    fn a_store_without_stamps_answers_none() {
+        let mut store = Store::in_memory().unwrap();
+        store.apply_batch(&[(1, put("a"))]).unwrap();
+        assert_eq!(store.reader().revision_at(u64::MAX), Ok(None));
+        assert_eq!(store.reader().last_stamp(), Ok(0));
     }
 }

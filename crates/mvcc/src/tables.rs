@@ -29,6 +29,10 @@ pub const AUTH: TableDefinition<&str, u64> = TableDefinition::new("auth");
 pub const AUTH_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_users");
 /// Role name → `authpb.Role`.
 pub const AUTH_ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_roles");
+/// Entry stamp (hybrid logical clock, see `ballot_raft::hlc`) → the revision its entry made:
+/// both increase together, so the newest revision at or before a time is one range lookup.
+/// Rows below the compact revision are trimmed a batch at a time.
+pub const STAMPS: TableDefinition<u64, i64> = TableDefinition::new("stamps");
 /// Named counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

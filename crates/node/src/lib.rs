@@ -279,7 +279,9 @@ impl<D: Disk> Replica<D> {
         store: Store,
         compact_every: u64,
     ) -> Result<Self, NodeError> {
-        let raft = RawNode::restart(config, state)?;
+        let mut raft = RawNode::restart(config, state)?;
+        // Stamps continue after the store's newest, even when a snapshot left no entries.
+        raft.witness_stamp(store.reader().last_stamp().map_err(NodeError::Store)?);
         let applied = raft.raft().log().applied();
         Ok(Self::assemble(raft, wal, store, applied, compact_every))
     }
@@ -468,6 +470,7 @@ impl<D: Disk> Replica<D> {
             finished.members_changed = true;
         }
         let mut batch = Vec::new();
+        let mut stamps = Vec::new();
         let mut ids = Vec::new();
         for entry in &ready.committed_entries {
             assert_eq!(entry.index, self.applied + 1, "entries are applied in order");
@@ -478,10 +481,11 @@ impl<D: Disk> Replica<D> {
             if let Some((request_id, command)) = command_of(entry) {
                 finished.members_changed |= matches!(command.inner(), Command::Members(_));
                 batch.push((entry.index, command));
+                stamps.push(entry.stamp);
                 ids.push(request_id);
             }
         }
-        let results = self.store.apply_batch(&batch).map_err(NodeError::Store)?;
+        let results = self.store.apply_stamped(&batch, &stamps).map_err(NodeError::Store)?;
         for ((_, command), applied) in batch.iter().zip(&results) {
             let succeeded = matches!(applied, Some(Applied { result: Ok(_), .. }));
             match *command.inner() {
@@ -620,11 +624,11 @@ impl<D: Disk> Replica<D> {
                 self.abandon_defrag();
                 return Ok(None);
             };
-            let batch: Vec<(Index, Command)> = entries
+            let (batch, stamps): (Vec<(Index, Command)>, Vec<u64>) = entries
                 .iter()
-                .filter_map(|entry| command_of(entry).map(|(_, command)| (entry.index, command)))
-                .collect();
-            copy.apply_batch(&batch).map_err(NodeError::Store)?;
+                .filter_map(|entry| command_of(entry).map(|(_, command)| ((entry.index, command), entry.stamp)))
+                .unzip();
+            copy.apply_stamped(&batch, &stamps).map_err(NodeError::Store)?;
             copy.take_events();
             *replayed = last;
             if *replayed < self.applied {

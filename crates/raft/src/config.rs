@@ -60,6 +60,9 @@ pub struct Config {
     /// Duplicated messages are recognised by payload, so forwarded payloads must be unique
     /// (ballot's carry a request id).
     pub forward_proposals: bool,
+    /// The leader refuses proposals while its next entry stamp ([`crate::hlc`]) would be ahead
+    /// of its wall clock by more than this many milliseconds; 0 turns the check off.
+    pub max_clock_skew_ms: u64,
     /// Test-only protocol bug.
     #[cfg(feature = "fault-injection")]
     pub injected_bug: Option<InjectedBug>,
@@ -83,6 +86,7 @@ impl Config {
             uncommitted_bytes_max: 64 * 1024 * 1024,
             seed: id,
             forward_proposals: true,
+            max_clock_skew_ms: 0,
             #[cfg(feature = "fault-injection")]
             injected_bug: None,
         }

@@ -49,6 +49,7 @@
 
 mod config;
 mod forwarded;
+pub mod hlc;
 mod log;
 pub mod membership;
 mod progress;
@@ -82,6 +83,16 @@ pub enum Error {
     /// The leader refused the proposal for the reason given; retry later.
     #[error("proposal dropped: {0}")]
     ProposalDropped(String),
+    /// The leader's next timestamp would be ahead of its wall clock by more than the bound.
+    #[error(
+        "clock skew: the next timestamp would be {ahead_ms} ms ahead of the leader's wall clock (bound {max_ms} ms)"
+    )]
+    ClockSkew {
+        /// How far ahead, ms.
+        ahead_ms: u64,
+        /// The bound ([`Config::max_clock_skew_ms`]).
+        max_ms: u64,
+    },
     /// A membership change is already pending, or this leader has not committed an entry yet.
     #[error("a membership change is pending")]
     ConfChangePending,

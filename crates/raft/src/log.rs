@@ -304,7 +304,7 @@ mod tests {
     use crate::types::EntryKind;
 
     fn entry(index: Index, term: Term) -> Entry {
-        Entry { term, index, kind: EntryKind::Normal, data: vec![] }
+        Entry { stamp: 0, term, index, kind: EntryKind::Normal, data: vec![] }
     }
 
     fn log_with_terms(terms: &[Term]) -> RaftLog {

@@ -195,7 +195,8 @@ mod tests {
     #[test]
     fn history_rolls_back_on_truncation() {
         let mut history = ConfHistory::new(conf(&[1, 2, 3]));
-        let entry = Entry { term: 1, index: 5, kind: EntryKind::ConfChange, data: change(&[AddVoter(4)]).encode() };
+        let entry =
+            Entry { stamp: 0, term: 1, index: 5, kind: EntryKind::ConfChange, data: change(&[AddVoter(4)]).encode() };
         history.observe(&[entry]);
         assert!(history.current().is_joint());
         assert_eq!(history.at(4), &conf(&[1, 2, 3]));

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::{Config, InjectedBug};
 use crate::forwarded::{Forwarded, HELD_MAX};
+use crate::hlc::Hlc;
 use crate::log::RaftLog;
 use crate::membership::{apply_change, ConfHistory};
 use crate::progress::{Progress, ProgressState};
@@ -90,6 +91,10 @@ pub struct Raft {
     held: Vec<Vec<u8>>,
     /// Set once a leader transfer started in this term: no more lease reads until a new term.
     lease_void_in_term: bool,
+    /// Stamps entries as leader; follows the stamps in the log as follower.
+    hlc: Hlc,
+    /// Follower: the leader's wall clock minus this node's, from the last heartbeat (ms).
+    clock_offset_ms: Option<i64>,
 }
 
 const ROUND_HISTORY_MAX: usize = 128;
@@ -108,6 +113,8 @@ impl Raft {
         applied: Index,
     ) -> Result<Raft, Error> {
         config.validate()?;
+        let mut hlc = Hlc::default();
+        hlc.witness(entries.last().map_or(0, |entry| entry.stamp));
         let log = RaftLog::restore(&snapshot.meta, entries, hard_state.commit, applied);
         let mut conf = ConfHistory::new(snapshot.meta.conf_state.clone());
         conf.observe(log.entries_from(log.first_index()));
@@ -146,6 +153,8 @@ impl Raft {
             forwarded: Forwarded::default(),
             held: Vec::new(),
             lease_void_in_term: false,
+            hlc,
+            clock_offset_ms: None,
             config,
         };
         raft.reset_election_timeout();
@@ -604,9 +613,11 @@ impl Raft {
                 self.leader = from;
                 self.handle_append(from, prev_index, prev_term, entries, commit);
             }
-            MessageBody::Heartbeat { commit, round } => {
+            MessageBody::Heartbeat { commit, round, clock_ms } => {
                 self.election_elapsed = 0;
                 self.leader = from;
+                let own = self.hlc.wall_ms();
+                self.clock_offset_ms = (clock_ms > 0 && own > 0).then(|| clock_ms as i64 - own as i64);
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.send(from, MessageBody::HeartbeatResponse { round });
             }
@@ -639,6 +650,7 @@ impl Raft {
         }
         if self.log.matches(prev_index, prev_term) {
             let last_new = prev_index + entries.len() as u64;
+            self.hlc.witness(entries.iter().map(|entry| entry.stamp).max().unwrap_or(0));
             if let Some(first_written) = self.log.append_from_leader(entries) {
                 self.conf.truncate_from(first_written);
                 self.conf.observe(self.log.entries_from(first_written));
@@ -686,7 +698,7 @@ impl Raft {
             .into_iter()
             .map(|(kind, data)| {
                 index += 1;
-                Entry { term: self.term, index, kind, data }
+                Entry { term: self.term, index, kind, data, stamp: self.hlc.issue() }
             })
             .collect();
         self.uncommitted_bytes += entries.iter().map(Entry::size_bytes).sum::<u64>();
@@ -890,11 +902,49 @@ impl Raft {
             return Ok(0);
         }
         self.check_can_propose()?;
+        self.check_clock()?;
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64 + 24).sum();
         if self.uncommitted_bytes > 0 && self.uncommitted_bytes + bytes > self.config.uncommitted_bytes_max {
             return Err(Error::ProposalDropped("too many uncommitted bytes".into()));
         }
         Ok(self.append_entries(payloads.into_iter().map(|data| (EntryKind::Normal, data)).collect()))
+    }
+
+    /// Refuses to stamp entries further ahead of this leader's wall clock than
+    /// [`Config::max_clock_skew_ms`]: the clocks of the members disagree by more than the
+    /// operator promised (or this leader's clock stepped back), and stamps would no longer say
+    /// when a write happened.
+    fn check_clock(&self) -> Result<(), Error> {
+        let (ahead_ms, max_ms) = (self.hlc.ahead_ms(), self.config.max_clock_skew_ms);
+        if max_ms > 0 && ahead_ms > max_ms {
+            return Err(Error::ClockSkew { ahead_ms, max_ms });
+        }
+        Ok(())
+    }
+
+    /// Takes a reading of the wall clock (ms since the epoch) for the next stamps.
+    pub(crate) fn observe_wall_clock(&mut self, ms: u64) {
+        self.hlc.observe_wall(ms);
+    }
+
+    /// Takes in a stamp known to be in the past (the store's newest, at a restart).
+    pub(crate) fn witness_stamp(&mut self, stamp: u64) {
+        self.hlc.witness(stamp);
+    }
+
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This node's hybrid logical clock.
+    pub fn hlc(&self) -> Hlc {
+        self.hlc
+    }
+
+    /// Follower: the leader's wall clock minus this node's at the last heartbeat, in ms.
+    pub fn clock_offset_ms(&self) -> Option<i64> {
+        self.clock_offset_ms
     }
 
     fn check_can_propose(&self) -> Result<(), Error> {
@@ -1050,7 +1100,7 @@ impl Raft {
         let peers: Vec<NodeId> = self.progress.keys().copied().filter(|p| *p != id).collect();
         for peer in peers {
             let commit = self.log.committed().min(self.progress[&peer].match_index);
-            self.send(peer, MessageBody::Heartbeat { commit, round });
+            self.send(peer, MessageBody::Heartbeat { commit, round, clock_ms: self.hlc.wall_ms() });
         }
         self.confirm_rounds();
     }

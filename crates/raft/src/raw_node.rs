@@ -93,7 +93,8 @@ impl RestartState {
         let dropped: Vec<NodeId> = conf.members().into_iter().filter(|member| *member != id).collect();
         let term = self.hard_state.term.max(self.entries.last().map_or(self.snapshot.meta.term, |e| e.term));
         let change = ConfChange { steps: vec![ConfChangeStep::ForceAlone(id)], context: context(&dropped) };
-        let entry = Entry { term, index: commit + 1, kind: EntryKind::ConfChange, data: change.encode() };
+        let stamp = self.entries.last().map_or(0, |e| e.stamp) + 1;
+        let entry = Entry { term, index: commit + 1, kind: EntryKind::ConfChange, data: change.encode(), stamp };
         self.entries.push(entry.clone());
         self.hard_state = HardState { term, vote: self.hard_state.vote, commit: entry.index };
         Ok(entry)
@@ -132,8 +133,13 @@ impl RawNode {
                 .map(|id| ConfChangeStep::AddVoter(*id))
                 .chain(initial.learners.iter().map(|id| ConfChangeStep::AddLearner(*id)))
                 .collect();
-            let bootstrap =
-                Entry { term: 1, index: 1, kind: EntryKind::ConfChange, data: ConfChange { steps, context }.encode() };
+            let bootstrap = Entry {
+                stamp: 0,
+                term: 1,
+                index: 1,
+                kind: EntryKind::ConfChange,
+                data: ConfChange { steps, context }.encode(),
+            };
             state.entries = vec![bootstrap];
             state.hard_state = HardState { term: 1, vote: NO_NODE, commit: 1 };
         } else if !initial.learners.is_empty() {
@@ -162,6 +168,19 @@ impl RawNode {
     /// The state machine, for inspection.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Takes a reading of the wall clock (ms since the Unix epoch) for the stamps of the
+    /// entries this node appends as leader ([`crate::hlc`]). The core reads no clock: the
+    /// driver passes it in, as it passes ticks.
+    pub fn observe_wall_clock(&mut self, ms: u64) {
+        self.raft.observe_wall_clock(ms);
+    }
+
+    /// Takes in a stamp known to be in the past (the state machine's newest, at a restart
+    /// from a snapshot that left no entries): later stamps come after it.
+    pub fn witness_stamp(&mut self, stamp: u64) {
+        self.raft.witness_stamp(stamp);
     }
 
     /// Advances time by one tick.

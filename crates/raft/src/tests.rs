@@ -1101,3 +1101,59 @@ fn a_learner_campaigns_when_the_voters_cannot_elect_one_of_themselves() {
     cluster.tick(leader, 1);
     assert_eq!(cluster.applied_data(3).last().unwrap(), b"after");
 }
+
+// ------------------------------------------------------------------- entry stamps (HLC)
+
+#[test]
+fn stamps_increase_along_the_log_across_a_leader_whose_clock_is_behind() {
+    let mut cluster = Cluster::new(3);
+    // Node 1's clock is a second ahead of node 2's.
+    cluster.node(1).observe_wall_clock(1_000_000 + 1_000);
+    cluster.node(2).observe_wall_clock(1_000_000);
+    cluster.node(3).observe_wall_clock(1_000_000);
+    cluster.elect(1);
+    for i in 0..3u8 {
+        cluster.node(1).propose(vec![i]).unwrap();
+    }
+    cluster.settle();
+    cluster.node(1).observe_wall_clock(1_000_000 + 1_001);
+    cluster.isolate(1);
+    cluster.elect_new(2);
+    cluster.node(2).propose(vec![9]).unwrap();
+    cluster.settle();
+    cluster.tick_all(1);
+    let stamps: Vec<u64> = cluster.applied[&3].iter().map(|entry| entry.stamp).collect();
+    assert!(stamps.len() >= 5, "{stamps:?}");
+    assert!(stamps.windows(2).all(|pair| pair[0] < pair[1]), "stamps go back: {stamps:?}");
+    // The new leader's stamps follow the old one's, ahead of its own clock by about a second.
+    let last = *stamps.last().unwrap();
+    assert_eq!(crate::hlc::physical_ms(last), 1_001_000);
+    assert_eq!(cluster.node(2).raft().hlc().ahead_ms(), 1_000);
+}
+
+#[test]
+fn a_leader_refuses_to_stamp_further_ahead_of_its_clock_than_the_bound() {
+    let mut cluster = Cluster::with_config(3, |id| Config { max_clock_skew_ms: 500, ..config(id) });
+    cluster.node(1).observe_wall_clock(2_000_000);
+    cluster.elect(1);
+    cluster.node(1).propose(vec![1]).unwrap();
+    cluster.settle();
+    // The wall clock steps back two seconds (an NTP step): stamps stay ahead of it; writes
+    // are refused until it has caught up.
+    cluster.node(1).observe_wall_clock(1_998_000);
+    assert_eq!(cluster.node(1).propose(vec![2]), Err(Error::ClockSkew { ahead_ms: 2_000, max_ms: 500 }));
+    cluster.node(1).observe_wall_clock(1_999_600);
+    cluster.node(1).propose(vec![3]).unwrap();
+}
+
+#[test]
+fn followers_learn_their_offset_from_the_leaders_heartbeats() {
+    let mut cluster = Cluster::new(3);
+    cluster.node(1).observe_wall_clock(5_000);
+    cluster.node(2).observe_wall_clock(4_750);
+    cluster.elect(1);
+    cluster.tick_all(2);
+    assert_eq!(cluster.node(2).raft().clock_offset_ms(), Some(250));
+    // A follower without a wall clock reading knows no offset.
+    assert_eq!(cluster.node(3).raft().clock_offset_ms(), None);
+}

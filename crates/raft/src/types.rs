@@ -58,6 +58,9 @@ pub struct Entry {
     pub kind: EntryKind,
     /// Payload (application command or encoded conf change).
     pub data: Vec<u8>,
+    /// The leader's hybrid-logical-clock stamp ([`crate::hlc`]): strictly increasing along the
+    /// log; 0 for entries written before stamps existed.
+    pub stamp: u64,
 }
 
 impl Entry {
@@ -286,6 +289,9 @@ pub enum MessageBody {
         commit: Index,
         /// The confirmation round this heartbeat belongs to.
         round: u64,
+        /// The leader's wall clock when it sent the heartbeat (ms since the epoch; 0: unknown),
+        /// from which followers estimate their offset from the leader.
+        clock_ms: u64,
     },
     /// Answer to [`MessageBody::Heartbeat`].
     HeartbeatResponse {

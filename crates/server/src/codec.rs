@@ -130,10 +130,18 @@ pub fn encode(message: &Message) -> Vec<u8> {
             for entry in entries {
                 w.u64(entry.term);
                 w.u64(entry.index);
-                w.u8(match entry.kind {
+                // Kinds 2 and 3 carry a stamp (as in the WAL's records): unstamped entries
+                // encode as before.
+                let kind = match entry.kind {
                     EntryKind::Normal => 0,
                     EntryKind::ConfChange => 1,
-                });
+                };
+                if entry.stamp == 0 {
+                    w.u8(kind);
+                } else {
+                    w.u8(kind + 2);
+                    w.u64(entry.stamp);
+                }
                 w.bytes(&entry.data);
             }
         }
@@ -144,10 +152,16 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u64(*hint_index);
             w.u64(*hint_term);
         }
-        MessageBody::Heartbeat { commit, round } => {
+        MessageBody::Heartbeat { commit, round, clock_ms: 0 } => {
             w.u8(5);
             w.u64(*commit);
             w.u64(*round);
+        }
+        MessageBody::Heartbeat { commit, round, clock_ms } => {
+            w.u8(12);
+            w.u64(*commit);
+            w.u64(*round);
+            w.u64(*clock_ms);
         }
         MessageBody::HeartbeatResponse { round } => {
             w.u8(6);
@@ -209,12 +223,14 @@ pub fn decode(input: &[u8]) -> Result<Message, DecodeError> {
             for _ in 0..n {
                 let term = r.u64()?;
                 let index = r.u64()?;
-                let kind = match r.u8()? {
-                    0 => EntryKind::Normal,
-                    1 => EntryKind::ConfChange,
+                let (kind, stamp) = match r.u8()? {
+                    0 => (EntryKind::Normal, 0),
+                    1 => (EntryKind::ConfChange, 0),
+                    2 => (EntryKind::Normal, r.u64()?),
+                    3 => (EntryKind::ConfChange, r.u64()?),
                     _ => return Err(DecodeError("entry kind")),
                 };
-                entries.push(Entry { term, index, kind, data: r.bytes()? });
+                entries.push(Entry { term, index, kind, data: r.bytes()?, stamp });
             }
             MessageBody::Append { prev_index, prev_term, entries, commit }
         }
@@ -224,7 +240,8 @@ pub fn decode(input: &[u8]) -> Result<Message, DecodeError> {
             hint_index: r.u64()?,
             hint_term: r.u64()?,
         },
-        5 => MessageBody::Heartbeat { commit: r.u64()?, round: r.u64()? },
+        5 => MessageBody::Heartbeat { commit: r.u64()?, round: r.u64()?, clock_ms: 0 },
+        12 => MessageBody::Heartbeat { commit: r.u64()?, round: r.u64()?, clock_ms: r.u64()? },
         6 => MessageBody::HeartbeatResponse { round: r.u64()? },
         7 => {
             let index = r.u64()?;
@@ -263,13 +280,15 @@ mod tests {
                 prev_index: 4,
                 prev_term: 2,
                 entries: vec![
-                    Entry { term: 2, index: 5, kind: EntryKind::Normal, data: b"put".to_vec() },
-                    Entry { term: 2, index: 6, kind: EntryKind::ConfChange, data: vec![] },
+                    Entry { stamp: 0, term: 2, index: 5, kind: EntryKind::Normal, data: b"put".to_vec() },
+                    Entry { stamp: 0, term: 2, index: 6, kind: EntryKind::ConfChange, data: vec![] },
+                    Entry { stamp: 9 << 16 | 3, term: 2, index: 7, kind: EntryKind::Normal, data: b"x".to_vec() },
                 ],
                 commit: 5,
             },
             MessageBody::AppendResponse { reject: false, index: 6, hint_index: 0, hint_term: 0 },
-            MessageBody::Heartbeat { commit: 6, round: 9 },
+            MessageBody::Heartbeat { commit: 6, round: 9, clock_ms: 0 },
+            MessageBody::Heartbeat { commit: 6, round: 9, clock_ms: 1_765_000_000_000 },
             MessageBody::HeartbeatResponse { round: 9 },
             MessageBody::InstallSnapshot {
                 snapshot: Snapshot {

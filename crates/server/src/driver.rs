@@ -72,6 +72,14 @@ pub enum ApiError {
     /// Raft refused the proposal for now (a leader transfer, too much uncommitted data).
     #[error("etcdserver: too many requests")]
     TooManyRequests,
+    /// The leader's clock is behind the stamps in its log by more than `--max-clock-skew`.
+    #[error("ballot: {0}")]
+    ClockSkew(String),
+}
+
+/// The wall clock in milliseconds since the Unix epoch (0 if it reads before the epoch).
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }
 
 impl From<ballot_raft::Error> for ApiError {
@@ -79,6 +87,11 @@ impl From<ballot_raft::Error> for ApiError {
         match error {
             ballot_raft::Error::NotLeader { leader: Some(leader) } => ApiError::NotLeader(leader),
             ballot_raft::Error::NotLeader { leader: None } => ApiError::NoLeader,
+            ballot_raft::Error::ClockSkew { .. } => {
+                // The operator must hear of this: writes stop until the clocks agree again.
+                tracing::warn!("refusing a write: {error} (--max-clock-skew)");
+                ApiError::ClockSkew(error.to_string())
+            }
             _ => ApiError::TooManyRequests,
         }
     }
@@ -229,6 +242,8 @@ pub struct Settings {
     pub quota_bytes: u64,
     /// The current term, published for response headers built off the loop thread.
     pub term: Arc<AtomicU64>,
+    /// The store's revision, published after each turn for causal reads waiting to see it.
+    pub applied: tokio::sync::watch::Sender<i64>,
     /// Automatic compaction of the history.
     pub auto_compaction: AutoCompaction,
     /// The election timeout (members heard from within it count as started).
@@ -317,6 +332,8 @@ pub struct Core {
     inbox: Inbox,
     /// Followers whose snapshot image is being built or sent (see `send_snapshot`).
     images_in_flight: Arc<std::sync::Mutex<std::collections::HashSet<NodeId>>>,
+    /// When this leader last handed leadership over for its clock (see `hand_over_for_clock`).
+    clock_handover_at: Option<Instant>,
 }
 
 impl Core {
@@ -922,6 +939,13 @@ impl Core {
     /// expired leases; every member drops abandoned waiters.
     fn on_tick(&mut self, ticks: u64, due: u64) {
         let now = Instant::now();
+        let raft = self.replica.raft().raft();
+        let offset_ms = if raft.soft_state().role == Role::Leader { Some(0) } else { raft.clock_offset_ms() };
+        if let Some(offset_ms) = offset_ms {
+            self.metrics.clock_offset_ms.set(offset_ms);
+        }
+        self.metrics.hlc_ahead_ms.set(raft.hlc().ahead_ms() as i64);
+        self.hand_over_for_clock(now);
         if self.replica.raft().raft().soft_state().role == Role::Leader {
             let expired: Vec<i64> = self
                 .lease_deadlines
@@ -1036,6 +1060,32 @@ impl Core {
         }
     }
 
+    /// A leader whose wall clock is behind its log's stamps by more than `--max-clock-skew`
+    /// refuses writes (see `ballot_raft::Error::ClockSkew`); rather than stay leader and refuse
+    /// them until its clock catches up, it hands leadership to an up-to-date member, whose
+    /// clock may agree with the stamps (at most once per two election timeouts, so that a cluster
+    /// whose clocks all disagree does not pass leadership around in a loop).
+    fn hand_over_for_clock(&mut self, now: Instant) {
+        let raft = self.replica.raft().raft();
+        let (ahead, bound) = (raft.hlc().ahead_ms(), raft.config().max_clock_skew_ms);
+        if bound == 0 || ahead <= bound || raft.soft_state().role != Role::Leader {
+            return;
+        }
+        if self.clock_handover_at.is_some_and(|at| now.duration_since(at) < self.settings.election * 2) {
+            return;
+        }
+        self.clock_handover_at = Some(now);
+        if let Some(target) = self.best_transferee() {
+            tracing::warn!(
+                ahead_ms = ahead,
+                bound_ms = bound,
+                target = format!("{target:x}"),
+                "this leader's wall clock is behind its log's timestamps: handing leadership over"
+            );
+            let _ = self.replica.raft_mut().transfer_leader(target);
+        }
+    }
+
     /// The voter a leader hands leadership to (before stopping or leaving): the most up to
     /// date other one heard from lately; `None` if this member does not lead or has no such
     /// voter.
@@ -1143,6 +1193,7 @@ pub fn start(
         table_seeded: false,
         inbox: inbox_tx.clone(),
         images_in_flight: Arc::default(),
+        clock_handover_at: None,
     };
     std::thread::Builder::new()
         .name("raft".into())
@@ -1190,12 +1241,12 @@ fn ticks_due(next_tick: &mut Instant, now: Instant, tick: Duration) -> u64 {
 fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
     let tick = core.settings.tick;
     let election_ticks = (core.settings.election.as_nanos() / tick.as_nanos().max(1)).max(1) as u64;
-    let mut next_tick = Instant::now() + tick;
+    let mut next_tick = crate::clock::tick_instant() + tick;
     let mut ticks: u64 = 0;
     let mut stepping_down: Option<(Instant, oneshot::Sender<()>)> = None;
     let mut stopping: Option<oneshot::Sender<()>> = None;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
+        let wait = next_tick.saturating_duration_since(crate::clock::tick_instant());
         let first = match inbox.recv_timeout(wait) {
             Ok(input) => Some(input),
             Err(std_mpsc::RecvTimeoutError::Timeout) => None,
@@ -1206,7 +1257,10 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         // slow fsync or apply on this thread) that is many ticks, none dropped.
         let turn_began = Instant::now();
         core.turn_times = TurnTimes::default();
-        let due = ticks_due(&mut next_tick, turn_began, tick);
+        // The wall clock for the stamps of entries this member appends as leader (the core
+        // reads no clock; see ballot_raft::hlc).
+        core.replica.raft_mut().observe_wall_clock(wall_clock_ms());
+        let due = ticks_due(&mut next_tick, crate::clock::tick_instant(), tick);
         if due > 0 {
             if due > 1 {
                 tracing::debug!(ticks = due, "the loop fell behind; delivering the ticks it owes");
@@ -1261,6 +1315,8 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
             );
         }
         core.settings.term.store(core.term(), Ordering::Relaxed);
+        let revision = core.replica.store().revision();
+        core.settings.applied.send_if_modified(|published| std::mem::replace(published, revision) != revision);
         if let Some((deadline, _)) = &stepping_down {
             // Done once another member leads: proposals forwarded here meanwhile were held and
             // have been passed on to it (see ballot-raft's held proposals).

@@ -28,6 +28,7 @@ pub mod membership;
 pub mod metrics;
 pub mod restore;
 pub mod server;
+pub mod timestamp;
 pub mod tls;
 pub mod transport;
 pub mod zk;

@@ -199,6 +199,15 @@ pub struct Metrics {
     pub messages_sent: Counter,
     /// Entries applied to the state machine.
     pub applied_entries: Counter,
+    /// This member's wall clock offset from the leader's, ms (leader minus member, from the
+    /// last heartbeat; 0 on the leader).
+    pub clock_offset_ms: Gauge,
+    /// How far this member's next entry stamp would be ahead of its wall clock, ms.
+    pub hlc_ahead_ms: Gauge,
+    /// Causal reads that waited for this member to apply the revision their client had seen.
+    pub causal_waits: Counter,
+    /// Causal reads refused because this member stayed behind for `--max-causal-wait`.
+    pub causal_refused: Counter,
     /// Time from a write's arrival to its answer.
     pub write_seconds: Histogram,
     /// Time to apply one batch of committed entries.
@@ -271,6 +280,10 @@ impl Default for Metrics {
             grpc_methods: std::collections::HashMap::new(),
             messages_sent: Counter::default(),
             applied_entries: Counter::default(),
+            clock_offset_ms: Gauge::default(),
+            hlc_ahead_ms: Gauge::default(),
+            causal_waits: Counter::default(),
+            causal_refused: Counter::default(),
             write_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             apply_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
             store_read_at: std::sync::Mutex::new(None),
@@ -463,6 +476,26 @@ impl Metrics {
         let ballot = r.sub_registry_with_prefix("ballot");
         ballot.register("peer_messages_sent", "Raft messages queued to peers", self.messages_sent.clone());
         ballot.register("applied_entries", "Log entries applied to the state machine", self.applied_entries.clone());
+        ballot.register(
+            "clock_offset_milliseconds",
+            "The leader's wall clock minus this member's, at the last heartbeat (0 on the leader)",
+            self.clock_offset_ms.clone(),
+        );
+        ballot.register(
+            "hlc_ahead_milliseconds",
+            "How far this member's next log entry stamp would be ahead of its wall clock",
+            self.hlc_ahead_ms.clone(),
+        );
+        ballot.register(
+            "causal_read_waits",
+            "Causal reads that waited for this member to apply the revision their client had seen",
+            self.causal_waits.clone(),
+        );
+        ballot.register(
+            "causal_reads_refused",
+            "Causal reads refused because this member stayed behind for --max-causal-wait",
+            self.causal_refused.clone(),
+        );
         ballot.register("write_seconds", "Latency of writes, arrival to answer", self.write_seconds.clone());
         ballot.register("apply_seconds", "Time to apply a batch of committed entries", self.apply_seconds.clone());
         // Every method's series exist from the start, at zero, as with go-grpc-prometheus.

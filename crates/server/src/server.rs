@@ -70,6 +70,12 @@ pub struct ServerConfig {
     pub force_new_cluster: bool,
     /// Leader lease reads (see `ballot_raft::Config::lease_read`).
     pub lease_reads: bool,
+    /// How long a causal read waits for this member to apply the revision its client has seen
+    /// (a duration such as `1s` or `500ms`), before it is refused.
+    pub max_causal_wait: String,
+    /// The leader refuses writes while its next entry stamp would be ahead of its wall clock
+    /// by more than this (a duration such as `500ms`; `0` turns the check off).
+    pub max_clock_skew: String,
     /// How often the leader compares members' `hash_kv` (a duration such as `5m`; 0 turns the
     /// check off), etcd's `--experimental-corrupt-check-time`.
     pub experimental_corrupt_check_time: String,
@@ -125,6 +131,8 @@ impl Default for ServerConfig {
             auto_promote_learners: false,
             force_new_cluster: false,
             lease_reads: false,
+            max_causal_wait: "1s".into(),
+            max_clock_skew: "500ms".into(),
             experimental_corrupt_check_time: "0".into(),
             auth_token: "simple".into(),
             auth_token_ttl: 300,
@@ -232,6 +240,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     }
     let auto_compaction = AutoCompaction::parse(&config.auto_compaction_mode, &config.auto_compaction_retention)
         .map_err(|error| anyhow::anyhow!(error))?;
+    let max_causal_wait = crate::compactor::parse_period(&config.max_causal_wait).ok_or_else(|| {
+        anyhow::anyhow!("--max-causal-wait {:?} is not a duration such as 1s or 500ms", config.max_causal_wait)
+    })?;
     let corrupt_check = crate::compactor::parse_period(&config.experimental_corrupt_check_time).ok_or_else(|| {
         anyhow::anyhow!(
             "--experimental-corrupt-check-time {:?} is not a duration such as 5m or 30s",
@@ -315,6 +326,12 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     raft_config.seed = id ^ cluster_id;
     raft_config.tick_interval_ns = heartbeat.as_nanos() as u64;
     raft_config.lease_read = config.lease_reads;
+    raft_config.max_clock_skew_ms = match config.max_clock_skew.trim() {
+        "0" => 0,
+        text => crate::compactor::parse_period(text)
+            .ok_or_else(|| anyhow::anyhow!("--max-clock-skew {text:?} is not a duration such as 500ms or 2s"))?
+            .as_millis() as u64,
+    };
     let disk = FsDisk::open(&config.data_dir.join("wal"), true)?;
     let options = WalOptions::default();
     if config.force_new_cluster && !restarting {
@@ -362,6 +379,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     metrics.set_server_id(id);
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
     let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
+    let (applied_tx, applied) = tokio::sync::watch::channel(replica.store().revision());
     let reader = replica.store().reader();
     let (removed_tx, mut removed_rx) = tokio::sync::watch::channel(false);
     let corrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -370,6 +388,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         tick: heartbeat,
         quota_bytes: config.quota_backend_bytes,
         term: term.clone(),
+        applied: applied_tx,
         auto_compaction,
         election: Duration::from_millis(config.election_timeout),
         name: config.name.clone(),
@@ -427,6 +446,8 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         api::Local {
             reader,
             term,
+            applied,
+            max_causal_wait,
             corrupt,
             scratch_dir: scratch_dir(&config.data_dir)?,
             tokens,

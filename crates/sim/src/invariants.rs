@@ -15,8 +15,10 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// An entry's content: data, kind and stamp (so the stamp is checked as the data is: an entry
+/// is stamped once, by its leader, and never restamped).
 fn entry_hash(entry: &Entry) -> u64 {
-    fnv64(&entry.data) ^ (entry.kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    fnv64(&entry.data) ^ (entry.kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry.stamp.rotate_left(17)
 }
 
 /// What has been observed so far, and every violation found.
@@ -26,6 +28,8 @@ pub struct Invariants {
     leaders: BTreeMap<Term, NodeId>,
     /// State machine safety: what was applied at each index (by anyone).
     applied: BTreeMap<Index, (Term, u64)>,
+    /// The stamp of each applied index: stamps strictly increase along the log.
+    stamps: BTreeMap<Index, u64>,
     /// For each applied index, the lowest current term of a node that applied it: the entry was
     /// committed in that term or earlier.
     committed_by_term: BTreeMap<Index, Term>,
@@ -76,8 +80,32 @@ impl Invariants {
             Some(_) => {}
             None => {
                 self.applied.insert(entry.index, seen);
+                self.check_stamp(entry);
             }
         }
+    }
+
+    /// HLC: a stamped entry's stamp is above every stamped entry before it in the log and
+    /// below every one after it.
+    fn check_stamp(&mut self, entry: &Entry) {
+        if entry.stamp == 0 {
+            return;
+        }
+        let before = self.stamps.range(..entry.index).next_back().map(|(index, stamp)| (*index, *stamp));
+        let after = self.stamps.range(entry.index + 1..).next().map(|(index, stamp)| (*index, *stamp));
+        if let Some((index, stamp)) = before.filter(|(_, stamp)| *stamp >= entry.stamp) {
+            self.violations.push(format!(
+                "HLC: entry {} is stamped {:#x}, not after entry {index}'s {stamp:#x}",
+                entry.index, entry.stamp
+            ));
+        }
+        if let Some((index, stamp)) = after.filter(|(_, stamp)| *stamp <= entry.stamp) {
+            self.violations.push(format!(
+                "HLC: entry {} is stamped {:#x}, not before entry {index}'s {stamp:#x}",
+                entry.index, entry.stamp
+            ));
+        }
+        self.stamps.insert(entry.index, entry.stamp);
     }
 
     /// Records every entry of a node's log and checks it against all entries ever seen.
@@ -129,7 +157,13 @@ mod tests {
         let entries = terms
             .iter()
             .enumerate()
-            .map(|(i, t)| Entry { term: *t, index: i as u64 + 1, kind: EntryKind::Normal, data: vec![i as u8] })
+            .map(|(i, t)| Entry {
+                stamp: 0,
+                term: *t,
+                index: i as u64 + 1,
+                kind: EntryKind::Normal,
+                data: vec![i as u8],
+            })
             .collect();
         RaftLog::restore(&SnapshotMeta::default(), entries, 0, 0)
     }
@@ -147,8 +181,8 @@ mod tests {
     #[test]
     fn applying_different_entries_at_one_index_is_a_violation() {
         let mut invariants = Invariants::default();
-        let a = Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![1] };
-        let b = Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![2] };
+        let a = Entry { stamp: 0, term: 1, index: 1, kind: EntryKind::Normal, data: vec![1] };
+        let b = Entry { stamp: 0, term: 1, index: 1, kind: EntryKind::Normal, data: vec![2] };
         invariants.on_apply(1, &a, 1);
         invariants.on_apply(2, &a, 1);
         assert!(invariants.violations.is_empty());
@@ -159,7 +193,7 @@ mod tests {
     #[test]
     fn a_leader_missing_a_committed_entry_is_a_violation() {
         let mut invariants = Invariants::default();
-        invariants.on_apply(1, &Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![0] }, 2);
+        invariants.on_apply(1, &Entry { stamp: 0, term: 1, index: 1, kind: EntryKind::Normal, data: vec![0] }, 2);
         invariants.on_leader(3, 2, &log(&[2]));
         assert!(invariants.violations.is_empty(), "a leader of the commit's term or earlier may lack it");
         invariants.on_leader(2, 3, &log(&[2]));

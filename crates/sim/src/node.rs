@@ -19,6 +19,8 @@ pub type ClientId = u64;
 pub struct SimNode {
     /// Node id.
     pub id: NodeId,
+    /// How far this node's wall clock is from true time, ms (within ±[`WALL_OFFSET_MAX_MS`]).
+    pub wall_offset_ms: i64,
     /// Raft config (reused at every restart).
     pub config: Config,
     /// The running replica; `None` while crashed or stopped.
@@ -67,6 +69,13 @@ pub struct SimNode {
 /// Nominal virtual time per tick, µs: with 10 election ticks, a 100 ms election timeout. A
 /// node's clock (see [`SimNode::clock`]) counts this much per tick of its own.
 pub const TICK_US: u64 = 10_000;
+
+/// The wall clock at virtual time 0, ms since the epoch (2026-01-01T00:00:00Z): entry stamps
+/// then look like real ones.
+pub const WALL_EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// Largest offset of a node's wall clock from true time, ms (NTP keeps real clocks closer).
+pub const WALL_OFFSET_MAX_MS: i64 = 250;
 
 /// Ticks between the store's durable commits (a server makes its store durable every second).
 const STORE_DURABLE_TICKS: u32 = 10;
@@ -129,6 +138,7 @@ impl SimNode {
         .expect("a new replica on an empty disk");
         SimNode {
             id: config.id,
+            wall_offset_ms: 0,
             config,
             replica: Some(replica),
             disk_at_rest: None,
@@ -178,6 +188,12 @@ impl SimNode {
     /// (skew), and on through pauses, as a process's clock does.
     pub fn clock(&self, now: u64) -> Monotonic {
         Monotonic::from_nanos((now as u128 * TICK_US as u128 / self.tick_us as u128) as u64)
+    }
+
+    /// The node's wall clock at virtual time `now` (ns), ms since the epoch: true time plus
+    /// its offset (the rate is NTP-disciplined; the tick-rate skew models the monotonic clock).
+    pub fn wall_ms(&self, now: u64) -> u64 {
+        (WALL_EPOCH_MS as i64 + (now / 1_000_000) as i64 + self.wall_offset_ms) as u64
     }
 
     /// The length of one of this node's ticks in virtual time, ns.

@@ -14,7 +14,11 @@ use crate::config::SimConfig;
 use crate::invariants::Invariants;
 use crate::kv::{command, read_request, result_of, value_of, KvOp, KvResult, RequestId};
 use crate::network::{Network, NetworkProfile};
-use crate::node::{ClientId, SimNode, TICK_US};
+use crate::node::{ClientId, SimNode, TICK_US, WALL_EPOCH_MS, WALL_OFFSET_MAX_MS};
+
+/// The simulated leaders' `max_clock_skew_ms`: larger than two wall-clock offsets apart, so a
+/// leader never refuses a write for its clock (the refusal has its own tests in ballot-raft).
+const STAMP_SKEW_MAX_MS: u64 = 1000;
 use crate::trace::Trace;
 use ballot_storage::WalOptions;
 
@@ -254,6 +258,7 @@ impl World {
         config.check_quorum = self.lease_reads || self.rng.chance(3, 4);
         config.lease_read = self.lease_reads && self.rng.chance(3, 4);
         config.tick_interval_ns = TICK_US * 1000;
+        config.max_clock_skew_ms = STAMP_SKEW_MAX_MS;
         config.inflight_messages_max = self.rng.range(1, 64) as usize;
         config.append_bytes_max = self.rng.range(64, 4096);
         #[cfg(any(test, feature = "fault-injection"))]
@@ -270,6 +275,9 @@ impl World {
         let compact_every = self.rng.range(10, 200);
         let wal_options = WalOptions { segment_bytes: self.rng.range(2_048, 65_536), repair: false, zero_fill: false };
         let mut node = SimNode::new(config, initial, tick_us, compact_every, wal_options);
+        if self.config.faults.skew {
+            node.wall_offset_ms = self.rng.range(0, 2 * WALL_OFFSET_MAX_MS as u64 + 1) as i64 - WALL_OFFSET_MAX_MS;
+        }
         node.next_tick_at = self.now + self.rng.range(0, tick_us * 1000);
         self.nodes.insert(id, node);
         self.start_tick_chain(id);
@@ -371,6 +379,10 @@ impl World {
     fn deliver_owed_ticks(&mut self, id: NodeId) {
         let now = self.now;
         let node = self.nodes.get_mut(&id).expect("exists");
+        let wall = node.wall_ms(now);
+        if let Some(raft) = node.raft_mut() {
+            raft.observe_wall_clock(wall);
+        }
         while node.next_tick_at <= now {
             node.tick();
             node.next_tick_at += node.tick_ns();
@@ -502,8 +514,19 @@ impl World {
         for message in finished.messages {
             self.send(message);
         }
+        let true_ms = WALL_EPOCH_MS + self.now / 1_000_000;
         for entry in &finished.committed {
             self.invariants.on_apply(id, entry, term);
+            // A stamp is never further ahead of true time than a leader's clock can be, plus
+            // the bound a leader keeps its stamps within.
+            let bound = (WALL_OFFSET_MAX_MS as u64 + STAMP_SKEW_MAX_MS) as i64;
+            let ahead = ballot_raft::hlc::physical_ms(entry.stamp) as i64 - true_ms as i64;
+            if entry.stamp != 0 && ahead > bound {
+                self.invariants.violations.push(format!(
+                    "HLC: entry {} is stamped {ahead} ms ahead of true time (bound {bound} ms)",
+                    entry.index
+                ));
+            }
         }
         self.feed_watch(id, finished.installed_snapshot.is_some(), &finished.events);
         let mut replies = Vec::new();

@@ -55,7 +55,7 @@ fn wal_rate(batch_size: u64) -> (f64, f64, f64) {
     let (mut next, mut batches) = (1u64, 0u64);
     while started.elapsed() < RUN {
         let batch: Vec<Entry> = (next..next + batch_size)
-            .map(|index| Entry { term: 1, index, kind: EntryKind::Normal, data: payload.clone() })
+            .map(|index| Entry { stamp: 0, term: 1, index, kind: EntryKind::Normal, data: payload.clone() })
             .collect();
         wal.append(Batch { entries: &batch, ..Batch::default() }).unwrap();
         next += batch_size;

@@ -13,7 +13,7 @@
 //!
 //! let (mut wal, recovered) = Wal::open(SimDisk::new(), WalOptions::default()).unwrap();
 //! assert!(recovered.entries.is_empty());
-//! let entries = [Entry { term: 1, index: 1, kind: EntryKind::Normal, data: b"x".to_vec() }];
+//! let entries = [Entry { stamp: 0, term: 1, index: 1, kind: EntryKind::Normal, data: b"x".to_vec() }];
 //! let durable = wal.append(Batch { entries: &entries, hard_state: Some(HardState { term: 1, vote: 1, commit: 0 }), ..Batch::default() }).unwrap();
 //! assert_eq!(durable.last, Some((1, 1)));
 //! let (_, recovered) = Wal::open(wal.into_disk(), WalOptions::default()).unwrap();

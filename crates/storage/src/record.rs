@@ -84,15 +84,27 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     finish(out, start, KIND_ENTRY);
 }
 
+/// An entry's payload: term, index, a kind byte, then the stamp if it has one, then the data.
+/// The kind byte says whether a stamp follows (2 and 3: stamped normal and conf-change
+/// entries), so logs written before stamps existed (kinds 0 and 1) still read, with stamp 0.
 fn encode_entry_payload(entry: &Entry, out: &mut Vec<u8>) {
     put_u64(out, entry.term);
     put_u64(out, entry.index);
-    out.push(match entry.kind {
+    let kind = match entry.kind {
         EntryKind::Normal => 0,
         EntryKind::ConfChange => 1,
-    });
+    };
+    if entry.stamp == 0 {
+        out.push(kind);
+    } else {
+        out.push(kind + STAMPED);
+        put_u64(out, entry.stamp);
+    }
     out.extend_from_slice(&entry.data);
 }
+
+/// Added to an entry's kind byte when a stamp follows it.
+const STAMPED: u8 = 2;
 
 /// Fills in the length, kind and checksum of the record that starts at `start`.
 fn finish(out: &mut [u8], start: usize, kind: u8) {
@@ -182,14 +194,20 @@ fn decode_payload(kind: u8, payload: &[u8]) -> Option<Record> {
             Some(Record::SegmentHeader { version, sequence: u64_at(10)?, first_index: u64_at(18)? })
         }
         KIND_ENTRY => {
-            let kind = match *payload.get(16)? {
+            let code = *payload.get(16)?;
+            let kind = match code % STAMPED {
                 0 => EntryKind::Normal,
-                1 => EntryKind::ConfChange,
+                _ => EntryKind::ConfChange,
+            };
+            let (stamp, data_at) = match code {
+                0 | 1 => (0, 17),
+                2 | 3 => (u64_at(17)?, 25),
                 _ => return None,
             };
             let index = u64_at(8)?;
             (index > 0).then_some(())?;
-            Some(Record::Entry(Entry { term: u64_at(0)?, index, kind, data: payload[17..].to_vec() }))
+            let data = payload.get(data_at..)?.to_vec();
+            Some(Record::Entry(Entry { term: u64_at(0)?, index, kind, data, stamp }))
         }
         KIND_HARD_STATE if payload.len() == 24 => {
             Some(Record::HardState(HardState { term: u64_at(0)?, vote: u64_at(8)?, commit: u64_at(16)? }))
@@ -214,8 +232,10 @@ mod tests {
     fn samples() -> Vec<Record> {
         vec![
             Record::SegmentHeader { version: FORMAT_VERSION, sequence: 3, first_index: 17 },
-            Record::Entry(Entry { term: 2, index: 9, kind: EntryKind::ConfChange, data: b"change".to_vec() }),
-            Record::Entry(Entry { term: 2, index: 10, kind: EntryKind::Normal, data: vec![] }),
+            Record::Entry(Entry { stamp: 0, term: 2, index: 9, kind: EntryKind::ConfChange, data: b"change".to_vec() }),
+            Record::Entry(Entry { stamp: 0, term: 2, index: 10, kind: EntryKind::Normal, data: vec![] }),
+            Record::Entry(Entry { stamp: 7 << 16, term: 2, index: 11, kind: EntryKind::Normal, data: b"put".to_vec() }),
+            Record::Entry(Entry { stamp: u64::MAX, term: 2, index: 12, kind: EntryKind::ConfChange, data: vec![] }),
             Record::HardState(HardState { term: 4, vote: 2, commit: 8 }),
             Record::Snapshot { index: 5, term: 1, replaces_log: true },
         ]
@@ -269,7 +289,7 @@ mod tests {
         /// Valid records with one byte overwritten at random are never mistaken for another record.
         #[test]
         fn damaged_records_are_rejected(index in 1u64..1000, data in proptest::collection::vec(any::<u8>(), 0..64), at in any::<usize>(), value in any::<u8>()) {
-            let record = Record::Entry(Entry { term: 1, index, kind: EntryKind::Normal, data });
+            let record = Record::Entry(Entry { stamp: 0, term: 1, index, kind: EntryKind::Normal, data });
             let mut bytes = Vec::new();
             encode(&record, &mut bytes);
             let at = at % bytes.len();

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use crate::*;
 
 fn entry(index: Index, term: Term) -> Entry {
-    Entry { term, index, kind: EntryKind::Normal, data: format!("entry {index} of term {term}").into_bytes() }
+    Entry { stamp: 0, term, index, kind: EntryKind::Normal, data: format!("entry {index} of term {term}").into_bytes() }
 }
 
 fn entries(from: Index, to: Index, term: Term) -> Vec<Entry> {

@@ -96,9 +96,10 @@ pub struct BenchArgs {
     /// Number of distinct keys.
     #[arg(long, default_value_t = 10_000)]
     pub key_space: u64,
-    /// Range consistency: l (linearizable) or s (serializable).
-    #[arg(long, default_value = "l", value_parser = ["l", "s"])]
-    pub consistency: String,
+    /// The range workload's reads, from the global `--consistency` (l, c or s): a causal client
+    /// sends the highest revision it has seen with each read.
+    #[arg(skip)]
+    pub reads: super::connect::Consistency,
     /// Watchers for watch-latency and watch-fanout.
     #[arg(long, default_value_t = 100)]
     pub watchers: usize,
@@ -152,6 +153,7 @@ impl Random {
 pub fn run(endpoints: super::connect::Endpoints, mut args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let dialer = Dialer::new(&endpoints)?;
     args.endpoints = endpoints.endpoints;
+    args.reads = dialer.consistency;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_async(args, dialer))?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -210,13 +212,14 @@ async fn run_async(args: BenchArgs, dialer: Dialer) -> anyhow::Result<()> {
                 let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (client as u64 + 1).wrapping_mul(0x1000_0000_01b3));
                 let mut kv = KvClient::new(channel.clone());
                 let mut lease = LeaseClient::new(channel);
+                let mut seen = 0;
                 loop {
                     let n = issued.fetch_add(1, Ordering::Relaxed);
                     if n >= total || deadline.is_some_and(|d| Instant::now() >= d) {
                         break;
                     }
                     let began = Instant::now();
-                    let result = one_op(&args, n, &mut kv, &mut lease, &mut random, &mut tally).await;
+                    let result = one_op(&args, n, &mut kv, &mut lease, &mut random, &mut tally, &mut seen).await;
                     match result {
                         Ok(()) => tally.latencies_us.push(began.elapsed().as_micros() as u64),
                         Err(status) => *tally.errors.entry(error_kind(&status)).or_default() += 1,
@@ -401,7 +404,7 @@ async fn load_key_space(args: &BenchArgs, channel: &Conn) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Operation number `n` of one client.
+/// Operation number `n` of one client, whose causal session has seen revision `seen`.
 async fn one_op(
     args: &BenchArgs,
     n: u64,
@@ -409,6 +412,7 @@ async fn one_op(
     lease: &mut LeaseClient<Conn>,
     random: &mut Random,
     tally: &mut Tally,
+    seen: &mut i64,
 ) -> Result<(), tonic::Status> {
     let value = || vec![b'v'; args.val_size];
     match args.workload {
@@ -423,10 +427,16 @@ async fn one_op(
         Workload::Range => {
             let request = pb::RangeRequest {
                 key: key(args, random.below(args.key_space)),
-                serializable: args.consistency == "s",
+                serializable: args.reads != super::connect::Consistency::Linearizable,
                 ..Default::default()
             };
-            kv.range(request).await?;
+            let mut request = tonic::Request::new(request);
+            if args.reads == super::connect::Consistency::Causal && *seen > 0 {
+                let revision = seen.to_string().parse().expect("digits are valid metadata");
+                request.metadata_mut().insert(ballot_server::api::MIN_REVISION, revision);
+            }
+            let header = kv.range(request).await?.into_inner().header;
+            *seen = (*seen).max(header.map_or(0, |h| h.revision));
         }
         Workload::Mixed => {
             let k = key(args, random.below(args.key_space));

@@ -90,6 +90,21 @@ pub struct Cluster {
     control_dialer: Dialer,
     /// When the harness last logged in as root.
     last_login: std::sync::Mutex<Option<std::time::Instant>>,
+    /// libfaketime, when the clock nemesis runs: members start under it, each with a clock
+    /// file of its own ([`Cluster::skew_clock`]).
+    libfaketime: Option<PathBuf>,
+}
+
+/// Where Debian's libfaketime may be (the multi-threaded variant).
+const LIBFAKETIME: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+];
+
+/// libfaketime on this machine, if installed.
+pub fn find_libfaketime() -> Option<PathBuf> {
+    LIBFAKETIME.iter().map(PathBuf::from).find(|path| path.exists())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -105,7 +120,13 @@ const LOGIN_EVERY: Duration = Duration::from_secs(10);
 
 impl Cluster {
     /// Starts `n` members with their proxies; data and logs under `dir`.
-    pub async fn start(target: Target, n: usize, dir: PathBuf, security: Security) -> anyhow::Result<Cluster> {
+    pub async fn start(
+        target: Target,
+        n: usize,
+        dir: PathBuf,
+        security: Security,
+        libfaketime: Option<PathBuf>,
+    ) -> anyhow::Result<Cluster> {
         let net = Net::default();
         let mut nodes = Vec::new();
         let mut ports = std::collections::HashSet::new();
@@ -136,9 +157,10 @@ impl Cluster {
         std::fs::create_dir_all(&dir)?;
         let control_dialer = security.dialer.clone();
         let last_login = std::sync::Mutex::new(None);
-        let mut cluster = Cluster { target, nodes, net, dir, security, control_dialer, last_login };
+        let mut cluster = Cluster { target, nodes, net, dir, security, control_dialer, last_login, libfaketime };
         let initial = cluster.initial_cluster(None);
         for i in 0..n {
+            cluster.skew_clock(i, 0, 1.0)?;
             cluster.spawn(i, &initial, false)?;
         }
         cluster.learn_ids(Duration::from_secs(30)).await?;
@@ -240,6 +262,18 @@ impl Cluster {
                 let mut command = Command::new(exe);
                 command.arg("serve").args(extra);
                 command.args(["--listen-zk-urls", &format!("127.0.0.1:{}", node.zk_port)]);
+                if let Some(library) = &self.libfaketime {
+                    // The wall clock only (CLOCK_REALTIME, which entry stamps and token
+                    // expiry read), re-read from the file at every call; the monotonic clocks
+                    // stay true, and the lease clock's rate has its own test-only file.
+                    let (wall, lease) = self.clock_files(i);
+                    command
+                        .env("LD_PRELOAD", library)
+                        .env("FAKETIME_TIMESTAMP_FILE", wall)
+                        .env("FAKETIME_NO_CACHE", "1")
+                        .env("DONT_FAKE_MONOTONIC", "1")
+                        .env("BALLOT_FAULT_LEASE_CLOCK_FILE", lease);
+                }
                 command
             }
             Target::Etcd => Command::new("etcd"),
@@ -272,6 +306,26 @@ impl Cluster {
             .with_context(|| format!("starting {}", node.name))?;
         self.nodes[i].child = Some(child);
         self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// Member `i`'s clock files: its wall-clock offset (libfaketime's format) and its lease
+    /// clock's rate (honoured by builds with `--features fault-injection`).
+    fn clock_files(&self, i: usize) -> (PathBuf, PathBuf) {
+        let name = &self.nodes[i].name;
+        (self.dir.join(format!("{name}.clock")), self.dir.join(format!("{name}.lease-rate")))
+    }
+
+    /// Sets member `i`'s wall clock `offset_s` seconds from true time and its lease clock to
+    /// run at `lease_rate` (1: true rate); it reads them on its next clock reading (the lease
+    /// rate within 100 ms). Nothing without the clock nemesis.
+    pub fn skew_clock(&self, i: usize, offset_s: i64, lease_rate: f64) -> anyhow::Result<()> {
+        if self.libfaketime.is_none() {
+            return Ok(());
+        }
+        let (wall, lease) = self.clock_files(i);
+        std::fs::write(&wall, format!("{offset_s:+}\n")).with_context(|| format!("writing {}", wall.display()))?;
+        std::fs::write(&lease, format!("{lease_rate}\n")).with_context(|| format!("writing {}", lease.display()))?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! by the linearizability checker (register, kv) or the workload's own checks (lock, lease,
 //! zk-lock: kazoo's lock recipe over the ZooKeeper front end, [`zk_lock`]).
 
+mod causal;
 mod cluster;
 mod nemesis;
 mod net;
@@ -26,7 +27,7 @@ use ballot_proto::etcdserverpb::{
     kv_client::KvClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
 
-use crate::cli::connect::{Dialer, Endpoints};
+use crate::cli::connect::{Consistency, Dialer, Endpoints};
 use cluster::{Cluster, Security, Target, TlsFiles};
 use nemesis::{Kind, Rng};
 use workload::{Recorder, Workload};
@@ -46,10 +47,13 @@ pub struct TortureArgs {
     /// Keys the register and kv workloads use.
     #[arg(long, default_value_t = 4)]
     keys: usize,
-    /// register, kv, lock, lease or zk-lock.
+    /// register, kv, lock, lease, zk-lock or causal (reads through random members in causal
+    /// sessions; with the global `--consistency serializable` the same reads without the
+    /// session's revision, which the checker must catch).
     #[arg(long, default_value = "register")]
     workload: String,
-    /// Faults: kill, pause, partition, leader, member (comma-separated), all, or none.
+    /// Faults: kill, pause, partition, leader, member, clock (comma-separated), all, or none.
+    /// `clock` needs libfaketime; `all` includes it where libfaketime is installed.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Seed of the nemesis's and the clients' choices (default: from the clock, printed).
@@ -86,7 +90,13 @@ pub fn run(endpoints: Endpoints, args: TortureArgs) -> anyhow::Result<ExitCode> 
         bail!("--clients and --keys must be at least 1");
     }
     let workload = Workload::parse(&args.workload)?;
-    let kinds = Kind::parse_list(&args.nemesis)?;
+    // Clock faults need libfaketime, and ballot (etcd runs as it is).
+    let libfaketime = cluster::find_libfaketime().filter(|_| args.target == "ballot");
+    let kinds = Kind::parse_list(&args.nemesis, libfaketime.is_some())?;
+    if args.nemesis.split(',').any(|word| word.trim() == "all") && libfaketime.is_none() && args.target == "ballot" {
+        println!("torture: no clock faults in this run (libfaketime is not installed: apt-get install libfaketime)");
+    }
+    let libfaketime = libfaketime.filter(|_| kinds.contains(&Kind::Clock));
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
@@ -109,7 +119,7 @@ pub fn run(endpoints: Endpoints, args: TortureArgs) -> anyhow::Result<ExitCode> 
         _ => Target::Ballot(std::env::current_exe()?, extra),
     };
     println!(
-        "torture: {} {} members{}, {} clients, workload {}, nemesis {}, {} s, seed {seed}; output in {}",
+        "torture: {} {} members{}, {} clients, workload {}{}, nemesis {}, {} s, seed {seed}; output in {}",
         args.nodes,
         args.target,
         match (&security.tls, &security.user) {
@@ -123,12 +133,22 @@ pub fn run(endpoints: Endpoints, args: TortureArgs) -> anyhow::Result<ExitCode> 
         },
         args.clients,
         args.workload,
+        match endpoints.consistency {
+            Some(consistency) => format!(" ({consistency:?} reads)").to_lowercase(),
+            None => String::new(),
+        },
         args.nemesis,
         args.duration,
         out.display()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(torture(args, workload, kinds, seed, out, target, security))
+    // The causal workload reads causally unless told otherwise; the others as asked (their
+    // reads are linearizable by default, which the linearizability checker expects).
+    let consistency = endpoints.consistency.unwrap_or(match workload {
+        Workload::Causal => Consistency::Causal,
+        _ => Consistency::Linearizable,
+    });
+    runtime.block_on(torture(args, consistency, workload, kinds, seed, out, target, security, libfaketime))
 }
 
 /// TLS and auth for the run, from the global client flags.
@@ -162,16 +182,19 @@ struct Findings {
     linearizable: Option<bool>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn torture(
     args: TortureArgs,
+    consistency: Consistency,
     workload: Workload,
     kinds: Vec<Kind>,
     seed: u64,
     out: PathBuf,
     target: Target,
     security: Security,
+    libfaketime: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let mut cluster = Cluster::start(target, args.nodes, out.join("members"), security).await?;
+    let mut cluster = Cluster::start(target, args.nodes, out.join("members"), security, libfaketime).await?;
     let mut log = std::fs::File::create(out.join("nemesis.log"))?;
     let recorder = Arc::new(Recorder::new());
     let mut note = |recorder: &Recorder, line: &str| {
@@ -205,7 +228,8 @@ async fn torture(
         dialer: match &cluster.security.user {
             Some((user, password)) => cluster.security.dialer.as_user(user, password),
             None => cluster.security.dialer.clone(),
-        },
+        }
+        .with_consistency(consistency),
     };
     let clients: Vec<_> =
         (0..args.clients).map(|client| tokio::spawn(workload::run_client(ctx.clone(), client))).collect();
@@ -228,7 +252,9 @@ async fn torture(
             continue;
         }
         let kind = kinds[rng.below(kinds.len())];
-        let hold = rng.millis(1000, 5000);
+        // A bad clock is held longer: what it breaks (a lease on a slow clock) shows once a new
+        // leader has been elected and has taken writes.
+        let hold = if kind == Kind::Clock { rng.millis(3000, 8000) } else { rng.millis(1000, 5000) };
         if kind == Kind::Partition && rng.below(6) == 0 {
             let what = nemesis::flap(&mut cluster, &mut rng, hold).await;
             faults += 1;
@@ -249,6 +275,7 @@ async fn torture(
     // Heal everything: links, paused and killed members.
     cluster.net.heal();
     for i in 0..cluster.nodes.len() {
+        cluster.skew_clock(i, 0, 1.0)?;
         cluster.resume(i);
         cluster.restart(i)?;
     }
@@ -314,6 +341,26 @@ async fn torture(
             linearizable = Some(found.is_empty());
             violations.extend(found);
         }
+        Workload::Causal => {
+            let mut found = ballot_check::session::check_sessions(&operations, &ballot_check::session::Guarantee::ALL);
+            found.extend(ballot_check::session::check_snapshots(&operations));
+            if !found.is_empty() {
+                let path = out.join("violation.html");
+                std::fs::write(&path, ballot_check::html::render_session_violations(&operations, &found))?;
+                for violation in found.iter().take(10) {
+                    let name = violation.guarantee.map_or("snapshot", |guarantee| guarantee.name());
+                    violations.push(format!(
+                        "{name} broken: {}; timeline in {}",
+                        violation.explanation,
+                        path.display()
+                    ));
+                }
+                if found.len() > 10 {
+                    violations.push(format!("... {} more session violation(s)", found.len() - 10));
+                }
+            }
+            linearizable = Some(found.is_empty());
+        }
         Workload::Lease => {
             let remaining = remaining_keys(&cluster, b"lease/").await.context("reading the lease keys")?;
             let found = workload::check_lease(&recorder, &remaining);
@@ -323,7 +370,8 @@ async fn torture(
     }
     let findings = Findings { ops: operations.len(), faults, violations, linearizable };
     cluster.stop().await;
-    report(&findings, &out, seed)?;
+    let verdict = if workload == Workload::Causal { "causal" } else { "linearizable" };
+    report(&findings, &out, seed, verdict)?;
     if findings.violations.is_empty() {
         cluster.remove_data();
         Ok(ExitCode::SUCCESS)
@@ -471,7 +519,9 @@ async fn remaining_keys(cluster: &Cluster, prefix: &[u8]) -> anyhow::Result<Vec<
     Ok(response.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
 }
 
-fn report(findings: &Findings, out: &std::path::Path, seed: u64) -> anyhow::Result<()> {
+/// Writes and prints the summary; `verdict` names what the run judged (`linearizable`, or
+/// `causal` for the causal workload, whose histories need not be linearizable).
+fn report(findings: &Findings, out: &std::path::Path, seed: u64, verdict_of: &str) -> anyhow::Result<()> {
     let mut summary = String::new();
     for violation in &findings.violations {
         summary.push_str(&format!("VIOLATION: {violation}\n"));
@@ -482,7 +532,7 @@ fn report(findings: &Findings, out: &std::path::Path, seed: u64) -> anyhow::Resu
         (Some(false), _) | (_, false) => "false",
         (None, true) => "unknown",
     };
-    summary.push_str(&format!("linearizable: {verdict}, {} ops, {} faults\n", findings.ops, findings.faults));
+    summary.push_str(&format!("{verdict_of}: {verdict}, {} ops, {} faults\n", findings.ops, findings.faults));
     std::fs::write(out.join("summary.txt"), &summary)?;
     print!("{summary}");
     Ok(())

@@ -19,22 +19,38 @@ pub enum Kind {
     Leader,
     /// Replace a member: remove it, wipe its data, add it back.
     Member,
+    /// Skew a member's clocks: its wall clock jumps seconds forward or back (libfaketime), its
+    /// lease clock slows to a twentieth (fault-injection builds); a leader so skewed is also
+    /// cut off from its peers, so that a lease read it answers on its slow clock is stale.
+    Clock,
 }
 
 impl Kind {
-    /// Parses `kill,pause,partition,leader,member` or `all`.
-    pub fn parse_list(text: &str) -> anyhow::Result<Vec<Kind>> {
+    /// Parses `kill,pause,partition,leader,member,clock` or `all` (which has `clock` only when
+    /// `clock_faults`: libfaketime is installed).
+    pub fn parse_list(text: &str, clock_faults: bool) -> anyhow::Result<Vec<Kind>> {
         let mut kinds = Vec::new();
         for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match word {
-                "all" => kinds.extend([Kind::Kill, Kind::Pause, Kind::Partition, Kind::Leader, Kind::Member]),
+                "all" => {
+                    kinds.extend([Kind::Kill, Kind::Pause, Kind::Partition, Kind::Leader, Kind::Member]);
+                    if clock_faults {
+                        kinds.push(Kind::Clock);
+                    }
+                }
+                "clock" if !clock_faults => anyhow::bail!(
+                    "the clock nemesis needs libfaketime (Debian: apt-get install libfaketime) to skew the members' wall clocks"
+                ),
+                "clock" => kinds.push(Kind::Clock),
                 "kill" => kinds.push(Kind::Kill),
                 "pause" => kinds.push(Kind::Pause),
                 "partition" => kinds.push(Kind::Partition),
                 "leader" => kinds.push(Kind::Leader),
                 "member" => kinds.push(Kind::Member),
                 "none" => {}
-                other => anyhow::bail!("unknown nemesis {other:?} (kill, pause, partition, leader, member, all, none)"),
+                other => {
+                    anyhow::bail!("unknown nemesis {other:?} (kill, pause, partition, leader, member, clock, all, none)")
+                }
             }
         }
         kinds.dedup();
@@ -70,6 +86,11 @@ impl Rng {
     }
 }
 
+/// The lease clock's rate under the clock nemesis: far beyond the lease's margin (the lease is
+/// the election timeout less two heartbeats, so a clock slower by more than a fifth or so
+/// breaks it).
+const LEASE_RATE_SKEWED: f64 = 0.05;
+
 /// What one fault did, for the log.
 pub struct Applied {
     /// What was done.
@@ -83,6 +104,8 @@ enum Undo {
     Restart(usize),
     Resume(usize),
     Heal,
+    /// Set the member's clocks true again, and heal the network.
+    Clock(usize),
 }
 
 /// Cuts every link between the two groups, both ways (the clients stay with every member).
@@ -137,6 +160,32 @@ pub async fn apply(cluster: &mut Cluster, kind: Kind, rng: &mut Rng) -> Applied 
             }
         }
         Kind::Partition => partition(cluster, rng),
+        Kind::Clock => {
+            let leader = cluster.leader().await;
+            // Mostly the leader: where a bad clock does harm (its stamps, its lease).
+            let i = match leader {
+                Some(leader) if rng.below(4) != 0 => leader,
+                _ => rng.below(n),
+            };
+            let seconds = 1 + rng.below(3) as i64;
+            let offset = if rng.below(2) == 0 { seconds } else { -seconds };
+            if let Err(error) = cluster.skew_clock(i, offset, LEASE_RATE_SKEWED) {
+                return Applied {
+                    what: format!("skewing {}'s clock failed: {error:#}", cluster.nodes[i].name),
+                    undo: Undo::Nothing,
+                };
+            }
+            let mut what = format!(
+                "clock: {} wall clock {offset:+} s, lease clock at {LEASE_RATE_SKEWED}x",
+                cluster.nodes[i].name
+            );
+            if leader == Some(i) {
+                let others: Vec<usize> = (0..n).filter(|j| *j != i).collect();
+                split(cluster, &others);
+                what.push_str(" (the leader; cut off from its peers, its clients still reach it)");
+            }
+            Applied { what, undo: Undo::Clock(i) }
+        }
         Kind::Member => {
             let leader = cluster.leader().await;
             // Replacing the leader moves leadership first: worth doing too, but less often.
@@ -244,6 +293,10 @@ pub async fn undo(cluster: &mut Cluster, applied: &Applied) -> anyhow::Result<()
         Undo::Restart(i) => cluster.restart(i)?,
         Undo::Resume(i) => cluster.resume(i),
         Undo::Heal => cluster.net.heal(),
+        Undo::Clock(i) => {
+            cluster.skew_clock(i, 0, 1.0)?;
+            cluster.net.heal();
+        }
     }
     Ok(())
 }

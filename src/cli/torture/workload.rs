@@ -38,6 +38,9 @@ pub enum Workload {
     Lease,
     /// kazoo's lock recipe over the ZooKeeper protocol (see `zk_lock`).
     ZkLock,
+    /// Reads and writes through a random member per operation, in causal sessions (see
+    /// `causal`).
+    Causal,
 }
 
 impl Workload {
@@ -49,7 +52,8 @@ impl Workload {
             "lock" => Workload::Lock,
             "lease" => Workload::Lease,
             "zk-lock" => Workload::ZkLock,
-            other => anyhow::bail!("unknown workload {other:?} (register, kv, lock, lease, zk-lock)"),
+            "causal" => Workload::Causal,
+            other => anyhow::bail!("unknown workload {other:?} (register, kv, lock, lease, zk-lock, causal)"),
         })
     }
 }
@@ -112,8 +116,24 @@ impl Recorder {
 
     /// Records one event of the history.
     pub fn record(&self, process: u64, kind: EventType, f: &str, key: &str, value: Value) {
+        self.record_in_session(process, kind, f, key, value, None, None);
+    }
+
+    /// Records one event of a causal session's history: its session, and on a completion the
+    /// revision of the answer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_in_session(
+        &self,
+        process: u64,
+        kind: EventType,
+        f: &str,
+        key: &str,
+        value: Value,
+        session: Option<u64>,
+        revision: Option<i64>,
+    ) {
         let time = self.now();
-        let event = Event { process, kind, f: f.into(), key: key.into(), value, time, session: None, revision: None };
+        let event = Event { process, kind, f: f.into(), key: key.into(), value, time, session, revision };
         self.events.lock().expect("history").push(event);
     }
 
@@ -146,7 +166,8 @@ pub struct Context {
     pub dialer: Dialer,
 }
 
-async fn timed<T>(
+/// An operation's answer, or why there was none, within [`OPERATION_TIMEOUT`].
+pub(super) async fn timed<T>(
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(OPERATION_TIMEOUT, call).await {
@@ -225,7 +246,8 @@ impl Session {
     }
 }
 
-fn value_of(bytes: &[u8]) -> Value {
+/// A stored value as the history records it (a number, or null).
+pub(super) fn value_of(bytes: &[u8]) -> Value {
     std::str::from_utf8(bytes).ok().and_then(|text| text.parse::<i64>().ok()).map_or(Value::Null, Value::from)
 }
 
@@ -261,6 +283,7 @@ pub async fn run_client(ctx: Context, client: usize) {
         Workload::ZkLock => {
             let _ = tokio::task::spawn_blocking(move || super::zk_lock::run(ctx, client)).await;
         }
+        Workload::Causal => super::causal::run_client(ctx, client, &mut rng).await,
     }
 }
 

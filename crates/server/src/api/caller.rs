@@ -9,6 +9,28 @@ use std::net::IpAddr;
 /// request travels; a bound stops it from circling).
 pub const FORWARDED: &str = "ballot-forwarded";
 
+/// Metadata key of a causal read: the highest revision the client has seen. A serializable
+/// read carrying it is served once the member has applied that revision (see
+/// [`super::Handle::caught_up`]); the JSON gateway takes it from the `Ballot-Min-Revision`
+/// header.
+pub const MIN_REVISION: &str = "ballot-min-revision";
+
+/// Metadata key of a read as of a time: RFC 3339 (`2026-12-01T10:05:00Z`) or milliseconds
+/// since the epoch. A range carrying it reads at the newest revision stamped at or before that
+/// time; the answer's metadata names the revision ([`AS_OF_REVISION`]) and its stamp
+/// ([`AS_OF_TIME`], [`AS_OF_STAMP`]). The JSON gateway takes the `Ballot-As-Of` header.
+pub const AS_OF: &str = "ballot-as-of";
+/// Answer metadata of an as-of read: the revision it read at.
+pub const AS_OF_REVISION: &str = "ballot-as-of-revision";
+/// Answer metadata of an as-of read: that revision's time, RFC 3339.
+pub const AS_OF_TIME: &str = "ballot-as-of-time";
+/// Answer metadata of an as-of read: that revision's hybrid-logical-clock stamp.
+pub const AS_OF_STAMP: &str = "ballot-as-of-stamp";
+
+/// Answer metadata of Maintenance.Status: the leader's wall clock minus the member's, in ms,
+/// at the last heartbeat (0 on the leader; absent until a heartbeat came).
+pub const CLOCK_OFFSET: &str = "ballot-clock-offset-ms";
+
 /// The credentials and provenance of one request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
@@ -23,6 +45,10 @@ pub struct Caller {
     pub forwards: u8,
     /// The client's address (for the login limit).
     pub source: Option<IpAddr>,
+    /// The highest revision the client has seen ([`MIN_REVISION`]), for a causal read.
+    pub min_revision: Option<i64>,
+    /// The time a read is as of ([`AS_OF`]), as the client wrote it.
+    pub as_of: Option<String>,
 }
 
 impl Caller {
@@ -39,6 +65,8 @@ impl Caller {
             forwarded_identity: text(crate::auth::FORWARDED_IDENTITY),
             forwards,
             source: connection.and_then(|info| info.remote).map(|address| address.ip()),
+            min_revision: text(MIN_REVISION).and_then(|revision| revision.trim().parse().ok()),
+            as_of: text(AS_OF),
         }
     }
 
@@ -59,6 +87,11 @@ impl Caller {
             forwarded_identity: None,
             forwards: 0,
             source: connection.and_then(|info| info.remote).map(|address| address.ip()),
+            min_revision: headers
+                .get(MIN_REVISION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|revision| revision.trim().parse().ok()),
+            as_of: headers.get(AS_OF).and_then(|value| value.to_str().ok()).map(str::to_string),
         }
     }
 

@@ -140,7 +140,16 @@ macro_rules! grpc_service {
                     let (counters, started) = (self.counters($name), Instant::now());
                     counters.started();
                     let caller = self.caller(&request);
-                    counted(counters, started, self.service.$method(&caller, request.into_inner()).await)
+                    let (answer, metadata) =
+                        super::with_answer_metadata(self.service.$method(&caller, request.into_inner())).await;
+                    counted(counters, started, answer).map(|mut response| {
+                        for (key, value) in metadata {
+                            if let Ok(value) = value.parse() {
+                                response.metadata_mut().insert(key, value);
+                            }
+                        }
+                        response
+                    })
                 }
             )*
             $($extra)*

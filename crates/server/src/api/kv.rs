@@ -86,14 +86,62 @@ impl Kv {
         self.handle.metrics.mvcc_op("range");
         let identity = self.handle.identity(caller).await?;
         check_key(&message.key)?;
+        let mut message = message;
+        if let Some(time) = &caller.as_of {
+            // The barrier (or the causal wait) came before the lookup: read here at once.
+            message.revision = self.as_of_revision(&message, time, caller.min_revision).await?;
+            let answer = self.handle.read_local(&identity, convert::range_request(&message), None).await?;
+            return Ok(convert::range_response(answer.value, self.handle.header(answer.revision, answer.term)));
+        }
         let range = convert::range_request(&message);
         let answer = if message.serializable {
-            self.handle.read_local(&identity, range).await?
+            self.handle.read_local(&identity, range, caller.min_revision).await?
         } else {
             self.handle.read(&identity, range).await?
         };
         let header = self.handle.header(answer.revision, answer.term);
         Ok(convert::range_response(answer.value, header))
+    }
+
+    /// The revision a range as of `time` reads at: the newest stamped at or before it, once
+    /// this member has applied everything committed before the request (a ReadIndex barrier;
+    /// a serializable or causal read waits only as those do). Named in the answer's metadata.
+    async fn as_of_revision(
+        &self,
+        message: &pb::RangeRequest,
+        time: &str,
+        min_revision: Option<i64>,
+    ) -> Result<i64, Status> {
+        use super::caller::{AS_OF_REVISION, AS_OF_STAMP, AS_OF_TIME};
+        let Some(ms) = crate::timestamp::parse_ms(time) else {
+            return Err(invalid(&format!(
+                "ballot: as-of time {time:?} is neither RFC 3339 (2026-12-01T10:05:00Z) nor milliseconds since the epoch"
+            )));
+        };
+        if message.revision != 0 {
+            return Err(invalid("ballot: a read is as of a time or at a revision, not both"));
+        }
+        if message.serializable {
+            self.handle.caught_up(min_revision).await?;
+        } else {
+            self.handle.barrier().await?;
+        }
+        // Every stamp within the millisecond counts as at or before it.
+        let stamp = ballot_raft::hlc::stamp_of_ms(ms.saturating_add(1)).saturating_sub(1);
+        match self.handle.reader().revision_at(stamp) {
+            Ok(Some(found)) => {
+                let stamped_ms = ballot_raft::hlc::physical_ms(found.stamp);
+                super::add_answer_metadata(AS_OF_REVISION, found.revision.to_string());
+                super::add_answer_metadata(AS_OF_TIME, crate::timestamp::format_ms(stamped_ms));
+                super::add_answer_metadata(AS_OF_STAMP, found.stamp.to_string());
+                Ok(found.revision)
+            }
+            Ok(None) => Err(invalid(&format!(
+                "ballot: no revision is stamped at or before {} (the cluster's stamped history starts later)",
+                crate::timestamp::format_ms(ms)
+            ))),
+            Err(error) => Err(status(ApiError::Mvcc(error))),
+        }
     }
 
     /// etcd's Put.
@@ -147,7 +195,10 @@ impl Kv {
         if ballot_mvcc::read::is_read_only(&txn) {
             // No entry in the log and no new revision, as through it; linearizable through a
             // ReadIndex barrier unless every range asks for serializable.
-            let answer = self.handle.read_only_txn(&identity, txn, all_ranges_serializable(&message)).await?;
+            let answer = self
+                .handle
+                .read_only_txn(&identity, txn, all_ranges_serializable(&message), caller.min_revision)
+                .await?;
             return Ok(convert::txn_response(answer.value, self.handle.header(answer.revision, answer.term)));
         }
         match self.write(&identity, Command::Txn(txn)).await {

@@ -103,10 +103,15 @@ impl Maintenance {
                     db_size_in_use: db_size,
                     is_learner: raft.conf_state().learners.contains(&member_id),
                 };
-                (response, store.revision())
+                let offset =
+                    if raft.soft_state().role == ballot_raft::Role::Leader { Some(0) } else { raft.clock_offset_ms() };
+                (response, store.revision(), offset)
             })
             .await?;
-        let (mut response, revision) = status;
+        let (mut response, revision, offset) = status;
+        if let Some(offset) = offset {
+            super::add_answer_metadata(super::caller::CLOCK_OFFSET, offset.to_string());
+        }
         response.header = self.handle.header(revision, response.raft_term);
         Ok(response)
     }

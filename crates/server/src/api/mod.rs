@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-pub use caller::Caller;
+pub use caller::{Caller, MIN_REVISION};
 
 use crate::auth::{Identity, TokenError, Tokens};
 use crate::driver::{Answer, ApiError, Inbox, Input, Query, Reply};
@@ -98,6 +98,10 @@ pub struct Local {
     pub reader: Reader,
     /// The current term, as the loop last published it.
     pub term: Arc<AtomicU64>,
+    /// The store's revision, as the loop last published it (causal reads wait on it).
+    pub applied: tokio::sync::watch::Receiver<i64>,
+    /// `--max-causal-wait`.
+    pub max_causal_wait: Duration,
     /// The CORRUPT alarm is raised (the loop checks each tick): reads are refused, as etcd does.
     pub corrupt: Arc<std::sync::atomic::AtomicBool>,
     /// Where files built for a request go (an etcd-format snapshot); emptied at start.
@@ -119,6 +123,7 @@ pub fn status(error: ApiError) -> Status {
         ApiError::NotLeader(_) => Code::FailedPrecondition,
         ApiError::NoLeader | ApiError::Stopped | ApiError::Timeout => Code::Unavailable,
         ApiError::TooManyRequests => Code::ResourceExhausted,
+        ApiError::ClockSkew(_) => Code::Unavailable,
         ApiError::Mvcc(error) => match error {
             E::Compacted | E::FutureRevision => Code::OutOfRange,
             E::LeaseNotFound => Code::NotFound,
@@ -404,8 +409,11 @@ impl Handle {
         identity: &Identity,
         request: TxnRequest,
         serializable: bool,
+        min_revision: Option<i64>,
     ) -> Result<Answer<TxnResponse>, Status> {
-        if !serializable {
+        if serializable {
+            self.caught_up(min_revision).await?;
+        } else {
             self.barrier().await?;
         }
         if self.local.reader.auth_enabled() {
@@ -426,17 +434,45 @@ impl Handle {
         Ok(Answer { value, revision, term: self.local.term.load(Ordering::Relaxed) })
     }
 
+    /// Waits until this member has applied at least `min_revision` (a causal read: the client
+    /// has seen that revision, from this member or another), for at most `--max-causal-wait`.
+    /// A member that stays behind refuses with `Unavailable`, so that clients try another
+    /// member, as they do for one that is down; it never answers with older state.
+    pub async fn caught_up(&self, min_revision: Option<i64>) -> Result<(), Status> {
+        let Some(wanted) = min_revision.filter(|&revision| revision > 0) else { return Ok(()) };
+        let mut applied = self.local.applied.clone();
+        if *applied.borrow_and_update() >= wanted {
+            return Ok(());
+        }
+        self.metrics.causal_waits.inc();
+        let wait = self.local.max_causal_wait;
+        let waited =
+            tokio::time::timeout(wait, applied.wait_for(|&revision| revision >= wanted)).await.map(|r| r.is_ok());
+        match waited {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(status(ApiError::Stopped)),
+            Err(_) => {
+                self.metrics.causal_refused.inc();
+                let have = *applied.borrow();
+                Err(Status::unavailable(causal_refusal(wanted, have, wait)))
+            }
+        }
+    }
+
     /// A lease keep-alive through the leader's log.
     pub async fn keep_alive(&self, lease: i64) -> Result<Answer<i64>, ApiError> {
         self.ask(|tx| Input::KeepAlive(lease, tx)).await
     }
 
-    /// A serializable read from the local store, without going through the loop.
+    /// A serializable read from the local store, without going through the loop; causal if
+    /// `min_revision` is set (see [`Handle::caught_up`]).
     pub async fn read_local(
         &self,
         identity: &Identity,
         request: RangeRequest,
+        min_revision: Option<i64>,
     ) -> Result<Answer<RangeResponse>, Status> {
+        self.caught_up(min_revision).await?;
         self.check_read(identity, &request.key, &request.range_end)?;
         self.range(request).await.map_err(status)
     }
@@ -468,6 +504,37 @@ impl Handle {
         };
         Ok(tonic::service::interceptor::InterceptedService::new(channel, forwarding))
     }
+}
+
+tokio::task_local! {
+    /// Metadata a service adds to its answer, beyond etcd's messages (which revision and
+    /// time an as-of read used): the gRPC front end sends it as response metadata, the JSON
+    /// gateway as response headers. Set up per call by [`with_answer_metadata`].
+    static ANSWER_METADATA: std::cell::RefCell<Vec<(&'static str, String)>>;
+}
+
+/// Adds `key: value` to the answer of the call under way (nothing outside a call).
+pub fn add_answer_metadata(key: &'static str, value: String) {
+    let _ = ANSWER_METADATA.try_with(|metadata| metadata.borrow_mut().push((key, value)));
+}
+
+/// Runs one call of a service, collecting the metadata it adds to its answer.
+pub async fn with_answer_metadata<T>(call: impl std::future::Future<Output = T>) -> (T, Vec<(&'static str, String)>) {
+    ANSWER_METADATA
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let answer = call.await;
+            (answer, ANSWER_METADATA.with(|metadata| metadata.take()))
+        })
+        .await
+}
+
+/// The message of a causal read refused by a member that stayed behind.
+fn causal_refusal(wanted: i64, applied: i64, waited: Duration) -> String {
+    format!(
+        "ballot: causal read needs revision {wanted}, this member has applied revision {applied} \
+         after waiting {}ms (--max-causal-wait); try another member",
+        waited.as_millis()
+    )
 }
 
 /// A channel to the leader that carries the caller's credentials on each request.

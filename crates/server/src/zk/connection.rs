@@ -258,12 +258,17 @@ fn new_session_id() -> i64 {
 }
 
 /// The handshake: a new session opened through the log, or an existing one resumed. `None`:
-/// close without answering (the member is behind the client, or cannot reach a leader).
+/// close without answering (the member stayed behind the client, or cannot reach a leader).
+/// A member behind the client waits for it as a causal read does (ZooKeeper refuses at once;
+/// the client then tries the next server).
 async fn handshake(front: &Front, connect: &ConnectRequest) -> Option<(i64, i32, ConnectResponse)> {
     let handle = &front.handle;
-    let revision = handle.reader().revision().ok()?;
-    if connect.last_zxid_seen > revision {
-        tracing::debug!(seen = connect.last_zxid_seen, revision, "ZooKeeper client is ahead of this member");
+    if let Err(refused) = handle.caught_up(Some(connect.last_zxid_seen)).await {
+        tracing::debug!(
+            seen = connect.last_zxid_seen,
+            "ZooKeeper client is ahead of this member: {}",
+            refused.message()
+        );
         return None;
     }
     let timeout_ms = connect.time_out.clamp(TIMEOUT_MIN_MS, TIMEOUT_MAX_MS);

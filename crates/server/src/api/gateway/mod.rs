@@ -88,7 +88,17 @@ macro_rules! unary {
         post(|State(services): Shared, request: Request| async move {
             let caller = services.caller(&request);
             match decode(&services.handle, request.into_body()).await {
-                Ok(message) => respond(services.$service.$method(&caller, message).await),
+                Ok(message) => {
+                    let (answer, metadata) =
+                        crate::api::with_answer_metadata(services.$service.$method(&caller, message)).await;
+                    let mut response = respond(answer);
+                    for (key, value) in metadata {
+                        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                            response.headers_mut().insert(key, value);
+                        }
+                    }
+                    response
+                }
                 Err(status) => error_response(&status),
             }
         })
