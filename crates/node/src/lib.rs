@@ -463,6 +463,9 @@ impl<D: Disk> Replica<D> {
             // if this member ever sends a snapshot).
             self.store.install_snapshot([snapshot.data]).map_err(NodeError::Store)?;
             self.raft.forget_snapshot_data();
+            // The snapshot's revisions carry stamps this node's log never showed it: should it
+            // lead, its stamps must come after them.
+            self.raft.witness_stamp(self.store.reader().last_stamp().map_err(NodeError::Store)?);
             // A copy of the old state is of no use any more.
             self.abandon_defrag();
             self.applied = snapshot.meta.index;
