@@ -4,7 +4,9 @@
 //! randomness from a seed.
 //!
 //! Built so far (issue 20, in progress): [`phi`], the accrual failure detector, and
-//! [`version_vector`], the multi-writer values with siblings. SWIM with Lifeguard comes next.
+//! [`version_vector`], the multi-writer values with siblings, and the core of [`swim`]
+//! (probes, indirect probes, suspicion, refutation, piggybacked news). Lifeguard comes next.
 
 pub mod phi;
+pub mod swim;
 pub mod version_vector;
