@@ -27,12 +27,15 @@ const ITEM_MEMBER_REMOVED: u8 = 7;
 const ITEM_AUTH: u8 = 8;
 const ITEM_USER: u8 = 9;
 const ITEM_ROLE: u8 = 10;
+const ITEM_STAMP: u8 = 11;
+const ITEM_LAST_STAMP: u8 = 12;
 
 /// Position of an export.
 enum Stage {
     Header,
     Leases { after: Option<i64> },
     Revisions { after: Option<u128> },
+    Stamps { after: Option<u64> },
     End,
     Done,
 }
@@ -117,6 +120,10 @@ impl SnapshotChunks {
                             item(out, kind, value.value());
                         }
                     }
+                    let last_stamp = get_meta(&self.read, tables::META_LAST_STAMP)?;
+                    if last_stamp > 0 {
+                        ImageItem::LastStamp(last_stamp).encode_into(out);
+                    }
                     self.stage = Stage::Leases { after: None };
                 }
                 Stage::Leases { after } => {
@@ -159,6 +166,29 @@ impl SnapshotChunks {
                     }
                     self.stage = match last {
                         Some(key) if out.len() >= self.chunk_bytes => Stage::Revisions { after: Some(key) },
+                        _ => Stage::Stamps { after: None },
+                    };
+                }
+                Stage::Stamps { after } => {
+                    let mut last = None;
+                    if after != Some(u64::MAX) {
+                        let stamps = match self.read.open_table(tables::STAMPS) {
+                            Ok(table) => Some(table),
+                            Err(redb::TableError::TableDoesNotExist(_)) => None,
+                            Err(error) => return Err(storage_error(error)),
+                        };
+                        let start = after.map_or(0, |stamp| stamp + 1);
+                        for entry in stamps.iter().flat_map(|table| table.range(start..)).flatten() {
+                            let (stamp, revision) = entry.map_err(storage_error)?;
+                            ImageItem::Stamp { stamp: stamp.value(), revision: revision.value() }.encode_into(out);
+                            last = Some(stamp.value());
+                            if out.len() >= self.chunk_bytes {
+                                break;
+                            }
+                        }
+                    }
+                    self.stage = match last {
+                        Some(stamp) if out.len() >= self.chunk_bytes => Stage::Stamps { after: Some(stamp) },
                         _ => Stage::End,
                     };
                 }
@@ -208,6 +238,9 @@ impl Store {
         {
             let mut t = tables::Open::write(&txn)?;
             t.clear()?;
+            let mut stamps = txn.open_table(tables::STAMPS).map_err(storage_error)?;
+            stamps.retain(|_, _| false).map_err(storage_error)?;
+            let mut last_stamp = 0;
             let mut parser = ImageParser::default();
             let mut header = None;
             for chunk in chunks {
@@ -245,6 +278,10 @@ impl Store {
                             let bytes = crate::etcd_format::encode_role(&role);
                             t.auth.roles.insert(role.name.as_str(), bytes.as_slice()).map_err(storage_error)?;
                         }
+                        ImageItem::Stamp { stamp, revision } => {
+                            stamps.insert(stamp, revision).map_err(storage_error)?;
+                        }
+                        ImageItem::LastStamp(stamp) => last_stamp = stamp,
                     }
                     Ok(())
                 })?;
@@ -252,6 +289,9 @@ impl Store {
             parser.finish()?;
             let [applied, revision, compact, cursor] = header.ok_or_else(|| image_error("no header"))?;
             t.write_meta(applied, revision, compact, cursor)?;
+            if last_stamp > 0 {
+                t.meta.insert(tables::META_LAST_STAMP, last_stamp).map_err(storage_error)?;
+            }
             index.set_compact_revision(compact as i64);
             crate::counts::rebuild(&mut t.counts, &index)?;
         }
@@ -259,6 +299,13 @@ impl Store {
         self.reload()?;
         Ok(())
     }
+}
+
+/// A counter of the `meta` table in a read transaction (0 if unset).
+fn get_meta(read: &ReadTransaction, name: &str) -> Result<u64, Error> {
+    let meta = read.open_table(tables::META).map_err(storage_error)?;
+    let value = meta.get(name).map_err(storage_error)?.map_or(0, |v| v.value());
+    Ok(value)
 }
 
 fn image_error(why: &str) -> Error {
@@ -313,6 +360,15 @@ pub enum ImageItem {
         /// Remaining TTL last checkpointed (0: none).
         remaining: i64,
     },
+    /// A revision's entry stamp (see `tables::STAMPS`).
+    Stamp {
+        /// The stamp.
+        stamp: u64,
+        /// The revision.
+        revision: i64,
+    },
+    /// The newest stamp of any applied entry (`tables::META_LAST_STAMP`).
+    LastStamp(u64),
     /// A key's state written at (main, sub).
     Revision {
         /// Main revision.
@@ -356,6 +412,12 @@ impl ImageItem {
                 payload.extend_from_slice(&remaining.to_be_bytes());
                 item(out, ITEM_LEASE, &payload);
             }
+            ImageItem::Stamp { stamp, revision } => {
+                let mut payload = stamp.to_be_bytes().to_vec();
+                payload.extend_from_slice(&revision.to_be_bytes());
+                item(out, ITEM_STAMP, &payload);
+            }
+            ImageItem::LastStamp(stamp) => item(out, ITEM_LAST_STAMP, &stamp.to_be_bytes()),
             ImageItem::Revision { main, sub, record } => {
                 let mut payload = revision_key(*main, *sub).to_be_bytes().to_vec();
                 payload.extend_from_slice(&record.encode());
@@ -396,6 +458,8 @@ impl ImageItem {
                 let record = Record::decode(&payload[16..]).map_err(|_| image_error("malformed revision"))?;
                 ImageItem::Revision { main: main_of(key), sub: key as u64 as i64, record }
             }
+            ITEM_STAMP if payload.len() == 16 => ImageItem::Stamp { stamp: i64_at(0) as u64, revision: i64_at(8) },
+            ITEM_LAST_STAMP if payload.len() == 8 => ImageItem::LastStamp(i64_at(0) as u64),
             _ => return Err(image_error("unexpected item")),
         })
     }

@@ -190,13 +190,19 @@ impl Store {
     /// applied index was applied before (replay after a restart) and is skipped (`None`). The
     /// commit is not durable by itself: see [`Store::make_durable`].
     pub fn apply_batch(&mut self, batch: &[(u64, Command)]) -> Result<Vec<Option<Applied>>, Error> {
-        self.apply_stamped(batch, &[])
+        self.apply_stamped(batch, &[], 0)
     }
 
     /// [`Store::apply_batch`], each command with its entry's stamp (`stamps[i]` for
     /// `batch[i]`; missing or 0: none): a command that makes a revision records the revision's
-    /// stamp, for reads as of a time ([`Reader::revision_at`]).
-    pub fn apply_stamped(&mut self, batch: &[(u64, Command)], stamps: &[u64]) -> Result<Vec<Option<Applied>>, Error> {
+    /// stamp, for reads as of a time ([`Reader::revision_at`]). `newest` is the newest stamp
+    /// of every entry applied with the batch, commands or not ([`tables::META_LAST_STAMP`]).
+    pub fn apply_stamped(
+        &mut self,
+        batch: &[(u64, Command)],
+        stamps: &[u64],
+        newest: u64,
+    ) -> Result<Vec<Option<Applied>>, Error> {
         // Nothing to apply and no compaction in progress: no transaction at all.
         if batch.iter().all(|(index, _)| *index <= self.applied_index) && !self.compacting() {
             return Ok(vec![None; batch.len()]);
@@ -262,6 +268,10 @@ impl Store {
             }
             let cursor = compact_step(&mut writer, self.compact_revision, self.compaction_cursor)?;
             meta.insert(META_APPLIED, applied_index).map_err(storage_error)?;
+            if newest > 0 {
+                let known = meta.get(tables::META_LAST_STAMP).map_err(storage_error)?.map_or(0, |v| v.value());
+                meta.insert(tables::META_LAST_STAMP, known.max(newest)).map_err(storage_error)?;
+            }
             meta.insert(META_REVISION, writer.revision as u64).map_err(storage_error)?;
             meta.insert(META_COMPACT, writer.compact_revision as u64).map_err(storage_error)?;
             meta.insert(META_COMPACT_CURSOR, cursor as u64).map_err(storage_error)?;
@@ -928,13 +938,16 @@ fn revision_at_in(read: &redb::ReadTransaction, stamp: u64) -> Result<Option<Sta
     }
 }
 
-/// The newest stamp in a read transaction (0: none).
+/// The newest stamp of any applied entry in a read transaction (0: none).
 fn last_stamp_in(read: &redb::ReadTransaction) -> Result<u64, Error> {
-    match read.open_table(tables::STAMPS) {
-        Ok(table) => Ok(table.last().map_err(storage_error)?.map_or(0, |(stamp, _)| stamp.value())),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-        Err(error) => Err(storage_error(error)),
-    }
+    let meta = read.open_table(tables::META).map_err(storage_error)?;
+    let entry = meta.get(tables::META_LAST_STAMP).map_err(storage_error)?.map_or(0, |v| v.value());
+    let revision = match read.open_table(tables::STAMPS) {
+        Ok(table) => table.last().map_err(storage_error)?.map_or(0, |(stamp, _)| stamp.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(error) => return Err(storage_error(error)),
+    };
+    Ok(entry.max(revision))
 }
 
 /// Stamp rows removed per applied batch once their revisions are compacted.
@@ -1099,9 +1112,9 @@ mod stamps {
         let mut store = Store::in_memory().unwrap();
         // A lease grant makes no revision: its stamp is not kept.
         let batch = [(1, put("a")), (2, Command::LeaseGrant { id: 7, ttl: 60 }), (3, put("b"))];
-        store.apply_stamped(&batch, &[100, 150, 200]).unwrap(); // revisions 2 and 3
+        store.apply_stamped(&batch, &[100, 150, 200], 200).unwrap(); // revisions 2 and 3
         store.apply_batch(&[(4, put("c"))]).unwrap(); // revision 4, unstamped
-        store.apply_stamped(&[(5, put("d"))], &[300]).unwrap(); // revision 5
+        store.apply_stamped(&[(5, put("d"))], &[300], 300).unwrap(); // revision 5
         let reader = store.reader();
         let at = |stamp| reader.revision_at(stamp).unwrap().map(|found| (found.revision, found.stamp));
         assert_eq!(at(99), None);
@@ -1112,12 +1125,23 @@ mod stamps {
         assert_eq!(reader.last_stamp().unwrap(), 300);
         // Compaction past revision 3 trims its stamp: a time that only it answered is compacted.
         store.apply_batch(&[(6, Command::Compact { revision: 4 })]).unwrap();
-        store.apply_stamped(&[(7, put("e"))], &[400]).unwrap();
+        store.apply_stamped(&[(7, put("e"))], &[400], 450).unwrap();
         let reader = store.reader();
         assert_eq!(reader.revision_at(250), Err(Error::Compacted));
         assert_eq!(reader.revision_at(50), Err(Error::Compacted));
         assert_eq!(reader.revision_at(350).unwrap().map(|found| found.revision), Some(5));
         assert_eq!(reader.revision_at(400).unwrap().map(|found| found.revision), Some(6));
+        // The newest entry stamp counts even where no revision kept it (a no-op after it).
+        assert_eq!(reader.last_stamp().unwrap(), 450);
+        // A snapshot image carries the stamps and the newest entry stamp.
+        let image: Vec<Vec<u8>> = store.snapshot_chunks(256).unwrap().collect::<Result<_, _>>().unwrap();
+        let mut copy = Store::in_memory().unwrap();
+        copy.apply_stamped(&[(1, put("z"))], &[999_999], 999_999).unwrap();
+        copy.install_snapshot(image).unwrap();
+        let reader = copy.reader();
+        assert_eq!(reader.revision_at(350).unwrap().map(|found| found.revision), Some(5));
+        assert_eq!(reader.revision_at(250), Err(Error::Compacted));
+        assert_eq!(reader.last_stamp().unwrap(), 450, "the copy's own stamps are gone with its state");
     }
 
     #[test]

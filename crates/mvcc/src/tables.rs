@@ -44,6 +44,10 @@ pub const META_REVISION: &str = "revision";
 pub const META_COMPACT: &str = "compact_revision";
 /// Next main revision physical compaction examines.
 pub const META_COMPACT_CURSOR: &str = "compaction_cursor";
+/// The newest stamp of any applied entry, commands or not (a no-op or a membership change makes
+/// no revision, so its stamp is in no row of `stamps`): where a node's clock resumes after a
+/// restart or a snapshot. Carried by snapshot images as an item of its own.
+pub const META_LAST_STAMP: &str = "last_entry_stamp";
 /// Every metadata name, in the order snapshot images carry them.
 pub const META_NAMES: [&str; 4] = [META_APPLIED, META_REVISION, META_COMPACT, META_COMPACT_CURSOR];
 

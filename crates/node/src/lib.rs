@@ -488,7 +488,8 @@ impl<D: Disk> Replica<D> {
                 ids.push(request_id);
             }
         }
-        let results = self.store.apply_stamped(&batch, &stamps).map_err(NodeError::Store)?;
+        let newest = ready.committed_entries.iter().map(|entry| entry.stamp).max().unwrap_or(0);
+        let results = self.store.apply_stamped(&batch, &stamps, newest).map_err(NodeError::Store)?;
         for ((_, command), applied) in batch.iter().zip(&results) {
             let succeeded = matches!(applied, Some(Applied { result: Ok(_), .. }));
             match *command.inner() {
@@ -627,11 +628,12 @@ impl<D: Disk> Replica<D> {
                 self.abandon_defrag();
                 return Ok(None);
             };
+            let newest = entries.iter().map(|entry| entry.stamp).max().unwrap_or(0);
             let (batch, stamps): (Vec<(Index, Command)>, Vec<u64>) = entries
                 .iter()
                 .filter_map(|entry| command_of(entry).map(|(_, command)| ((entry.index, command), entry.stamp)))
                 .unzip();
-            copy.apply_stamped(&batch, &stamps).map_err(NodeError::Store)?;
+            copy.apply_stamped(&batch, &stamps, newest).map_err(NodeError::Store)?;
             copy.take_events();
             *replayed = last;
             if *replayed < self.applied {
