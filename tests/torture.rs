@@ -3,7 +3,12 @@
 
 use std::process::Command;
 
+/// One torture run at a time: each starts a cluster on ports it picked free, and runs side by
+/// side (the test harness's threads) raced for them (a member failed to bind its peer port).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn torture(args: &[&str]) -> (bool, String) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = std::env::temp_dir().join(format!("ballot-torture-test-{}-{}", std::process::id(), args.join("-")));
     let _ = std::fs::remove_dir_all(&out);
     let output = Command::new(env!("CARGO_BIN_EXE_ballot"))
