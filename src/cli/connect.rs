@@ -147,9 +147,10 @@ impl tonic::service::Interceptor for Token {
 }
 
 impl Token {
-    /// A token for a causal client: every call carries the session's highest revision.
-    pub fn causal(session: Session) -> Token {
-        Token(Arc::default(), Some(session))
+    /// A fresh token for a client whose reads are `consistency`: a causal client's calls also
+    /// carry `session`'s highest revision.
+    fn for_reads(consistency: Consistency, session: &Session) -> Token {
+        Token(Arc::default(), (consistency == Consistency::Causal).then(|| session.clone()))
     }
 }
 
@@ -215,11 +216,7 @@ impl Dialer {
             None => Session::default(),
         };
         let consistency = endpoints.consistency.unwrap_or_default();
-        let token = match consistency {
-            Consistency::Causal => Token::causal(session.clone()),
-            _ => Token::default(),
-        };
-        Ok(Dialer { tls, login, token, consistency, session })
+        Ok(Dialer { tls, login, token: Token::for_reads(consistency, &session), consistency, session })
     }
 
     /// The same settings, with reads of another consistency (a fresh token and session).
@@ -254,11 +251,7 @@ impl Dialer {
     /// by itself and tracks what it has seen by itself).
     pub fn fresh(&self) -> Dialer {
         let session = Session::default();
-        let token = match self.consistency {
-            Consistency::Causal => Token::causal(session.clone()),
-            _ => Token::default(),
-        };
-        Dialer { token, session, ..self.clone() }
+        Dialer { token: Token::for_reads(self.consistency, &session), session, ..self.clone() }
     }
 
     /// True if this dialer logs in (and so must again when the cluster forgets its token).
