@@ -38,17 +38,15 @@ pub struct Cluster {
     tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
-/// A free loopback port (bound and released: good enough on a test machine).
+/// A free loopback port.
 pub fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
-/// `n` distinct free loopback ports: all bound at once, then released (one at a time, the OS
-/// may hand the same port out twice).
+/// `n` distinct free loopback ports, outside the range outgoing connections take theirs from
+/// (a restarted member binds its old port again).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+    ballot_server::ports::free_loopback_ports(n).unwrap()
 }
 
 impl Cluster {

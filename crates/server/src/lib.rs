@@ -26,6 +26,7 @@ pub mod listener;
 pub mod members;
 pub mod membership;
 pub mod metrics;
+pub mod ports;
 pub mod restore;
 pub mod server;
 pub mod timestamp;

@@ -107,10 +107,6 @@ pub fn find_libfaketime() -> Option<PathBuf> {
     LIBFAKETIME.iter().map(PathBuf::from).find(|path| path.exists())
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Control-plane calls never wait long: a paused member would hold them forever.
 const CONTROL_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -129,14 +125,9 @@ impl Cluster {
     ) -> anyhow::Result<Cluster> {
         let net = Net::default();
         let mut nodes = Vec::new();
-        let mut ports = std::collections::HashSet::new();
+        let ports = ballot_server::ports::free_loopback_ports(3 * n)?;
         for i in 0..n {
-            let (peer_port, client_port, zk_port) = loop {
-                let (a, b, c) = (free_port()?, free_port()?, free_port()?);
-                if a != b && ports.insert(a) && ports.insert(b) && ports.insert(c) {
-                    break (a, b, c);
-                }
-            };
+            let (peer_port, client_port, zk_port) = (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
             let peer_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], peer_port)), true).await?;
             let client_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], client_port)), false).await?;
             let zk_proxy = net.proxy(i, SocketAddr::from(([127, 0, 0, 1], zk_port)), false).await?;
