@@ -38,6 +38,9 @@ enum Command {
     /// Inspect or repair a data directory's write-ahead log.
     #[command(subcommand)]
     Wal(cli::wal::WalCommand),
+    /// A gossip agent for every machine of a fleet (SWIM with Lifeguard; serf's job), with
+    /// service registration into ballot; its subcommands talk to a running agent.
+    Agent(cli::agent::AgentArgs),
     /// Look at or change the znode tree through a member's ZooKeeper port (ls, get, stat, …).
     Zk(cli::zk::ZkArgs),
 }
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Check(args)) => cli::check::run(args),
         Some(Command::Wal(command)) => cli::wal::run(command),
         Some(Command::Zk(args)) => cli::zk::run(args),
+        Some(Command::Agent(args)) => cli::agent::run(cli.endpoints, args),
     };
     match result {
         Ok(code) => code,

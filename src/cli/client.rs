@@ -511,7 +511,7 @@ async fn run_command(dialer: &Dialer, channel: Conn, command: ClientCommand) -> 
 }
 
 /// Keeps a lease alive (a keep-alive every third of its TTL) until the lease is gone.
-async fn keep_alive(channel: Conn, id: i64, mut each: impl FnMut(i64)) -> anyhow::Result<()> {
+pub(crate) async fn keep_alive(channel: Conn, id: i64, mut each: impl FnMut(i64)) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut responses =
         LeaseClient::new(channel).lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();

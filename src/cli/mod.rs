@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub mod agent;
 pub mod bench;
 pub mod check;
 pub mod client;
@@ -8,6 +9,7 @@ pub mod dev;
 pub mod ops;
 pub mod serve;
 pub mod sim;
+pub mod sim_gossip;
 pub mod torture;
 pub mod txn;
 pub mod wal;

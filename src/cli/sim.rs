@@ -23,9 +23,9 @@ pub struct SimArgs {
     /// First seed when running many.
     #[arg(long, default_value_t = 0)]
     first_seed: u64,
-    /// Initial voters: 3, 5 or 7.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    /// Initial voters: 3, 5 or 7 (default 3); with --gossip, the fleet's size (default 100).
+    #[arg(long)]
+    nodes: Option<usize>,
     /// Faults: all, none, or a list of network,partition,crash,pause,skew,membership,transfer.
     #[arg(long, default_value = "all")]
     faults: String,
@@ -48,6 +48,12 @@ pub struct SimArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Simulate a fleet of gossip agents instead of a Raft cluster (SWIM, Lifeguard, φ, and
+    /// all-to-all heartbeats under the same faults).
+    #[arg(long)]
+    gossip: bool,
+    #[command(flatten)]
+    fleet: super::sim_gossip::FleetArgs,
     /// A long soak: stop at the first violation (workers finish the seed in hand), and report
     /// progress on stderr every minute. For 100,000 seeds and more, run it under `nohup … &`.
     #[arg(long)]
@@ -61,7 +67,15 @@ pub struct SimArgs {
 
 /// Runs the seeds; exit 1 on any violation.
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
-    if ![3, 5, 7].contains(&args.nodes) {
+    if args.gossip {
+        let seeds = match args.seed {
+            Some(seed) => seed..seed + 1,
+            None => args.first_seed..args.first_seed + args.seeds,
+        };
+        return super::sim_gossip::run(&args.fleet, args.nodes.unwrap_or(100), seeds, args.jobs);
+    }
+    let nodes = args.nodes.unwrap_or(3);
+    if ![3, 5, 7].contains(&nodes) {
         anyhow::bail!("--nodes must be 3, 5 or 7");
     }
     let faults = Faults::parse(&args.faults).map_err(anyhow::Error::msg)?;
@@ -75,7 +89,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     };
     let base = |seed| {
         let mut config = SimConfig::new(seed);
-        config.nodes = args.nodes;
+        config.nodes = nodes;
         config.faults = faults;
         config.steps = args.steps;
         config.clients = args.clients;
@@ -239,7 +253,12 @@ fn print_failure(report: &SimReport, args: &SimArgs, faults: Faults) {
     let _ = writeln!(
         out,
         "  replay: ballot sim --seed {} --nodes {} --faults {} --steps {} --clients {} --zk-clients {} --trace",
-        report.seed, args.nodes, faults, args.steps, args.clients, args.zk_clients
+        report.seed,
+        args.nodes.unwrap_or(3),
+        faults,
+        args.steps,
+        args.clients,
+        args.zk_clients
     );
 }
 

@@ -67,6 +67,17 @@ impl PhiDetector {
         self.last_ms = Some(self.last_ms.map_or(now_ms, |last| last.max(now_ms)));
     }
 
+    /// Takes in one interval directly (a probe's round trip, when the detector judges how long
+    /// an answer may take rather than how long a silence may last).
+    pub fn sample(&mut self, interval_ms: f64) {
+        self.push(interval_ms);
+    }
+
+    /// Samples taken in so far (within the window).
+    pub fn samples(&self) -> usize {
+        self.intervals.len()
+    }
+
     fn push(&mut self, interval: f64) {
         if self.intervals.len() == self.config.window.max(1) {
             if let Some(old) = self.intervals.pop_front() {
@@ -83,12 +94,20 @@ impl PhiDetector {
     /// 0 for a peer never heard from (nothing to judge yet).
     pub fn phi(&self, now_ms: u64) -> f64 {
         let Some(last) = self.last_ms else { return 0.0 };
+        self.phi_after(now_ms.saturating_sub(last) as f64)
+    }
+
+    /// The suspicion level after `elapsed_ms` of waiting, judged against the samples (0 with
+    /// none).
+    pub fn phi_after(&self, elapsed_ms: f64) -> f64 {
+        if self.intervals.is_empty() {
+            return 0.0;
+        }
         let n = self.intervals.len() as f64;
         let mean = self.sum / n + self.config.acceptable_pause_ms;
         let variance = (self.sum_squares / n - (self.sum / n).powi(2)).max(0.0);
         let std_dev = variance.sqrt().max(self.config.min_std_dev_ms);
-        let elapsed = now_ms.saturating_sub(last) as f64;
-        phi_normal(elapsed, mean, std_dev)
+        phi_normal(elapsed_ms, mean, std_dev)
     }
 
     /// Whether the peer is suspected at `now_ms`.

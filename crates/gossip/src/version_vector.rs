@@ -26,6 +26,11 @@ pub enum Order {
 }
 
 impl VersionVector {
+    /// A vector with these counters (as decoded from the wire).
+    pub fn from_counters(counters: impl IntoIterator<Item = (String, u64)>) -> VersionVector {
+        VersionVector(counters.into_iter().filter(|(_, counter)| *counter > 0).collect())
+    }
+
     /// The counter of `writer`.
     pub fn get(&self, writer: &str) -> u64 {
         self.0.get(writer).copied().unwrap_or(0)
@@ -80,6 +85,16 @@ pub struct Versioned<V> {
 }
 
 impl<V: Clone + Ord> Versioned<V> {
+    /// A value of these versions (as decoded from the wire): merged one by one, so versions
+    /// that another one covers are dropped and the order is canonical.
+    pub fn from_siblings(siblings: impl IntoIterator<Item = (VersionVector, V)>) -> Versioned<V> {
+        let mut versioned = Versioned { siblings: Vec::new() };
+        for (vector, value) in siblings {
+            versioned.merge_one(vector, value);
+        }
+        versioned
+    }
+
     /// The concurrent versions, in a canonical order.
     pub fn siblings(&self) -> &[(VersionVector, V)] {
         &self.siblings
