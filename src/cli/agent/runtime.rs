@@ -153,6 +153,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         for event in node.take_events() {
             let line = describe(&node, &event);
+            if let Event::Member { name, state, incarnation } = &event {
+                println!("{} {name} (incarnation {incarnation})", member_event(*state));
+            }
             monitors.retain(|monitor| monitor.send(line.clone()).is_ok());
             match &event {
                 Event::QueryResponse { id, responder, payload } => {
@@ -366,15 +369,28 @@ fn send(udp: &Arc<UdpSocket>, sealer: &Sealer, to: &str, message: &Message, max_
 
 async fn receive_datagrams(udp: Arc<UdpSocket>, inputs: mpsc::UnboundedSender<Input>) {
     let mut buffer = vec![0u8; 65_536];
-    while let Ok((len, _)) = udp.recv_from(&mut buffer).await {
-        if inputs.send(Input::Frame(buffer[..len].to_vec())).is_err() {
-            return;
+    loop {
+        match udp.recv_from(&mut buffer).await {
+            Ok((len, _)) => {
+                if inputs.send(Input::Frame(buffer[..len].to_vec())).is_err() {
+                    return;
+                }
+            }
+            // An ICMP error from an earlier send (a dead member's port) surfaces here: it says
+            // nothing about this socket, which keeps receiving.
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
         }
     }
 }
 
 async fn receive_streams(tcp: TcpListener, inputs: mpsc::UnboundedSender<Input>) {
-    while let Ok((mut stream, _)) = tcp.accept().await {
+    loop {
+        // A failed accept (a peer that gave up before it, a moment out of descriptors) is the
+        // connection's failure, not the listener's: keep accepting.
+        let Ok((mut stream, _)) = tcp.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         let inputs = inputs.clone();
         tokio::spawn(async move {
             let read = async {
@@ -396,7 +412,11 @@ async fn receive_streams(tcp: TcpListener, inputs: mpsc::UnboundedSender<Input>)
 }
 
 async fn serve_rpc(rpc: TcpListener, inputs: mpsc::UnboundedSender<Input>) {
-    while let Ok((stream, _)) = rpc.accept().await {
+    loop {
+        let Ok((stream, _)) = rpc.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         let inputs = inputs.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
