@@ -158,7 +158,7 @@ fn an_agent_without_the_key_cannot_join_an_encrypted_fleet() {
 async fn services_are_published_in_ballot_and_a_killed_agents_are_removed_by_its_peers() {
     let cluster = Cluster::start("agent-services", 3, &[]);
     cluster.leader(Duration::from_secs(20)).await;
-    let dir = scratch("services");
+    let dir = scratch("registry");
     // The service is this check: healthy while its flag file exists.
     let flag = dir.join("healthy");
     std::fs::write(&flag, "").unwrap();

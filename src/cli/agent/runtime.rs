@@ -106,6 +106,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 // --join is retried until some member answers (the seeds may start later).
                 if node.members().len() == 1 && !settings.join.is_empty() && Instant::now() >= next_join {
                     next_join = Instant::now() + JOIN_RETRY;
+                    println!("joining through {}", settings.join.join(", "));
                     for seed in &settings.join {
                         node.join(seed);
                     }
@@ -118,11 +119,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 }
             }
             Some(message) = input.recv() => match message {
-                Input::Frame(bytes) => {
-                    if let Some(message) = sealer.open(&bytes).and_then(|frame| codec::decode(&frame).ok()) {
-                        node.step(message);
-                    }
-                }
+                Input::Frame(bytes) => match sealer.open(&bytes).map(|frame| codec::decode(&frame)) {
+                    Some(Ok(message)) => node.step(message),
+                    Some(Err(error)) => eprintln!("dropped a frame of {} bytes: {error}", bytes.len()),
+                    None => eprintln!("dropped a frame of {} bytes: not sealed with this fleet's key", bytes.len()),
+                },
                 Input::Rpc(request, reply) => {
                     if let Request::Monitor = request {
                         let _ = reply.send(json!({ "monitoring": node.name() }));
@@ -363,7 +364,11 @@ fn send(udp: &Arc<UdpSocket>, sealer: &Sealer, to: &str, message: &Message, max_
             stream.write_all(&frame).await?;
             stream.shutdown().await
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), sent).await;
+        match tokio::time::timeout(Duration::from_secs(2), sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("sending to {addr} over TCP: {error}"),
+            Err(_) => eprintln!("sending to {addr} over TCP: timed out"),
+        }
     });
 }
 
