@@ -35,6 +35,9 @@ enum Command {
     Torture(cli::torture::TortureArgs),
     /// Check a history (JSON Lines) for linearizability.
     Check(cli::check::CheckArgs),
+    /// Explore every state of a protocol within small bounds (Paxos), checking its invariants.
+    #[command(subcommand)]
+    Model(cli::model::ModelCommand),
     /// Inspect or repair a data directory's write-ahead log.
     #[command(subcommand)]
     Wal(cli::wal::WalCommand),
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Sim(args)) => cli::sim::run(args),
         Some(Command::Torture(args)) => cli::torture::run(cli.endpoints, args),
         Some(Command::Check(args)) => cli::check::run(args),
+        Some(Command::Model(command)) => cli::model::run(command),
         Some(Command::Wal(command)) => cli::wal::run(command),
         Some(Command::Zk(args)) => cli::zk::run(args),
         Some(Command::Agent(args)) => cli::agent::run(cli.endpoints, args),

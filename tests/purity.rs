@@ -1,10 +1,19 @@
-//! The pure crates (consensus core, checker, simulator) must never depend on an async runtime,
+//! The pure crates (consensus cores, checker, simulator, gossip) must never depend on an async runtime,
 //! a network stack or an OS-seeded random source: that is what keeps them deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-const PURE: [&str; 6] = ["ballot-raft", "ballot-check", "ballot-sim", "ballot-mvcc", "ballot-node", "ballot-zk"];
+const PURE: [&str; 8] = [
+    "ballot-raft",
+    "ballot-check",
+    "ballot-sim",
+    "ballot-mvcc",
+    "ballot-node",
+    "ballot-zk",
+    "ballot-gossip",
+    "ballot-paxos",
+];
 const FORBIDDEN: [&str; 8] = ["tokio", "tonic", "mio", "rand", "getrandom", "async-std", "hyper", "socket2"];
 
 #[test]

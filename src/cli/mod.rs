@@ -6,6 +6,7 @@ pub mod check;
 pub mod client;
 pub mod connect;
 pub mod dev;
+pub mod model;
 pub mod ops;
 pub mod serve;
 pub mod sim;
