@@ -36,11 +36,10 @@ fn start_agent(dir: &Path, name: &str, ports: (u16, u16), join: Option<&str>, ex
     if let Some(join) = join {
         command.args(["--join", join]);
     }
-    let child = command
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::from(std::fs::OpenOptions::new().append(true).open(&log).unwrap()))
-        .spawn()
-        .unwrap();
+    // One open file for both streams: two opens of it would each keep their own offset, and
+    // the one's lines would overwrite the other's.
+    let file = std::fs::File::create(&log).unwrap();
+    let child = command.stdout(file.try_clone().unwrap()).stderr(Stdio::from(file)).spawn().unwrap();
     Agent { name: name.to_string(), gossip, rpc, log, child }
 }
 
@@ -186,6 +185,13 @@ async fn services_are_published_in_ballot_and_a_killed_agents_are_removed_by_its
     assert_eq!((value["node"].as_str(), value["port"].as_u64()), (Some("s1"), Some(8080)));
     assert_ne!(entry.kvs[0].lease, 0, "registered on a lease");
 
+    // The fleet must have formed first: an agent killed before any peer heard of it (its first
+    // join can meet a seed not yet listening, and it retries only a second later) is known to
+    // nobody, and only its lease can remove its entry.
+    let all: Vec<&Agent> = agents.iter().collect();
+    wait_views(&all, Duration::from_secs(20), "the three agents see each other", |view| {
+        view.len() == 3 && view.values().all(|status| status == "alive")
+    });
     // s2 killed: its peers see it fail through gossip and remove its entry.
     agents[2].child.kill().unwrap();
     agents[2].child.wait().unwrap();
