@@ -34,6 +34,8 @@ struct Peer {
     /// The end of that prefix as last reported, durable or not: where the window of slots
     /// sent ahead of acknowledgement starts.
     reported: Index,
+    /// The prefix its previous heartbeat answer reported.
+    heartbeat_through: Index,
     /// Heard from since the last check-quorum.
     active: bool,
 }
@@ -547,7 +549,7 @@ impl Replica {
                     Some((commit, _)) => (commit + 1, *commit),
                     None => (self.commit + 1, 0),
                 };
-                (id, Peer { next, matched, reported: next - 1, active: true })
+                (id, Peer { next, matched, reported: next - 1, heartbeat_through: 0, active: true })
             })
             .collect();
         self.role = Role::Leader;
@@ -686,12 +688,16 @@ impl Replica {
         }
         let peer = lead.peers.get_mut(&from).expect("a voter");
         peer.active = true;
-        // `through` may not be durable yet, so it only says where to resend from (an Accept
-        // lost on the way), never what counts as accepted.
+        // `through` may not be durable yet, so it only says where to resend from, never what
+        // counts as accepted. Resend only when two answers in a row report the same prefix
+        // behind what was sent: the last Accept (or its answer) was lost. A single answer
+        // behind is usually just the Accepts still in flight, and resending them would double
+        // the traffic to far acceptors.
         peer.reported = through;
-        if through + 1 < peer.next {
+        if through + 1 < peer.next && through == peer.heartbeat_through {
             peer.next = through.max(peer.matched) + 1;
         }
+        peer.heartbeat_through = through;
         let q2 = self.quorums.1;
         let mut confirmed = Vec::new();
         lead.reads.retain_mut(|read| {
