@@ -117,8 +117,10 @@ impl World {
             }
             let ready = node.replica.ready();
             self.net.extend(ready.messages.iter().cloned());
-            if self.faults && self.rng.chance(1, 100) {
-                // Power lost after sending, before the disk had any of this ready.
+            // Power lost after sending, before the disk had any of this ready: most likely
+            // (one in ten) when the ready carries a new promise, where losing it matters most.
+            let odds = if ready.hard_state.is_some_and(|h| h.term != node.disk.hard.term) { 10 } else { 100 };
+            if self.faults && self.rng.chance(1, odds) {
                 node.up = false;
                 return Ok(());
             }
