@@ -627,13 +627,16 @@ impl Replica {
         self.reply(from, ballot, Body::Accepted { through: self.good }, true);
     }
 
-    fn on_acknowledged(&mut self, from: NodeId, ballot: Ballot, through: Index, refused: bool) {
-        let Some(lead) = &mut self.lead else { return };
-        if lead.ballot != ballot {
-            return;
-        }
+    /// The leader's record of `from`, marked as heard from, if this replica leads `ballot`.
+    fn heard_from(&mut self, from: NodeId, ballot: Ballot) -> Option<&mut Peer> {
+        let lead = self.lead.as_mut().filter(|lead| lead.ballot == ballot)?;
         let peer = lead.peers.get_mut(&from).expect("a voter");
         peer.active = true;
+        Some(peer)
+    }
+
+    fn on_acknowledged(&mut self, from: NodeId, ballot: Ballot, through: Index, refused: bool) {
+        let Some(peer) = self.heard_from(from, ballot) else { return };
         peer.reported = through;
         if !refused {
             // A refusal's `through` may not be durable yet: it says where to resend from.
@@ -682,12 +685,7 @@ impl Replica {
     }
 
     fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, round: u64, through: Index) {
-        let Some(lead) = &mut self.lead else { return };
-        if lead.ballot != ballot {
-            return;
-        }
-        let peer = lead.peers.get_mut(&from).expect("a voter");
-        peer.active = true;
+        let Some(peer) = self.heard_from(from, ballot) else { return };
         // `through` may not be durable yet, so it only says where to resend from, never what
         // counts as accepted. Resend only when two answers in a row report the same prefix
         // behind what was sent: the last Accept (or its answer) was lost. A single answer
@@ -699,6 +697,7 @@ impl Replica {
         }
         peer.heartbeat_through = through;
         let q2 = self.quorums.1;
+        let lead = self.lead.as_mut().expect("heard_from checked it");
         let mut confirmed = Vec::new();
         lead.reads.retain_mut(|read| {
             if read.round <= round {
