@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ballot_raft::hlc::Hlc;
 use ballot_raft::rng::Rng;
 use ballot_raft::{
     ConfState, Entry, EntryKind, Error, HardState, Index, NodeId, ReadContext, ReadState, Role, Snapshot, SnapshotMeta,
@@ -106,6 +107,8 @@ pub struct Replica {
     election_elapsed: u32,
     timeout: u32,
     rng: Rng,
+    /// Stamps the leader's new entries above every stamp this replica has seen.
+    hlc: Hlc,
     campaign: Option<Campaign>,
     lead: Option<Lead>,
     messages: Vec<Message>,
@@ -131,6 +134,8 @@ impl Replica {
         let mut rng = Rng::new(config.seed);
         let timeout = config.election_tick + rng.range(0, config.election_tick as u64) as u32;
         let snapshot_index = state.snapshot.meta.index;
+        let mut hlc = Hlc::default();
+        hlc.witness(state.entries.iter().map(|e| e.stamp).max().unwrap_or(0));
         let log = Log::new(state.snapshot.meta.clone(), state.entries);
         let commit = state.hard_state.commit.clamp(snapshot_index, log.last());
         let hard = HardState { term: state.hard_state.term, vote: NO_NODE, commit };
@@ -152,6 +157,7 @@ impl Replica {
             election_elapsed: 0,
             timeout,
             rng,
+            hlc,
             campaign: None,
             lead: None,
             messages: Vec::new(),
@@ -194,11 +200,33 @@ impl Replica {
         self.applied
     }
 
+    /// Takes a reading of the wall clock (ms since the epoch) for the next stamps.
+    pub fn observe_wall_clock(&mut self, ms: u64) {
+        self.hlc.observe_wall(ms);
+    }
+
+    /// Takes in a stamp known to be in the past (the store's newest, at a restart).
+    pub fn witness_stamp(&mut self, stamp: u64) {
+        self.hlc.witness(stamp);
+    }
+
+    /// The replica's hybrid logical clock.
+    pub fn hlc(&self) -> Hlc {
+        self.hlc
+    }
+
     /// Proposes `data`: appended under the leader's ballot, or forwarded to the leader.
+    ///
+    /// The leader stamps it with its hybrid logical clock, above every stamp it has seen, so a
+    /// leader's own entries are stamped in increasing order. Unlike Raft's, a Multi-Paxos log
+    /// need not be stamped in increasing order across leaders: a slot re-proposed after a
+    /// leader change keeps its first proposer's stamp, which may be above a later slot's
+    /// stamp from another leader that had not seen it, and hole-filling no-ops carry stamp 0.
+    /// A state machine that orders by stamp must not assume them increasing.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<(), Error> {
         if let Some(lead) = &mut self.lead {
-            let entry =
-                Entry { term: lead.ballot, index: self.log.last() + 1, kind: EntryKind::Normal, data, stamp: 0 };
+            let stamp = self.hlc.issue();
+            let entry = Entry { term: lead.ballot, index: self.log.last() + 1, kind: EntryKind::Normal, data, stamp };
             self.log.put(entry);
             lead.broadcast = true;
             return Ok(());
@@ -527,6 +555,7 @@ impl Replica {
             .filter(|e| e.index > self.commit)
             .map(|e| (e.index, e.term, e));
         let picked = pick_per_slot(reports, self.config.pick);
+        self.hlc.witness(picked.values().map(|e| e.stamp).max().unwrap_or(0));
         let highest = picked.keys().next_back().copied().unwrap_or(self.commit).max(self.commit);
         let mut chosen_again = Vec::new();
         for slot in self.commit + 1..=highest {
@@ -540,7 +569,7 @@ impl Replica {
             self.log.put(entry);
         }
         let start = highest + 1;
-        self.log.put(no_op(ballot, start));
+        self.log.put(Entry { stamp: self.hlc.issue(), ..no_op(ballot, start) });
         let peers = self
             .others()
             .into_iter()
@@ -620,6 +649,7 @@ impl Replica {
                     continue;
                 }
                 self.good = self.good.max(entry.index);
+                self.hlc.witness(entry.stamp);
                 self.log.put(Entry { term: ballot, ..entry });
             }
         }

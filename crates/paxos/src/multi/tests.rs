@@ -454,6 +454,52 @@ fn the_simulation_catches_the_chapters_pick_rule() {
 }
 
 #[test]
+fn a_leaders_stamps_increase_and_a_new_leader_stamps_above_what_it_recovered() {
+    let voters = [1, 2, 3];
+    let mut world = World::new(3, &voters, move |id| Config::new(id, voters));
+    world.faults = false;
+    let elect = |world: &mut World| {
+        for _ in 0..60 {
+            for id in world.ids() {
+                if world.nodes[&id].up {
+                    world.nodes.get_mut(&id).unwrap().replica.observe_wall_clock(1_000);
+                    world.nodes.get_mut(&id).unwrap().replica.tick();
+                    world.drain(id).unwrap();
+                }
+            }
+            while !world.net.is_empty() {
+                world.deliver(0).unwrap();
+            }
+            let leader = world.nodes.values().find(|n| n.up && n.replica.soft_state().role == Role::Leader);
+            if let Some(leader) = leader {
+                return leader.replica.id();
+            }
+        }
+        panic!("no leader");
+    };
+    let first = elect(&mut world);
+    for _ in 0..3 {
+        world.propose(first).unwrap();
+    }
+    while !world.net.is_empty() {
+        world.deliver(0).unwrap();
+    }
+    let seen = world.nodes[&first].replica.hlc().last();
+    world.crash(first);
+    let second = elect(&mut world);
+    world.propose(second).unwrap();
+    while !world.net.is_empty() {
+        world.deliver(0).unwrap();
+    }
+    let disk = &world.nodes[&second].disk.entries;
+    let stamps: Vec<u64> = disk.iter().filter(|e| !e.data.is_empty()).map(|e| e.stamp).collect();
+    assert_eq!(stamps.len(), 4, "{disk:?}");
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+    assert!(stamps[3] > seen, "the new leader stamps above the stamps it recovered");
+    assert_eq!(ballot_raft::hlc::physical_ms(stamps[0]), 1_000);
+}
+
+#[test]
 fn quorums_that_do_not_intersect_are_refused() {
     let mut config = Config::new(1, [1, 2, 3, 4, 5]);
     config.phase1_quorum = 2;
