@@ -197,6 +197,13 @@ impl Store {
     /// `batch[i]`; missing or 0: none): a command that makes a revision records the revision's
     /// stamp, for reads as of a time ([`Reader::revision_at`]). `newest` is the newest stamp
     /// of every entry applied with the batch, commands or not ([`tables::META_LAST_STAMP`]).
+    ///
+    /// A revision never records a stamp below the newest one applied before it: it records
+    /// that one instead (the time it became visible, not the time it was proposed). A Raft log
+    /// is stamped in increasing order, so this changes nothing there; a Multi-Paxos log is not
+    /// (a slot re-proposed by a later leader keeps its first proposer's stamp), and a revision
+    /// recorded under an earlier stamp than the one before it would let a read as of a time
+    /// see a write made after that time.
     pub fn apply_stamped(
         &mut self,
         batch: &[(u64, Command)],
@@ -229,6 +236,13 @@ impl Store {
                 events: Vec::new(),
             };
             let mut applied_index = self.applied_index;
+            let stamped = newest > 0 || stamps.iter().any(|stamp| *stamp > 0);
+            let known_stamp = if stamped {
+                meta.get(tables::META_LAST_STAMP).map_err(storage_error)?.map_or(0, |v| v.value())
+            } else {
+                0
+            };
+            let mut floor = known_stamp;
             // Alarms change only through Alarm commands: look once per batch, again after one.
             let mut no_space = tables::no_space(&others.alarms)?;
             let mut corrupt = tables::corrupt(&others.alarms)?;
@@ -261,16 +275,18 @@ impl Store {
                 };
                 let revision = writer.finish_command();
                 let stamp = stamps.get(position).copied().unwrap_or(0);
-                if revision > revision_before && stamp > 0 {
-                    made.push((stamp, revision));
+                if stamp > 0 {
+                    floor = floor.max(stamp);
+                    if revision > revision_before {
+                        made.push((floor, revision));
+                    }
                 }
                 results.push(Some(Applied { result, revision }));
             }
             let cursor = compact_step(&mut writer, self.compact_revision, self.compaction_cursor)?;
             meta.insert(META_APPLIED, applied_index).map_err(storage_error)?;
-            if newest > 0 {
-                let known = meta.get(tables::META_LAST_STAMP).map_err(storage_error)?.map_or(0, |v| v.value());
-                meta.insert(tables::META_LAST_STAMP, known.max(newest)).map_err(storage_error)?;
+            if stamped && floor.max(newest) > known_stamp {
+                meta.insert(tables::META_LAST_STAMP, floor.max(newest)).map_err(storage_error)?;
             }
             meta.insert(META_REVISION, writer.revision as u64).map_err(storage_error)?;
             meta.insert(META_COMPACT, writer.compact_revision as u64).map_err(storage_error)?;
@@ -1142,6 +1158,20 @@ mod stamps {
         assert_eq!(reader.revision_at(350).unwrap().map(|found| found.revision), Some(5));
         assert_eq!(reader.revision_at(250), Err(Error::Compacted));
         assert_eq!(reader.last_stamp().unwrap(), 450, "the copy's own stamps are gone with its state");
+    }
+
+    #[test]
+    fn a_stamp_below_the_newest_one_is_recorded_as_the_newest() {
+        // A Multi-Paxos log: slot 2 was re-proposed with its first proposer's stamp, 150, after
+        // slot 1 was stamped 200 by a leader that had not seen it.
+        let mut store = Store::in_memory().unwrap();
+        store.apply_stamped(&[(1, put("a")), (2, put("b"))], &[200, 150], 200).unwrap(); // revisions 2, 3
+        store.apply_stamped(&[(3, put("c"))], &[180], 180).unwrap(); // revision 4
+        let reader = store.reader();
+        let at = |stamp| reader.revision_at(stamp).unwrap().map(|found| found.revision);
+        assert_eq!(at(160), None, "nothing was visible at 160: the first write came at 200");
+        assert_eq!(at(200), Some(4), "all three were applied by the time 200 had been seen");
+        assert_eq!(reader.last_stamp().unwrap(), 200);
     }
 
     #[test]
