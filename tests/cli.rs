@@ -126,6 +126,25 @@ fn sim_replays_a_seed_exactly() {
 }
 
 #[test]
+fn sim_writes_a_report_of_one_seed_that_opens_from_disk() {
+    let dir = std::env::temp_dir().join(format!("ballot-cli-sim-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, out) = ballot(&["sim", "--seed", "11", "--steps", "3000", "--report", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("report in"), "{out}");
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let completions = history.lines().filter(|l| !l.contains(r#""type":"invoke""#)).count();
+    let markers = page.matches(r#"<g class="op "#).count();
+    assert!(completions > 10 && markers >= completions, "{markers} markers for {completions} completions");
+    assert!(page.contains(r#"<svg id="throughput""#) && page.contains(r#"class="fault""#));
+    assert!(page.contains(r#"class="mark""#), "leader changes are marked");
+    let (code, out) = ballot(&["sim", "--report", dir.to_str().unwrap()]);
+    assert_eq!(code, 2, "--report needs --seed: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sim_refuses_bad_arguments() {
     let (code, out) = ballot(&["sim", "--nodes", "4"]);
     assert_eq!(code, 2);

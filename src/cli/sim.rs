@@ -45,6 +45,11 @@ pub struct SimArgs {
     /// Write the history (and a timeline of any violation) of failing seeds here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// With --seed: write a report of the run here: report.html (the verdict, every
+    /// operation's latency and the throughput over virtual time, with faults shaded and leader
+    /// changes marked) and its history.jsonl.
+    #[arg(long, requires = "seed")]
+    report: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
@@ -143,6 +148,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                         }
                         println!("trace hash {:016x}", report.trace_hash);
                     }
+                    if let Some(dir) = &args.report {
+                        match write_report(dir, &report) {
+                            Ok(path) => println!("seed {seed}: report in {}", path.display()),
+                            Err(error) => eprintln!("could not write the report of seed {seed}: {error:#}"),
+                        }
+                    }
                     if !report.violations.is_empty() {
                         print_failure(&report, &args, faults);
                         if let Some(dir) = &args.out {
@@ -239,6 +250,8 @@ fn run_one(config: SimConfig) -> SimReport {
                 zk_ops: 0,
                 faults: 0,
                 virtual_ms: 0,
+                fault_intervals: Vec::new(),
+                marks: Vec::new(),
             }
         }
     }
@@ -260,6 +273,40 @@ fn print_failure(report: &SimReport, args: &SimArgs, faults: Faults) {
         args.clients,
         args.zk_clients
     );
+}
+
+/// Writes `report.html` and `history.jsonl` of one run into `dir`; returns the page's path.
+fn write_report(dir: &std::path::Path, report: &SimReport) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let history: String = report.history.iter().map(|e| e.to_line() + "\n").collect();
+    std::fs::write(dir.join("history.jsonl"), history)?;
+    let mut links = Vec::new();
+    if let Some(violation) = &report.linearizability {
+        std::fs::write(dir.join("violation.html"), ballot_check::html::render_timeline(violation))?;
+        links.push(("violation.html".to_string(), "the violation's timeline".to_string()));
+    }
+    let page = ballot_check::report::render(&ballot_check::report::RunReport {
+        title: format!("ballot sim: seed {}", report.seed),
+        verdict: format!(
+            "{}: {} ops ok, {} failed, {} unknown, {} faults, {} ms of virtual time",
+            if report.violations.is_empty() { "passed" } else { "FAILED" },
+            report.ops_ok,
+            report.ops_fail,
+            report.ops_info,
+            report.faults,
+            report.virtual_ms
+        ),
+        passed: report.violations.is_empty(),
+        violations: report.violations.clone(),
+        events: &report.history,
+        faults: report.fault_intervals.clone(),
+        marks: report.marks.clone(),
+        links,
+        time_unit: "virtual s".to_string(),
+    });
+    let path = dir.join("report.html");
+    std::fs::write(&path, page)?;
+    Ok(path)
 }
 
 fn write_artifacts(dir: &std::path::Path, report: &SimReport) -> anyhow::Result<()> {

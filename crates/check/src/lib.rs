@@ -22,6 +22,7 @@ pub mod checker;
 pub mod history;
 pub mod html;
 pub mod model;
+pub mod report;
 pub mod session;
 
 pub use checker::{check, Limits, Verdict, Violation};

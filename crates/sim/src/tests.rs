@@ -32,6 +32,19 @@ fn the_same_seed_gives_the_same_run_byte_for_byte() {
 }
 
 #[test]
+fn a_run_reports_its_faults_as_intervals_and_its_leader_changes_as_marks() {
+    let report = run(SimConfig::new(11));
+    let end = report.virtual_ms * 1_000_000 + 1_000_000;
+    assert!(report.fault_intervals.len() > 5, "{:?}", report.fault_intervals);
+    assert!(report.fault_intervals.iter().all(|f| f.start_ns <= f.end_ns && f.end_ns <= end));
+    let kinds = |prefix: &str| report.fault_intervals.iter().filter(|f| f.what.starts_with(prefix)).count();
+    assert!(kinds("crash") + kinds("pause") > 0 && kinds("split") + kinds("isolate") + kinds("bridge") > 0);
+    assert!(report.marks.iter().any(|m| m.what.contains("leads term")));
+    let heal = report.marks.iter().find(|m| m.what == "heal everything").expect("the final heal is marked");
+    assert!(report.fault_intervals.iter().all(|f| f.end_ns <= heal.at_ns), "every fault ends by the heal");
+}
+
+#[test]
 fn three_node_seeds_with_every_fault_pass() {
     if let Some((seed, violations)) = first_failure(0..300, SimConfig::new) {
         panic!("seed {seed}: {violations:?}\nreplay: ballot sim --seed {seed} --trace");

@@ -25,6 +25,7 @@ use ballot_storage::WalOptions;
 mod nemesis;
 #[cfg(test)]
 mod tests;
+mod timeline;
 mod zk;
 
 const MS: u64 = 1_000_000;
@@ -166,6 +167,10 @@ pub struct SimReport {
     pub faults: u64,
     /// Virtual time at the end, in ms.
     pub virtual_ms: u64,
+    /// The faults as intervals of virtual time (for the report's plots).
+    pub fault_intervals: Vec<ballot_check::report::Fault>,
+    /// Leader and membership changes, and the final heal.
+    pub marks: Vec<ballot_check::report::Mark>,
 }
 
 /// The whole simulated world.
@@ -200,6 +205,8 @@ pub struct World {
     notes: Vec<String>,
     /// The ZooKeeper clients and what their answers showed.
     zk: zk::ZkState,
+    /// Faults and notable instants, for the report.
+    timeline: timeline::Timeline,
 }
 
 impl World {
@@ -230,6 +237,7 @@ impl World {
             lease_reads: false,
             notes: Vec::new(),
             zk: zk::ZkState::default(),
+            timeline: timeline::Timeline::default(),
             config,
         };
         world.lease_reads = world.rng.chance(1, 4);
@@ -468,6 +476,7 @@ impl World {
                 let found = self.invariants.violations.len();
                 self.invariants.on_leader(id, term, raft.log());
                 self.trace.record(self.now, format_args!("node {id} leads term {term}"));
+                self.timeline.mark(self.now, format!("node {id} leads term {term}"));
                 if self.invariants.violations.len() > found {
                     for line in self.node_states() {
                         self.trace.record(self.now, format_args!("{line}"));

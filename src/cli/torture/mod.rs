@@ -178,6 +178,8 @@ fn security(endpoints: &Endpoints) -> anyhow::Result<Security> {
 struct Findings {
     ops: usize,
     faults: usize,
+    /// Each fault as an interval, for the report's plots.
+    held: Vec<ballot_check::report::Fault>,
     violations: Vec<String>,
     linearizable: Option<bool>,
 }
@@ -236,6 +238,7 @@ async fn torture(
 
     let mut rng = Rng::new(seed);
     let mut faults = 0;
+    let mut held = Vec::new();
     let mut violations = Vec::new();
     let started = Instant::now();
     let end = Duration::from_secs(args.duration);
@@ -255,10 +258,12 @@ async fn torture(
         // A bad clock is held longer: what it breaks (a lease on a slow clock) shows once a new
         // leader has been elected and has taken writes.
         let hold = if kind == Kind::Clock { rng.millis(3000, 8000) } else { rng.millis(1000, 5000) };
+        let start_ns = recorder.now();
         if kind == Kind::Partition && rng.below(6) == 0 {
             let what = nemesis::flap(&mut cluster, &mut rng, hold).await;
             faults += 1;
             note(&recorder, &what);
+            held.push(ballot_check::report::Fault { start_ns, end_ns: recorder.now(), what });
             continue;
         }
         let applied = nemesis::apply(&mut cluster, kind, &mut rng).await;
@@ -267,6 +272,7 @@ async fn torture(
         tokio::time::sleep(hold).await;
         nemesis::undo(&mut cluster, &applied).await?;
         note(&recorder, "healed");
+        held.push(ballot_check::report::Fault { start_ns, end_ns: recorder.now(), what: applied.what.clone() });
     }
     stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -368,10 +374,10 @@ async fn torture(
             violations.extend(found);
         }
     }
-    let findings = Findings { ops: operations.len(), faults, violations, linearizable };
+    let findings = Findings { ops: operations.len(), faults, held, violations, linearizable };
     cluster.stop().await;
     let verdict = if workload == Workload::Causal { "causal" } else { "linearizable" };
-    report(&findings, &out, seed, verdict)?;
+    report(&findings, &out, seed, verdict, &events, &args)?;
     if findings.violations.is_empty() {
         cluster.remove_data();
         Ok(ExitCode::SUCCESS)
@@ -521,7 +527,14 @@ async fn remaining_keys(cluster: &Cluster, prefix: &[u8]) -> anyhow::Result<Vec<
 
 /// Writes and prints the summary; `verdict` names what the run judged (`linearizable`, or
 /// `causal` for the causal workload, whose histories need not be linearizable).
-fn report(findings: &Findings, out: &std::path::Path, seed: u64, verdict_of: &str) -> anyhow::Result<()> {
+fn report(
+    findings: &Findings,
+    out: &std::path::Path,
+    seed: u64,
+    verdict_of: &str,
+    events: &[ballot_check::Event],
+    args: &TortureArgs,
+) -> anyhow::Result<()> {
     let mut summary = String::new();
     for violation in &findings.violations {
         summary.push_str(&format!("VIOLATION: {violation}\n"));
@@ -532,7 +545,28 @@ fn report(findings: &Findings, out: &std::path::Path, seed: u64, verdict_of: &st
         (Some(false), _) | (_, false) => "false",
         (None, true) => "unknown",
     };
-    summary.push_str(&format!("{verdict_of}: {verdict}, {} ops, {} faults\n", findings.ops, findings.faults));
+    let verdict_line = format!("{verdict_of}: {verdict}, {} ops, {} faults", findings.ops, findings.faults);
+    summary.push_str(&format!("{verdict_line}\n"));
+    let mut links = vec![("nemesis.log".to_string(), "the nemesis's log".to_string())];
+    if out.join("violation.html").exists() {
+        links.insert(0, ("violation.html".to_string(), "the violation's timeline".to_string()));
+    }
+    let page = ballot_check::report::render(&ballot_check::report::RunReport {
+        title: format!(
+            "ballot torture: {} workload against {}, {} members, seed {seed}",
+            args.workload, args.target, args.nodes
+        ),
+        verdict: verdict_line,
+        passed: findings.violations.is_empty(),
+        violations: findings.violations.clone(),
+        events,
+        faults: findings.held.clone(),
+        marks: Vec::new(),
+        links,
+        time_unit: "s".to_string(),
+    });
+    std::fs::write(out.join("report.html"), page)?;
+    summary.push_str(&format!("report: {}\n", out.join("report.html").display()));
     std::fs::write(out.join("summary.txt"), &summary)?;
     print!("{summary}");
     Ok(())

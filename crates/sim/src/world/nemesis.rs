@@ -64,6 +64,7 @@ impl World {
             Fault::Heal => {
                 self.network.heal();
                 self.trace.record(self.now, format_args!("nemesis: heal network"));
+                self.timeline.network(self.now, None);
             }
             Fault::Crash => self.crash_one(),
             Fault::Pause => self.pause_one(),
@@ -94,13 +95,16 @@ impl World {
             0 => {
                 let at = self.rng.range(1, ids.len() as u64) as usize;
                 self.network.split(&ids[..at], &ids[at..]);
-                self.trace.record(self.now, format_args!("nemesis: split {:?} | {:?}", &ids[..at], &ids[at..]));
+                let what = format!("split {:?} | {:?}", &ids[..at], &ids[at..]);
+                self.trace.record(self.now, format_args!("nemesis: {what}"));
+                self.timeline.network(self.now, Some(what));
             }
             1 => {
                 let leader = self.leader().unwrap_or(ids[0]);
                 let rest: Vec<NodeId> = ids.iter().copied().filter(|id| *id != leader).collect();
                 self.network.split(&[leader], &rest);
                 self.trace.record(self.now, format_args!("nemesis: isolate {leader}"));
+                self.timeline.network(self.now, Some(format!("isolate {leader}")));
             }
             2 => {
                 let links = self.rng.range(1, ids.len() as u64 * 2);
@@ -111,7 +115,9 @@ impl World {
                         self.network.cut_one_way(from, to);
                     }
                 }
-                self.trace.record(self.now, format_args!("nemesis: {} one-way cuts", self.network.cut_count()));
+                let what = format!("{} one-way cuts", self.network.cut_count());
+                self.trace.record(self.now, format_args!("nemesis: {what}"));
+                self.timeline.network(self.now, Some(what));
             }
             _ => {
                 // A bridge: one node sees both sides, which cannot see each other.
@@ -121,10 +127,9 @@ impl World {
                 let bridge = ids[0];
                 let at = self.rng.range(2, ids.len() as u64) as usize;
                 self.network.split(&ids[1..at], &ids[at..]);
-                self.trace.record(
-                    self.now,
-                    format_args!("nemesis: bridge {bridge} between {:?} and {:?}", &ids[1..at], &ids[at..]),
-                );
+                let what = format!("bridge {bridge} between {:?} and {:?}", &ids[1..at], &ids[at..]);
+                self.trace.record(self.now, format_args!("nemesis: {what}"));
+                self.timeline.network(self.now, Some(what));
             }
         }
     }
@@ -146,6 +151,7 @@ impl World {
         }
         let downtime = self.rng.range(20 * MS, 2_000 * MS);
         self.schedule(downtime, Action::Restart(id));
+        self.timeline.fault(self.now, self.now + downtime, format!("crash {id}"));
     }
 
     /// Stops a running node (SIGSTOP) for a while. A node already paused may be drawn again: its
@@ -167,6 +173,7 @@ impl World {
         node.paused_until = Some(until);
         let what = if extended { "extend the pause of" } else { "pause" };
         self.trace.record(self.now, format_args!("nemesis: {what} {id} until {}ms", until / MS));
+        self.timeline.fault(self.now, until, format!("pause {id}"));
     }
 
     /// The leader a nemesis acting through the API may reach: one that is not paused (a request
@@ -238,6 +245,7 @@ impl World {
         let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
         let outcome = raft.propose_conf_change(change);
         self.trace.record(self.now, format_args!("nemesis: {choice} {steps:?} via {leader}: {outcome:?}"));
+        self.timeline.mark(self.now, format!("{choice} {steps:?} via {leader}: {outcome:?}"));
         self.drive(leader);
     }
 
@@ -249,6 +257,7 @@ impl World {
         let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
         let outcome = raft.transfer_leader(target);
         self.trace.record(self.now, format_args!("nemesis: transfer {leader} -> {target}: {outcome:?}"));
+        self.timeline.mark(self.now, format!("transfer {leader} -> {target}: {outcome:?}"));
         self.drive(leader);
     }
 
@@ -260,6 +269,7 @@ impl World {
         self.network.heal();
         self.network.profile = NetworkProfile::reliable();
         self.trace.record(self.now, format_args!("heal everything"));
+        self.timeline.heal(self.now);
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             if self.nodes[&id].paused_until.is_some() {
@@ -433,7 +443,10 @@ impl World {
                 }
             },
         }
+        let (fault_intervals, marks) = std::mem::take(&mut self.timeline).finish(self.now);
         SimReport {
+            fault_intervals,
+            marks,
             seed: self.config.seed,
             violations: self.invariants.violations,
             notes: self.notes,
