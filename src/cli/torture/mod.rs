@@ -540,11 +540,13 @@ fn report(
         summary.push_str(&format!("VIOLATION: {violation}\n"));
     }
     summary.push_str(&format!("seed {seed}; history, nemesis log and member logs in {}\n", out.display()));
+    summary.push_str(&format!("report: {}\n", out.join("report.html").display()));
     let verdict = match (findings.linearizable, findings.violations.is_empty()) {
         (Some(true), true) => "true",
         (Some(false), _) | (_, false) => "false",
         (None, true) => "unknown",
     };
+    // The verdict stays the last line: scripts and tests read it there.
     let verdict_line = format!("{verdict_of}: {verdict}, {} ops, {} faults", findings.ops, findings.faults);
     summary.push_str(&format!("{verdict_line}\n"));
     let mut links = vec![("nemesis.log".to_string(), "the nemesis's log".to_string())];
@@ -566,7 +568,6 @@ fn report(
         time_unit: "s".to_string(),
     });
     std::fs::write(out.join("report.html"), page)?;
-    summary.push_str(&format!("report: {}\n", out.join("report.html").display()));
     std::fs::write(out.join("summary.txt"), &summary)?;
     print!("{summary}");
     Ok(())
