@@ -9,7 +9,8 @@ use crate::checker::Violation;
 use crate::history::Operation;
 use crate::session::SessionViolation;
 
-fn escape(text: &str) -> String {
+/// `text` safe inside HTML text and attribute values.
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::history::{Event, EventType};
+use crate::html::escape;
 
 /// A fault the nemesis held from `start_ns` to `end_ns` (on the history's clock).
 #[derive(Clone, Debug)]
@@ -92,10 +93,6 @@ fn completed(events: &[Event]) -> Vec<Completed> {
     }
     done.sort_by_key(|op| op.call);
     done
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 const WIDTH: f64 = 1100.0;

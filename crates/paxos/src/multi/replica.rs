@@ -84,7 +84,9 @@ struct Outstanding {
 pub struct Replica {
     config: Config,
     ballots: Ballots,
-    /// This replica's position among the sorted voters: the ballots it owns.
+    /// The voters, sorted: ballot `b` belongs to `voters[ballots.owner(b)]`.
+    voters: Vec<NodeId>,
+    /// This replica's position among them: the ballots it owns.
     position: u64,
     quorums: (usize, usize),
     /// Highest ballot promised (durable).
@@ -142,6 +144,7 @@ impl Replica {
         Ok(Replica {
             ballots: Ballots::new(voters.len() as u64),
             position,
+            voters,
             quorums: config.quorums(),
             promised: hard.term,
             highest_seen: hard.term,
@@ -442,9 +445,7 @@ impl Replica {
     }
 
     fn owner(&self, ballot: Ballot) -> NodeId {
-        let mut voters = self.config.voters.clone();
-        voters.sort_unstable();
-        voters[self.ballots.owner(ballot) as usize]
+        self.voters[self.ballots.owner(ballot) as usize]
     }
 
     fn reset_timeout(&mut self) {
