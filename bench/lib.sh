@@ -64,3 +64,10 @@ rss_kib() { # target: the resident memory of its three members, KiB
   for pid in $(pgrep -f "$pattern"); do rss=$((rss + $(ps -o rss= -p "$pid"))); done
   echo "$rss"
 }
+
+save_results() { # name: keeps the run's raw results (the work dir is removed on exit)
+  mkdir -p target/bench-results
+  local kept="target/bench-results/$1-$(date +%Y%m%d-%H%M%S).jsonl"
+  cp "$results" "$kept"
+  echo "raw results in $kept"
+}

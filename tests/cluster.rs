@@ -5,7 +5,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use ballot_proto::etcdserverpb as pb;
-use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use ballot_proto::etcdserverpb::watch_client::WatchClient;
 use common::{get, put, Cluster, ELECTION_MS};
 
@@ -56,12 +55,6 @@ async fn killing_the_leader_elects_another_quickly_and_loses_no_acknowledged_wri
     kv.put(put("after", "failover")).await.expect("the cluster takes writes again");
 }
 
-async fn hash_at(cluster: &Cluster, i: usize, revision: i64) -> Option<u32> {
-    let mut client = MaintenanceClient::new(cluster.channel(i).await);
-    let response = client.hash_kv(pb::HashKvRequest { revision }).await.ok()?.into_inner();
-    Some(response.hash)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_killed_under_load_catches_up_by_snapshot_with_the_same_hash() {
     let mut cluster = Cluster::start("catchup", 3, &["--snapshot-count", "50"]);
@@ -96,20 +89,7 @@ async fn a_follower_killed_under_load_catches_up_by_snapshot_with_the_same_hash(
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(load.await.unwrap() > 0);
     let revision = kv.put(put("last", "v")).await.unwrap().into_inner().header.unwrap().revision;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let caught_up = cluster.status(follower).await.is_some_and(|s| s.header.unwrap().revision >= revision);
-        if caught_up {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the follower did not catch up:\n{}", cluster.log(follower));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let expected = hash_at(&cluster, leader, revision).await.unwrap();
-    for i in 0..3 {
-        assert_eq!(hash_at(&cluster, i, revision).await, Some(expected), "member {i} diverged");
-    }
-    assert!(cluster.log(follower).contains("snapshot installed"), "the follower was behind the compacted log");
+    cluster.assert_caught_up_by_snapshot(follower, leader, revision).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

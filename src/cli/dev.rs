@@ -25,6 +25,10 @@ pub struct DevArgs {
     /// Exit after this many seconds (for scripts); default: run until Ctrl-C.
     #[arg(long)]
     pub duration: Option<u64>,
+    /// The consensus engine: raft (the default), paxos or paxos:Q1/Q2 (see `ballot serve
+    /// --consensus`). A data dir keeps the engine it was created with.
+    #[arg(long, default_value = "raft")]
+    pub consensus: String,
 }
 
 /// The ZooKeeper port of member `i`: 2181, 22181, 32181, …
@@ -80,7 +84,12 @@ pub fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
         names.iter().enumerate().map(|(i, name)| format!("{name}={}", peer(i))).collect();
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
-    println!("ballot dev: {} member(s) on loopback, data and logs in {}", args.nodes, args.data_dir.display());
+    println!(
+        "ballot dev: {} member(s) on loopback running {}, data and logs in {}",
+        args.nodes,
+        args.consensus,
+        args.data_dir.display()
+    );
     for (i, name) in names.iter().enumerate() {
         let log_path = args.data_dir.join(format!("{name}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
@@ -93,6 +102,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
             .args(["--listen-peer-urls", &peer(i), "--initial-advertise-peer-urls", &peer(i)])
             .args(["--initial-cluster", &initial_cluster.join(",")])
             .args(["--listen-zk-urls", &format!("127.0.0.1:{}", zk_port(i))])
+            .args(["--consensus", &args.consensus])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

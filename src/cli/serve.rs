@@ -92,6 +92,12 @@ pub struct ServeArgs {
     /// Faster, but safe only while members' clock rates differ by less than that margin.
     #[arg(long, env = "BALLOT_LEASE_READS")]
     pub lease_reads: bool,
+    /// The consensus engine, chosen when the cluster is founded and recorded in the data dir:
+    /// raft (the default), paxos (Multi-Paxos; a fixed membership: member add, remove and
+    /// promote and move-leader are refused with Unimplemented), or paxos:Q1/Q2 (flexible
+    /// quorums, e.g. paxos:4/2 on five members). Every member must give the same.
+    #[arg(long, env = "BALLOT_CONSENSUS")]
+    pub consensus: Option<String>,
     /// How long a causal read (one carrying `ballot-min-revision`) waits for this member to
     /// apply the revision its client has seen, before it is refused: `1s` (the default), `500ms`.
     #[arg(long, env = "BALLOT_MAX_CAUSAL_WAIT")]
@@ -186,7 +192,8 @@ impl ServeArgs {
             auth_token_ttl,
             listen_zk_urls,
             max_causal_wait,
-            max_clock_skew
+            max_clock_skew,
+            consensus
         );
         config.auto_promote_learners |= self.auto_promote_learners;
         config.force_new_cluster |= self.force_new_cluster;

@@ -59,11 +59,17 @@ pub struct SimArgs {
     gossip: bool,
     #[command(flatten)]
     fleet: super::sim_gossip::FleetArgs,
+    /// The consensus engine: raft, paxos (Multi-Paxos on a fixed membership: the membership
+    /// and transfer faults are not drawn), or paxos:Q1/Q2 (flexible quorums, e.g. paxos:4/2
+    /// with --nodes 5).
+    #[arg(long, default_value = "raft")]
+    consensus: String,
     /// A long soak: stop at the first violation (workers finish the seed in hand), and report
     /// progress on stderr every minute. For 100,000 seeds and more, run it under `nohup … &`.
     #[arg(long)]
     soak: bool,
-    /// Break Raft on purpose: vote-ignores-log, commit-previous-term, read-index-without-quorum
+    /// Break Raft on purpose: vote-ignores-log, commit-previous-term, read-index-without-quorum;
+    /// or, with --consensus paxos, Multi-Paxos: paxos-first-reported (the chapter's pick rule)
     /// (needs a build with `--features fault-injection`).
     #[cfg(feature = "fault-injection")]
     #[arg(long)]
@@ -84,14 +90,19 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--nodes must be 3, 5 or 7");
     }
     let faults = Faults::parse(&args.faults).map_err(anyhow::Error::msg)?;
+    let consensus = ballot_node::Consensus::parse(&args.consensus).map_err(anyhow::Error::msg)?;
     #[cfg(feature = "fault-injection")]
     let bug = match args.inject_bug.as_deref() {
         None => None,
         Some("vote-ignores-log") => Some(ballot_raft::InjectedBug::VoteIgnoresLog),
         Some("commit-previous-term") => Some(ballot_raft::InjectedBug::CommitPreviousTerm),
         Some("read-index-without-quorum") => Some(ballot_raft::InjectedBug::ReadIndexWithoutQuorum),
+        Some("paxos-first-reported") if consensus != ballot_node::Consensus::Raft => None,
+        Some("paxos-first-reported") => anyhow::bail!("paxos-first-reported needs --consensus paxos"),
         Some(other) => anyhow::bail!("unknown bug '{other}'"),
     };
+    #[cfg(feature = "fault-injection")]
+    let paxos_first_reported = args.inject_bug.as_deref() == Some("paxos-first-reported");
     let base = |seed| {
         let mut config = SimConfig::new(seed);
         config.nodes = nodes;
@@ -100,9 +111,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         config.clients = args.clients;
         config.zk_clients = args.zk_clients;
         config.trace = args.trace;
+        config.consensus = consensus;
         #[cfg(feature = "fault-injection")]
         {
             config.bug = bug;
+            config.paxos_first_reported = paxos_first_reported;
         }
         config
     };
@@ -265,8 +278,9 @@ fn print_failure(report: &SimReport, args: &SimArgs, faults: Faults) {
     }
     let _ = writeln!(
         out,
-        "  replay: ballot sim --seed {} --nodes {} --faults {} --steps {} --clients {} --zk-clients {} --trace",
+        "  replay: ballot sim --seed {} --consensus {} --nodes {} --faults {} --steps {} --clients {} --zk-clients {} --trace",
         report.seed,
+        args.consensus,
         args.nodes.unwrap_or(3),
         faults,
         args.steps,

@@ -281,6 +281,27 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Member `i`'s hash of its keys at `revision` (HashKV), if it answers.
+    pub async fn hash_at(&self, i: usize, revision: i64) -> Option<u32> {
+        let mut client = MaintenanceClient::new(self.channel(i).await);
+        Some(client.hash_kv(pb::HashKvRequest { revision }).await.ok()?.into_inner().hash)
+    }
+
+    /// Waits (30 s at most) until member `follower` has `revision`, then checks that every
+    /// member's hash at it is the leader's and that the follower caught up by a snapshot.
+    pub async fn assert_caught_up_by_snapshot(&self, follower: usize, leader: usize, revision: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.status(follower).await.is_none_or(|s| s.header.unwrap().revision < revision) {
+            assert!(Instant::now() < deadline, "the follower did not catch up:\n{}", self.log(follower));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let expected = self.hash_at(leader, revision).await.unwrap();
+        for i in 0..self.members.len() {
+            assert_eq!(self.hash_at(i, revision).await, Some(expected), "member {i} diverged");
+        }
+        assert!(self.log(follower).contains("snapshot installed"), "the follower was behind the compacted log");
+    }
+
     /// Member `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.members[i].log).unwrap_or_default()

@@ -1,11 +1,12 @@
 //! # ballot-node: one replica
 //!
-//! Raft ([`ballot_raft`]), its write-ahead log ([`ballot_storage`]) and the state machine
+//! A consensus engine (Raft from [`ballot_raft`], or Multi-Paxos from [`ballot_paxos`]; see
+//! [`engine`]), its write-ahead log ([`ballot_storage`]) and the state machine
 //! ([`ballot_mvcc`]) tied together, with no I/O of its own beyond the `Disk` it is given and no
 //! clock: the simulator and the server are two drivers of this same code.
 //!
-//! A driver feeds it time (`raft_mut().tick()`, and a clock reading with each `next_ready` and
-//! `take_messages`), messages (`raft_mut().step()`), proposals
+//! A driver feeds it time (`engine_mut().tick()`, and a clock reading with each `next_ready` and
+//! `take_messages`), messages (`engine_mut().step()`), proposals
 //! ([`Replica::propose`]) and reads ([`Replica::read`]), and runs its work in two phases:
 //! [`Replica::next_ready`] writes a `Ready` to the log (not yet durable) and returns the messages
 //! that may leave at once; after the disk has synced (the driver decides when, and may step and
@@ -15,14 +16,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod engine;
+
 use std::collections::BTreeMap;
 
 use ballot_mvcc::{command_codec, Applied, Command, Event, MemberChange, RangeRequest, RangeResponse, Store};
 use ballot_raft::{
-    ConfChange, ConfChangeStep, ConfState, Config, Entry, EntryKind, Index, Message, MessageBody, Monotonic, RawNode,
-    Ready, RestartState, Snapshot, SoftState,
+    ConfChange, ConfChangeStep, ConfState, Config, Entry, EntryKind, Index, Monotonic, RestartState, Snapshot,
+    SoftState,
 };
 use ballot_storage::{Batch, Disk, PendingSync, SyncTask, Wal, WalOptions};
+pub use engine::{Consensus, Engine, EngineReady, PeerMessage};
 
 /// Identifies a client request; carried in the log entry so the result finds its waiter.
 pub type RequestId = u64;
@@ -57,7 +61,7 @@ pub enum NodeError {
 #[derive(Debug, Default)]
 pub struct Written {
     /// Messages that may be sent now (the leader's appends among them).
-    pub messages: Vec<Message>,
+    pub messages: Vec<PeerMessage>,
     /// Leader or role changed.
     pub soft_state: Option<SoftState>,
     /// The write must be synced before [`Replica::finish`]; if false, call it at once.
@@ -68,7 +72,7 @@ pub struct Written {
 #[derive(Debug, Default)]
 pub struct Finished {
     /// Messages that promise durability (votes, append acks): sent only now.
-    pub messages: Vec<Message>,
+    pub messages: Vec<PeerMessage>,
     /// The committed entries applied, in order (for observers such as the simulator's checks).
     pub committed: Vec<Entry>,
     /// Results of this replica's proposals, by request id.
@@ -94,7 +98,7 @@ pub struct Finished {
 
 /// A `Ready` written to the log and waiting to be made durable.
 struct InFlight {
-    ready: Ready,
+    ready: EngineReady,
     pending: PendingSync,
     /// Its sync was handed to the driver ([`Replica::detach_sync`]).
     detached: bool,
@@ -105,7 +109,7 @@ struct InFlight {
 
 /// One replica.
 pub struct Replica<D: Disk> {
-    raft: RawNode,
+    engine: Engine,
     wal: Wal<D>,
     store: Store,
     applied: Index,
@@ -209,9 +213,20 @@ impl<D: Disk> Replica<D> {
         store: Store,
         compact_every: u64,
     ) -> Result<Self, NodeError> {
+        let engine = Engine::new(Consensus::Raft, config, initial, context)?;
+        Self::new_engine(engine, disk, options, store, compact_every)
+    }
+
+    /// A founding member running `engine` (built by [`Engine::new`]), on an empty disk.
+    pub fn new_engine(
+        engine: Engine,
+        disk: D,
+        options: WalOptions,
+        store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
         let (wal, _) = Wal::open(disk, options)?;
-        let raft = RawNode::new_with_context(config, initial, context)?;
-        Ok(Self::assemble(raft, wal, store, 0, compact_every))
+        Ok(Self::assemble(engine, wal, store, 0, compact_every))
     }
 
     /// A member restarting from its disk. A state machine behind the log's snapshot gets the
@@ -223,8 +238,23 @@ impl<D: Disk> Replica<D> {
         store: Store,
         compact_every: u64,
     ) -> Result<Self, NodeError> {
+        Self::restart_engine(Consensus::Raft, &ConfState::default(), config, disk, options, store, compact_every)
+    }
+
+    /// [`Replica::restart`] with the engine the member's cluster runs; `voters` is a
+    /// Multi-Paxos cluster's fixed membership (Raft reads its own from the log).
+    pub fn restart_engine(
+        consensus: Consensus,
+        voters: &ConfState,
+        config: Config,
+        disk: D,
+        options: WalOptions,
+        store: Store,
+        compact_every: u64,
+    ) -> Result<Self, NodeError> {
         let (wal, state, store) = Self::recover(disk, options, store)?;
-        Self::resume(config, wal, state, store, compact_every)
+        let engine = Engine::restart(consensus, config, voters, state)?;
+        Self::resume(engine, wal, store, compact_every)
     }
 
     /// [`Replica::restart`] as the one voter of a new configuration, after a majority of the
@@ -250,7 +280,8 @@ impl<D: Disk> Replica<D> {
             hard_state: Some(state.hard_state),
         };
         wal.append(batch)?;
-        Self::resume(config, wal, state, store, compact_every)
+        let engine = Engine::restart(Consensus::Raft, config, &ConfState::default(), state)?;
+        Self::resume(engine, wal, store, compact_every)
     }
 
     /// Opens the log and brings the store up to the log's snapshot: the durable state to
@@ -272,23 +303,16 @@ impl<D: Disk> Replica<D> {
         Ok((wal, state, store))
     }
 
-    fn resume(
-        config: Config,
-        wal: Wal<D>,
-        state: RestartState,
-        store: Store,
-        compact_every: u64,
-    ) -> Result<Self, NodeError> {
-        let mut raft = RawNode::restart(config, state)?;
+    fn resume(mut engine: Engine, wal: Wal<D>, store: Store, compact_every: u64) -> Result<Self, NodeError> {
         // Stamps continue after the store's newest, even when a snapshot left no entries.
-        raft.witness_stamp(store.reader().last_stamp().map_err(NodeError::Store)?);
-        let applied = raft.raft().log().applied();
-        Ok(Self::assemble(raft, wal, store, applied, compact_every))
+        engine.witness_stamp(store.reader().last_stamp().map_err(NodeError::Store)?);
+        let applied = engine.applied();
+        Ok(Self::assemble(engine, wal, store, applied, compact_every))
     }
 
-    fn assemble(raft: RawNode, wal: Wal<D>, store: Store, applied: Index, compact_every: u64) -> Self {
+    fn assemble(engine: Engine, wal: Wal<D>, store: Store, applied: Index, compact_every: u64) -> Self {
         Replica {
-            raft,
+            engine,
             wal,
             store,
             applied,
@@ -303,14 +327,14 @@ impl<D: Disk> Replica<D> {
         }
     }
 
-    /// The Raft node (read-only).
-    pub fn raft(&self) -> &RawNode {
-        &self.raft
+    /// The consensus engine (read-only).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    /// The Raft node, to tick, step, change membership, transfer leadership.
-    pub fn raft_mut(&mut self) -> &mut RawNode {
-        &mut self.raft
+    /// The consensus engine, to tick, step, change membership, transfer leadership.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
     }
 
     /// The state machine (read-only).
@@ -330,7 +354,7 @@ impl<D: Disk> Replica<D> {
 
     /// Proposes a command; its result comes back in [`Finished::writes`] under `request_id`.
     pub fn propose(&mut self, request_id: RequestId, command: &Command) -> Result<(), ballot_raft::Error> {
-        self.raft.propose(encode_proposal(request_id, command))?;
+        self.engine.propose(encode_proposal(request_id, command))?;
         self.proposed.insert(request_id, ());
         Ok(())
     }
@@ -358,7 +382,7 @@ impl<D: Disk> Replica<D> {
         request_id: RequestId,
         request: Option<RangeRequest>,
     ) -> Result<(), ballot_raft::Error> {
-        self.raft.read_index(request_id.to_be_bytes().to_vec())?;
+        self.engine.read_index(request_id.to_be_bytes().to_vec())?;
         self.reads.insert(request_id, request);
         Ok(())
     }
@@ -367,10 +391,10 @@ impl<D: Disk> Replica<D> {
     /// `now` is a reading of the driver's monotonic clock taken for this call (the leader lease
     /// is judged against it; see [`ballot_raft::Monotonic`]).
     pub fn next_ready(&mut self, now: Monotonic) -> Result<Option<Written>, NodeError> {
-        if self.in_flight.is_some() || !self.raft.has_ready() {
+        if self.in_flight.is_some() || !self.engine.has_ready() {
             return Ok(None);
         }
-        let mut ready = self.raft.ready(now);
+        let mut ready = self.engine.ready(now);
         if let Some(snapshot) = &ready.snapshot {
             self.wal.save_snapshot(snapshot)?;
         }
@@ -380,7 +404,7 @@ impl<D: Disk> Replica<D> {
             hard_state: ready.hard_state,
         };
         let pending = self.wal.write(batch)?;
-        let must_sync = ready.must_sync() || pending.began_segment();
+        let must_sync = ready.must_sync || pending.began_segment();
         let mut messages = std::mem::take(&mut ready.messages);
         self.attach_images(&mut messages)?;
         let written = Written { messages, soft_state: ready.soft_state, must_sync };
@@ -401,8 +425,8 @@ impl<D: Disk> Replica<D> {
 
     /// Messages that need no persistence, produced while a `Ready` is in flight (heartbeats keep
     /// going while the disk is slow). `now` as for [`Replica::next_ready`].
-    pub fn take_messages(&mut self, now: Monotonic) -> Result<Vec<Message>, NodeError> {
-        let mut messages = self.raft.take_messages(now);
+    pub fn take_messages(&mut self, now: Monotonic) -> Result<Vec<PeerMessage>, NodeError> {
+        let mut messages = self.engine.take_messages(now);
         self.attach_images(&mut messages)?;
         Ok(messages)
     }
@@ -412,12 +436,12 @@ impl<D: Disk> Replica<D> {
     /// needs one, at the store's applied index, which is at or past the snapshot's: the
     /// follower's store then skips the entries it already holds as they arrive, as etcd's
     /// consistent index does.
-    fn attach_images(&self, messages: &mut [Message]) -> Result<(), NodeError> {
+    fn attach_images(&self, messages: &mut [PeerMessage]) -> Result<(), NodeError> {
         if self.images_detached {
             return Ok(());
         }
         for message in messages {
-            if let MessageBody::InstallSnapshot { snapshot } = &mut message.body {
+            if let Some(snapshot) = message.snapshot_mut() {
                 if snapshot.data.is_empty() {
                     let mut image = Vec::new();
                     for chunk in self.store.snapshot_chunks(1 << 20).map_err(NodeError::Store)? {
@@ -462,10 +486,10 @@ impl<D: Disk> Replica<D> {
             // Installed durably; the image need not stay in memory (it is rebuilt from the store
             // if this member ever sends a snapshot).
             self.store.install_snapshot([snapshot.data]).map_err(NodeError::Store)?;
-            self.raft.forget_snapshot_data();
+            self.engine.forget_snapshot_data();
             // The snapshot's revisions carry stamps this node's log never showed it: should it
             // lead, its stamps must come after them.
-            self.raft.witness_stamp(self.store.reader().last_stamp().map_err(NodeError::Store)?);
+            self.engine.witness_stamp(self.store.reader().last_stamp().map_err(NodeError::Store)?);
             // A copy of the old state is of no use any more.
             self.abandon_defrag();
             self.applied = snapshot.meta.index;
@@ -518,7 +542,7 @@ impl<D: Disk> Replica<D> {
             let request_id = u64::from_be_bytes(read_state.context.as_slice().try_into().expect("our 8-byte context"));
             self.reads_waiting.push((read_state.index, request_id));
         }
-        self.raft.advance();
+        self.engine.advance();
         let applied = self.applied;
         let (due, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.reads_waiting).into_iter().partition(|(index, _)| *index <= applied);
@@ -545,18 +569,17 @@ impl<D: Disk> Replica<D> {
         if self.wal.compacting() {
             return Ok(());
         }
-        let snapshot_index = self.raft.raft().snapshot().meta.index;
+        let snapshot_index = self.engine.snapshot_meta().index;
         // The store's applied index counts commands only: entries after its last one (a new
         // leader's empty entry, a membership change) stay in the log for a restart to replay.
         // It can also run ahead of Raft's after installing a leader's image.
         let index = self.store.applied_index().min(self.applied).min(self.compaction_pin.unwrap_or(Index::MAX));
-        if index < snapshot_index + self.compact_every || self.raft.raft().log().persisted() < index {
+        if index < snapshot_index + self.compact_every || self.engine.compactable() < index {
             return Ok(());
         }
         self.store.make_durable().map_err(NodeError::Store)?;
-        if self.raft.compact(index, Vec::new()).is_ok() {
-            let snapshot = self.raft.raft().snapshot().clone();
-            self.wal.begin_compaction(&snapshot)?;
+        if let Ok(meta) = self.engine.compact(index) {
+            self.wal.begin_compaction(&Snapshot { meta, data: Vec::new() })?;
         }
         Ok(())
     }
@@ -622,7 +645,7 @@ impl<D: Disk> Replica<D> {
         let Some((copy, replayed)) = self.defrag.as_mut() else { return Ok(None) };
         if *replayed < self.applied {
             let to = (*replayed + entries_max).min(self.applied) + 1;
-            let entries = self.raft.raft().log().slice(*replayed + 1, to, u64::MAX);
+            let entries = self.engine.entries(*replayed + 1, to);
             let Some(last) = entries.last().map(|entry| entry.index) else {
                 // The log no longer has what the copy needs (it cannot happen while pinned).
                 self.abandon_defrag();
@@ -690,8 +713,8 @@ mod tests {
     }
 
     fn elect(replica: &mut Replica<SimDisk>) {
-        while replica.raft().raft().soft_state().role != Role::Leader {
-            replica.raft_mut().tick();
+        while replica.engine().role() != Role::Leader {
+            replica.engine_mut().tick();
             settle(replica);
         }
         settle(replica);
@@ -753,7 +776,7 @@ mod tests {
             replica.propose(i, &put(&format!("k{i}"), "v")).unwrap();
             settle(&mut replica);
         }
-        let snapshot = replica.raft().raft().snapshot().clone();
+        let snapshot = replica.engine().raft().unwrap().snapshot().clone();
         assert!(snapshot.meta.index > 0, "the log was compacted");
         assert!(snapshot.data.is_empty(), "a local compaction keeps no image of the store");
         assert!(replica.applied() > snapshot.meta.index, "some entries live only in the log and the volatile store");
@@ -775,6 +798,39 @@ mod tests {
         // A store that lost what it had made durable cannot be completed from a compacted log.
         let refused = Replica::restart(Config::new(1), disk, options(), Store::in_memory().unwrap(), 5);
         assert!(matches!(refused, Err(NodeError::StoreBehind { store: 0, .. })), "{:?}", refused.err());
+    }
+
+    #[test]
+    fn a_paxos_replica_applies_reads_compacts_and_restarts_through_the_same_log_and_store() {
+        let paxos = Consensus::Paxos { phase1: 0, phase2: 0 };
+        let voters = ConfState::with_voters([1]);
+        let mut file = ballot_mvcc::SimFile::new();
+        let store = Store::on_sim_file(file.clone()).unwrap();
+        let engine = Engine::new(paxos, Config::new(1), voters.clone(), Vec::new()).unwrap();
+        let mut replica = Replica::new_engine(engine, SimDisk::new(), options(), store, 5).unwrap();
+        elect(&mut replica);
+        for i in 0..32u64 {
+            replica.propose(i, &put(&format!("k{i}"), "v")).unwrap();
+            assert_eq!(settle(&mut replica).writes.len(), 1, "proposal {i} is applied and answered");
+        }
+        replica.read(100, RangeRequest { key: "k31".into(), ..Default::default() }).unwrap();
+        let finished = settle(&mut replica);
+        assert_eq!(finished.reads[0].1.as_ref().unwrap().kvs[0].value, b"v");
+        assert!(replica.engine().snapshot_meta().index > 0, "the log was compacted");
+        assert!(
+            replica.engine_mut().transfer_leader(1).is_err() && replica.engine().raft().is_none(),
+            "what only Raft has is refused"
+        );
+        let hash = replica.store().hash_kv(0).unwrap();
+        let reopen = file.crash();
+        let mut disk = replica.into_disk();
+        disk.crash(&mut Rng::new(5));
+        let store = Store::on_sim_file(reopen).unwrap();
+        let mut restarted = Replica::restart_engine(paxos, &voters, Config::new(1), disk, options(), store, 5).unwrap();
+        elect(&mut restarted);
+        assert_eq!(restarted.store().hash_kv(0).unwrap().0, hash.0, "nothing applied is lost");
+        restarted.propose(99, &put("after", "restart")).unwrap();
+        assert_eq!(settle(&mut restarted).writes.len(), 1);
     }
 
     #[test]
@@ -824,12 +880,12 @@ mod tests {
                 replica.finish().unwrap();
             }
         };
-        replica.raft_mut().propose_conf_change(change).unwrap();
+        replica.engine_mut().propose_conf_change(change).unwrap();
         run(&mut replica);
         assert_eq!(replica.store().members().unwrap().0, [record(1), record(2)]);
         // A removal without a context still removes the member from the table, for good.
         let remove = ConfChange { steps: vec![ConfChangeStep::Remove(2)], context: Vec::new() };
-        replica.raft_mut().propose_conf_change(remove).unwrap();
+        replica.engine_mut().propose_conf_change(remove).unwrap();
         run(&mut replica);
         assert_eq!(replica.store().members().unwrap(), (vec![record(1)], vec![2]));
     }
@@ -857,11 +913,11 @@ mod tests {
             }
         };
         for _ in 0..50 {
-            replica.raft_mut().tick();
+            replica.engine_mut().tick();
             unanswered(&mut replica);
         }
         replica.make_store_durable().unwrap();
-        assert_ne!(replica.raft().raft().soft_state().role, Role::Leader);
+        assert_ne!(replica.engine().role(), Role::Leader);
         let disk = replica.into_disk();
         let store = Store::on_sim_file(store_file).unwrap();
         let mut replica = Replica::force_new_cluster(Config::new(1), disk, options(), store, 100).unwrap();

@@ -28,15 +28,16 @@ struct Recent {
     seen: HashSet<u64>,
 }
 
-/// Digests of the proposals each follower forwarded in this term.
+/// Digests of the proposals each sender forwarded lately (shared with ballot-paxos's
+/// Multi-Paxos replica, whose forwarded proposals need the same memory).
 #[derive(Debug, Default)]
-pub(crate) struct Forwarded {
+pub struct Forwarded {
     by_sender: BTreeMap<NodeId, Recent>,
 }
 
 impl Forwarded {
     /// Keeps the payloads not seen before from `from`, and remembers them.
-    pub(crate) fn admit(&mut self, from: NodeId, payloads: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    pub fn admit(&mut self, from: NodeId, payloads: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         let recent = self.by_sender.entry(from).or_default();
         payloads
             .into_iter()

@@ -48,7 +48,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod forwarded;
+pub mod forwarded;
 pub mod hlc;
 mod log;
 pub mod membership;
@@ -127,4 +127,8 @@ pub enum Error {
     /// Configuration values are inconsistent.
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// The request needs something this consensus engine does not do (a replica running
+    /// another engine than Raft behind the same contract says what).
+    #[error("{0}")]
+    Unsupported(String),
 }

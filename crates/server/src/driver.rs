@@ -22,8 +22,9 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use ballot_mvcc::{AlarmKind, Applied, Cancelled, Command, Event, WatchHub, WatchId, WatchRequest};
+use ballot_node::PeerMessage;
 use ballot_node::{Finished, Replica, RequestId};
-use ballot_raft::{Message, MessageBody, NodeId, Role};
+use ballot_raft::{NodeId, Role};
 use ballot_storage::{FsDisk, SyncTask};
 use tokio::sync::{mpsc, oneshot};
 
@@ -75,6 +76,9 @@ pub enum ApiError {
     /// The leader's clock is behind the stamps in its log by more than `--max-clock-skew`.
     #[error("ballot: {0}")]
     ClockSkew(String),
+    /// The consensus engine does not do this (Multi-Paxos: membership changes, leader moves).
+    #[error("ballot: {0}")]
+    Unsupported(String),
 }
 
 /// The wall clock in milliseconds since the Unix epoch (0 if it reads before the epoch).
@@ -92,6 +96,7 @@ impl From<ballot_raft::Error> for ApiError {
                 tracing::warn!("refusing a write: {error} (--max-clock-skew)");
                 ApiError::ClockSkew(error.to_string())
             }
+            ballot_raft::Error::Unsupported(why) => ApiError::Unsupported(why),
             _ => ApiError::TooManyRequests,
         }
     }
@@ -133,7 +138,7 @@ pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
 /// What the Raft loop takes.
 pub enum Input {
     /// A message from a peer.
-    Peer(Message),
+    Peer(PeerMessage),
     /// A peer could not be reached.
     Unreachable(NodeId),
     /// A snapshot to a peer was delivered or not.
@@ -339,7 +344,7 @@ pub struct Core {
 impl Core {
     /// Term of the replica.
     pub fn term(&self) -> u64 {
-        self.replica.raft().raft().term()
+        self.replica.engine().term()
     }
 
     /// The known leader (0 if none).
@@ -355,7 +360,7 @@ impl Core {
     /// The view of the cluster membership checks take (see [`membership::View`]).
     pub fn membership_view(&self) -> membership::View<'_> {
         membership::View {
-            raft: self.replica.raft().raft(),
+            engine: self.replica.engine(),
             members: &self.settings.members,
             active: self.last_heard.active(self.settings.id, Instant::now(), self.settings.election * 2),
         }
@@ -376,7 +381,7 @@ impl Core {
             // A store from before the member table: the flags' table stands.
             return;
         }
-        let conf = self.replica.raft().raft().committed_conf_state();
+        let conf = self.replica.engine().committed_conf_state();
         let in_conf = |id: &NodeId| conf.is_voter(*id) || conf.learners.contains(id) || conf.learners_next.contains(id);
         let departing: Vec<NodeId> = removed.iter().copied().filter(in_conf).collect();
         let gone: Vec<NodeId> = removed.iter().copied().filter(|id| !in_conf(id)).collect();
@@ -399,14 +404,14 @@ impl Core {
     /// The leader promotes a learner that caught up if it was added as a voter (or any, with
     /// `--auto-promote-learners`).
     fn promote_caught_up(&mut self) {
-        if self.replica.raft().raft().soft_state().role != Role::Leader {
+        if !self.replica.engine().is_leader() || self.replica.engine().raft().is_none() {
             return;
         }
         self.seed_member_table();
         let view = self.membership_view();
         if let Some(record) = view.next_promotion(self.settings.auto_promote_learners) {
             let id = record.id;
-            if self.replica.raft_mut().propose_conf_change(membership::promote(record)).is_ok() {
+            if self.replica.engine_mut().propose_conf_change(membership::promote(record)).is_ok() {
                 tracing::info!(member = format!("{id:x}"), "promoting a learner that caught up");
             }
         }
@@ -474,18 +479,15 @@ impl Core {
         self.next_request
     }
 
-    fn send(&mut self, messages: Vec<Message>) {
-        for message in messages {
-            let to = message.to;
+    fn send(&mut self, messages: Vec<PeerMessage>) {
+        for mut message in messages {
+            let to = message.to();
             self.metrics.messages_sent.inc();
-            if matches!(&message.body, MessageBody::InstallSnapshot { snapshot } if snapshot.data.is_empty()) {
+            if message.snapshot_mut().is_some_and(|snapshot| snapshot.data.is_empty()) {
                 self.send_snapshot(message);
                 continue;
             }
-            let heartbeat = match message.body {
-                MessageBody::Heartbeat { round, .. } => Some(round),
-                _ => None,
-            };
+            let heartbeat = message.heartbeat_round();
             if self.transport.send(message) {
                 if let Some(round) = heartbeat {
                     self.heartbeats.sent(to, round, Instant::now());
@@ -495,7 +497,7 @@ impl Core {
                 if heartbeat.is_some() {
                     self.metrics.heartbeat_send_failures.inc();
                 }
-                self.replica.raft_mut().report_unreachable(to);
+                self.replica.engine_mut().report_unreachable(to);
             }
         }
     }
@@ -505,8 +507,8 @@ impl Core {
     /// which on this thread would stop heartbeats, appends and every client's writes. One image
     /// per follower at a time: a resend that Raft asks for meanwhile (its snapshot timeout) is
     /// dropped, the one under way will arrive. A failure is reported to Raft, which retries.
-    fn send_snapshot(&mut self, mut message: Message) {
-        let to = message.to;
+    fn send_snapshot(&mut self, mut message: PeerMessage) {
+        let to = message.to();
         let in_flight = self.images_in_flight.clone();
         if !in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(to) {
             return;
@@ -531,7 +533,7 @@ impl Core {
                         seconds = started.elapsed().as_secs_f64(),
                         "sending a snapshot"
                     );
-                    if let MessageBody::InstallSnapshot { snapshot } = &mut message.body {
+                    if let Some(snapshot) = message.snapshot_mut() {
                         snapshot.data = image;
                     }
                     transport.send(message)
@@ -548,19 +550,19 @@ impl Core {
         });
         if spawned.is_err() {
             self.images_in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&to);
-            self.replica.raft_mut().report_snapshot(to, false);
+            self.replica.engine_mut().report_snapshot(to, false);
         }
     }
 
     /// Refreshes the metrics read from the loop's state (at each scrape).
     pub fn refresh_metrics(&self) {
         let metrics = &self.metrics;
-        let raft = self.replica.raft().raft();
+        let engine = self.replica.engine();
         let store = self.replica.store();
         metrics.has_leader.set(i64::from(self.leader != 0));
-        metrics.is_leader.set(i64::from(raft.soft_state().role == Role::Leader));
-        metrics.is_learner.set(i64::from(raft.conf_state().learners.contains(&self.settings.id)));
-        metrics.proposals_committed.set(raft.log().committed() as i64);
+        metrics.is_leader.set(i64::from(engine.is_leader()));
+        metrics.is_learner.set(i64::from(engine.conf_state().learners.contains(&self.settings.id)));
+        metrics.proposals_committed.set(engine.committed() as i64);
         metrics.proposals_applied.set(self.replica.applied() as i64);
         metrics.proposals_pending.set(self.waiting.len() as i64);
         metrics.watchers.set(self.hub.len() as i64);
@@ -574,21 +576,22 @@ impl Core {
         match input {
             Input::Peer(message) => {
                 let now = Instant::now();
-                self.last_heard.heard(message.from, now);
-                if let MessageBody::HeartbeatResponse { round } = message.body {
-                    if let Some(took) = self.heartbeats.answered(message.from, round, now) {
-                        let peer = vec![("To", format!("{:x}", message.from))];
+                let from = message.from();
+                self.last_heard.heard(from, now);
+                if let Some(round) = message.heartbeat_answer_round() {
+                    if let Some(took) = self.heartbeats.answered(from, round, now) {
+                        let peer = vec![("To", format!("{from:x}"))];
                         self.metrics.peer_round_trip_seconds.get_or_create(&peer).observe(took.as_secs_f64());
                     }
                 }
                 // A message Raft refuses (misaddressed, stale) is dropped: peers are not trusted
                 // to be right, only to be authenticated members.
-                if let Err(error) = self.replica.raft_mut().step(message) {
+                if let Err(error) = self.replica.engine_mut().step(message) {
                     tracing::debug!(%error, "peer message dropped");
                 }
             }
-            Input::Unreachable(peer) => self.replica.raft_mut().report_unreachable(peer),
-            Input::SnapshotStatus(peer, delivered) => self.replica.raft_mut().report_snapshot(peer, delivered),
+            Input::Unreachable(peer) => self.replica.engine_mut().report_unreachable(peer),
+            Input::SnapshotStatus(peer, delivered) => self.replica.engine_mut().report_snapshot(peer, delivered),
             Input::Propose(command, reply) => {
                 let id = self.request_id();
                 match self.replica.propose(id, &command) {
@@ -939,14 +942,14 @@ impl Core {
     /// expired leases; every member drops abandoned waiters.
     fn on_tick(&mut self, ticks: u64, due: u64) {
         let now = Instant::now();
-        let raft = self.replica.raft().raft();
-        let offset_ms = if raft.soft_state().role == Role::Leader { Some(0) } else { raft.clock_offset_ms() };
+        let engine = self.replica.engine();
+        let offset_ms = if engine.is_leader() { Some(0) } else { engine.clock_offset_ms() };
         if let Some(offset_ms) = offset_ms {
             self.metrics.clock_offset_ms.set(offset_ms);
         }
-        self.metrics.hlc_ahead_ms.set(raft.hlc().ahead_ms() as i64);
+        self.metrics.hlc_ahead_ms.set(engine.hlc().ahead_ms() as i64);
         self.hand_over_for_clock(now);
-        if self.replica.raft().raft().soft_state().role == Role::Leader {
+        if self.replica.engine().is_leader() {
             let expired: Vec<i64> = self
                 .lease_deadlines
                 .iter()
@@ -1032,7 +1035,7 @@ impl Core {
     /// grown since): after a compaction the file keeps its length, but what is in use may be
     /// back under the quota.
     fn check_quota(&mut self) {
-        if self.replica.raft().raft().soft_state().role != Role::Leader {
+        if !self.replica.engine().is_leader() {
             return;
         }
         let store = self.replica.store();
@@ -1066,7 +1069,8 @@ impl Core {
     /// clock may agree with the stamps (at most once per two election timeouts, so that a cluster
     /// whose clocks all disagree does not pass leadership around in a loop).
     fn hand_over_for_clock(&mut self, now: Instant) {
-        let raft = self.replica.raft().raft();
+        // Only Raft bounds its stamps by the leader's clock and can hand leadership over.
+        let Some(raft) = self.replica.engine().raft() else { return };
         let (ahead, bound) = (raft.hlc().ahead_ms(), raft.config().max_clock_skew_ms);
         if bound == 0 || ahead <= bound || raft.soft_state().role != Role::Leader {
             return;
@@ -1082,7 +1086,7 @@ impl Core {
                 target = format!("{target:x}"),
                 "this leader's wall clock is behind its log's timestamps: handing leadership over"
             );
-            let _ = self.replica.raft_mut().transfer_leader(target);
+            let _ = self.replica.engine_mut().transfer_leader(target);
         }
     }
 
@@ -1090,7 +1094,8 @@ impl Core {
     /// date other one heard from lately; `None` if this member does not lead or has no such
     /// voter.
     pub fn best_transferee(&self) -> Option<NodeId> {
-        let raft = self.replica.raft().raft();
+        // A Multi-Paxos leader cannot hand over: its successor is elected.
+        let raft = self.replica.engine().raft()?;
         if raft.soft_state().role != Role::Leader {
             return None;
         }
@@ -1259,14 +1264,14 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         core.turn_times = TurnTimes::default();
         // The wall clock for the stamps of entries this member appends as leader (the core
         // reads no clock; see ballot_raft::hlc).
-        core.replica.raft_mut().observe_wall_clock(wall_clock_ms());
+        core.replica.engine_mut().observe_wall_clock(wall_clock_ms());
         let due = ticks_due(&mut next_tick, crate::clock::tick_instant(), tick);
         if due > 0 {
             if due > 1 {
                 tracing::debug!(ticks = due, "the loop fell behind; delivering the ticks it owes");
             }
             for _ in 0..due.min(CATCH_UP_ELECTIONS_MAX * election_ticks) {
-                core.replica.raft_mut().tick();
+                core.replica.engine_mut().tick();
             }
             ticks += due;
             core.on_tick(ticks, due);
@@ -1281,7 +1286,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
                     let mut deadline = Instant::now();
                     if let Some(target) = core.best_transferee() {
                         tracing::info!(target = format!("{target:x}"), "stopping: handing leadership over first");
-                        if core.replica.raft_mut().transfer_leader(target).is_ok() {
+                        if core.replica.engine_mut().transfer_leader(target).is_ok() {
                             deadline += timeout;
                         }
                     }
@@ -1320,7 +1325,7 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
         if let Some((deadline, _)) = &stepping_down {
             // Done once another member leads: proposals forwarded here meanwhile were held and
             // have been passed on to it (see ballot-raft's held proposals).
-            let soft = core.replica.raft().raft().soft_state();
+            let soft = core.replica.engine().soft_state();
             let handed_over = soft.role != Role::Leader && soft.leader != 0;
             if handed_over || Instant::now() >= *deadline {
                 let (_, done) = stepping_down.take().expect("checked");

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use ballot_raft::Role;
 
 use crate::api::Handle;
 
@@ -73,15 +72,16 @@ async fn status(State(handle): State<Handle>) -> impl IntoResponse {
     let cluster_id = handle.cluster_id;
     let result = handle
         .query(move |core| {
-            let raft = core.replica.raft().raft();
+            let engine = core.replica.engine();
             let store = core.replica.store();
             serde_json::json!({
                 "member_id": format!("{member_id:x}"),
                 "cluster_id": format!("{cluster_id:x}"),
                 "leader": format!("{:x}", core.leader()),
-                "is_leader": raft.soft_state().role == Role::Leader,
-                "term": raft.term(),
-                "commit_index": raft.log().committed(),
+                "is_leader": engine.is_leader(),
+                "consensus": engine.consensus_name(),
+                "term": engine.term(),
+                "commit_index": engine.committed(),
                 "applied_index": core.replica.applied(),
                 "revision": store.revision(),
                 "compact_revision": store.compact_revision(),

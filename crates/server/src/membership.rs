@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ballot_mvcc::{command_codec, Command, MemberChange, MemberRecord};
-use ballot_raft::{ConfChange, ConfChangeStep, NodeId, Raft, Role};
+use ballot_node::Engine;
+use ballot_raft::{ConfChange, ConfChangeStep, NodeId};
 use tonic::Status;
 
 use crate::members::{url_address, Members};
@@ -63,8 +64,8 @@ pub mod errors {
 
 /// The leader's view of the cluster, for the checks.
 pub struct View<'a> {
-    /// The leader's Raft.
-    pub raft: &'a Raft,
+    /// The leader's consensus engine (membership changes need Raft; Multi-Paxos refuses them).
+    pub engine: &'a Engine,
     /// The member table.
     pub members: &'a Members,
     /// Members heard from lately (the leader itself among them).
@@ -78,24 +79,24 @@ fn quorum(voters: usize) -> usize {
 impl View<'_> {
     /// True if this member leads.
     pub fn leads(&self) -> bool {
-        self.raft.soft_state().role == Role::Leader
+        self.engine.is_leader()
     }
 
     /// Voters in Raft's configuration.
     fn voters(&self) -> BTreeSet<NodeId> {
-        self.raft.conf_state().voters.clone()
+        self.engine.conf_state().voters.clone()
     }
 
     /// Members added as voters that are still learners in Raft (catching up).
     fn pending_voters(&self) -> usize {
-        let conf = self.raft.conf_state();
+        let conf = self.engine.conf_state();
         conf.learners.iter().filter(|id| self.members.get(**id).is_some_and(|member| !member.is_learner)).count()
     }
 
     /// Refuses a change while another is under way.
     pub fn check_idle(&self) -> Result<(), Status> {
         // Raft refuses a change while the last one is uncommitted as well (`ConfChangePending`).
-        if self.raft.conf_state().is_joint() {
+        if self.engine.conf_state().is_joint() {
             return Err(errors::change_in_progress());
         }
         Ok(())
@@ -154,8 +155,9 @@ impl View<'_> {
 
     /// True if learner `id` has (nearly) the leader's log and was heard from lately.
     pub fn learner_ready(&self, id: NodeId) -> bool {
-        let Some(progress) = self.raft.progress_of(id) else { return false };
-        let leader_match = self.raft.log().last_index();
+        let Some(raft) = self.engine.raft() else { return false };
+        let Some(progress) = raft.progress_of(id) else { return false };
+        let leader_match = raft.log().last_index();
         self.active.contains(&id) && (progress.match_index as f64) >= (leader_match as f64) * READY_SHARE
     }
 
@@ -164,7 +166,7 @@ impl View<'_> {
         if self.members.get(id).is_none() {
             return Err(errors::not_found());
         }
-        if !self.raft.conf_state().learners.contains(&id) {
+        if !self.engine.conf_state().learners.contains(&id) {
             return Err(errors::not_learner());
         }
         if !self.learner_ready(id) {
@@ -181,10 +183,10 @@ impl View<'_> {
     /// The next learner to promote automatically: one added as a voter (or any, with
     /// `--auto-promote-learners`) that has caught up.
     pub fn next_promotion(&self, promote_learners: bool) -> Option<MemberRecord> {
-        if self.raft.conf_state().is_joint() {
+        if self.engine.conf_state().is_joint() {
             return None;
         }
-        self.raft.conf_state().learners.iter().find_map(|id| {
+        self.engine.conf_state().learners.iter().find_map(|id| {
             let member = self.members.get(*id)?;
             ((!member.is_learner || promote_learners) && self.learner_ready(*id)).then_some(member)
         })

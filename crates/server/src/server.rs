@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ballot_mvcc::{command_codec, Command, MemberChange, Store};
-use ballot_node::Replica;
+use ballot_node::{Consensus, Engine, Replica};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::{v3electionpb, v3lockpb};
 use ballot_raft::{ConfState, Config, NodeId};
@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub force_new_cluster: bool,
     /// Leader lease reads (see `ballot_raft::Config::lease_read`).
     pub lease_reads: bool,
+    /// The consensus engine: `raft`, `paxos` or `paxos:Q1/Q2` (see `ballot_node::Consensus`).
+    /// Chosen when the cluster is founded and recorded in the data dir.
+    pub consensus: String,
     /// How long a causal read waits for this member to apply the revision its client has seen
     /// (a duration such as `1s` or `500ms`), before it is refused.
     pub max_causal_wait: String,
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             auto_promote_learners: false,
             force_new_cluster: false,
             lease_reads: false,
+            consensus: "raft".into(),
             max_causal_wait: "1s".into(),
             max_clock_skew: "500ms".into(),
             experimental_corrupt_check_time: "0".into(),
@@ -159,6 +163,17 @@ pub(crate) struct Identity {
     /// Set when the member learns it was removed: it never starts again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     removed: bool,
+    /// The cluster's consensus engine (a data dir from before the choice existed runs Raft).
+    #[serde(default = "raft_engine")]
+    consensus: String,
+    /// A Multi-Paxos cluster's voters (hex ids): its fixed membership, needed before the log
+    /// is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    voters: Vec<String>,
+}
+
+fn raft_engine() -> String {
+    "raft".into()
 }
 
 impl Identity {
@@ -168,7 +183,16 @@ impl Identity {
             member_id: format!("{member_id:x}"),
             cluster_id: format!("{cluster_id:x}"),
             removed: false,
+            consensus: raft_engine(),
+            voters: Vec::new(),
         }
+    }
+
+    /// A Multi-Paxos cluster's voters as recorded (empty for Raft, which keeps its own).
+    fn paxos_voters(&self) -> anyhow::Result<ConfState> {
+        let parse =
+            |hex: &String| u64::from_str_radix(hex, 16).with_context(|| format!("{IDENTITY_FILE}: bad id {hex}"));
+        Ok(ConfState::with_voters(self.voters.iter().map(parse).collect::<anyhow::Result<Vec<_>>>()?))
     }
 
     fn ids(&self) -> anyhow::Result<(NodeId, u64)> {
@@ -267,13 +291,17 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         bail!("--initial-cluster-state must be new or existing, not {}", config.initial_cluster_state);
     }
     let client_urls = config.advertise_client_urls.clone();
+    let consensus = Consensus::parse(&config.consensus).map_err(anyhow::Error::msg)?;
+    if consensus != Consensus::Raft && joining {
+        bail!("a member cannot join a --consensus paxos cluster: its membership is fixed when it is founded");
+    }
 
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let identity_path = config.data_dir.join(IDENTITY_FILE);
     let restarting = identity_path.exists();
     let store = Store::open_with_cache(&config.data_dir.join("db"), config.backend_cache_bytes)
         .map_err(|error| anyhow::anyhow!("opening the database: {error}"))?;
-    let (identity, members) = if restarting {
+    let (mut identity, members) = if restarting {
         let found: Identity = serde_json::from_slice(&std::fs::read(&identity_path)?)
             .with_context(|| format!("reading {}", identity_path.display()))?;
         if found.removed {
@@ -292,6 +320,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             member_id: format!("{founding_id:x}"),
             cluster_id: format!("{founding_cluster:x}"),
             removed: false,
+            // Checked on their own below, with a message that says what differs.
+            consensus: found.consensus.clone(),
+            voters: found.voters.clone(),
         };
         if (!joining && found != expected) || found.name != config.name {
             bail!(
@@ -332,6 +363,17 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
             .ok_or_else(|| anyhow::anyhow!("--max-clock-skew {text:?} is not a duration such as 500ms or 2s"))?
             .as_millis() as u64,
     };
+    if restarting && Consensus::parse(&identity.consensus).map_err(anyhow::Error::msg)? != consensus {
+        bail!(
+            "data dir {} belongs to a cluster running --consensus {}; refusing to start it with --consensus {consensus}",
+            config.data_dir.display(),
+            identity.consensus
+        );
+    }
+    let paxos = consensus != Consensus::Raft;
+    if paxos && config.force_new_cluster {
+        bail!("--force-new-cluster is not supported with --consensus paxos: the Multi-Paxos engine runs a fixed membership");
+    }
     let disk = FsDisk::open(&config.data_dir.join("wal"), true)?;
     let options = WalOptions::default();
     if config.force_new_cluster && !restarting {
@@ -344,15 +386,21 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         );
         Replica::force_new_cluster(raft_config, disk, options, store, config.snapshot_count)?
     } else if restarting {
-        Replica::restart(raft_config, disk, options, store, config.snapshot_count)?
+        let voters = identity.paxos_voters()?;
+        Replica::restart_engine(consensus, &voters, raft_config, disk, options, store, config.snapshot_count)?
     } else {
         let replica = if joining {
             Replica::new(raft_config, ConfState::default(), disk, options, store, config.snapshot_count)?
         } else {
             let context = command_codec::encode(&Command::Members(founders));
             let initial = ConfState::with_voters(members.list().iter().map(|member| member.id));
-            Replica::new_with_context(raft_config, initial, context, disk, options, store, config.snapshot_count)?
+            if paxos {
+                identity.voters = initial.voters.iter().map(|id| format!("{id:x}")).collect();
+            }
+            let engine = Engine::new(consensus, raft_config, initial, context)?;
+            Replica::new_engine(engine, disk, options, store, config.snapshot_count)?
         };
+        identity.consensus = consensus.to_string();
         identity.write(&identity_path)?;
         replica
     };
@@ -378,7 +426,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let metrics = Arc::new(Metrics::default());
     metrics.set_server_id(id);
     let (inbox, inbox_rx) = std::sync::mpsc::channel();
-    let term = Arc::new(AtomicU64::new(replica.raft().raft().term()));
+    let term = Arc::new(AtomicU64::new(replica.engine().term()));
     let (applied_tx, applied) = tokio::sync::watch::channel(replica.store().revision());
     let reader = replica.store().reader();
     let (removed_tx, mut removed_rx) = tokio::sync::watch::channel(false);

@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ballot_raft::{Message, MessageBody, NodeId};
+use ballot_node::PeerMessage as Message;
+use ballot_raft::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -179,7 +180,7 @@ impl Transport {
 
     /// Queues a message; false if it was dropped (unknown peer or full queue).
     pub fn send(&self, message: Message) -> bool {
-        let to = message.to;
+        let to = message.to();
         if to == self.local.id || self.local.members.peer_address(to).is_none() {
             return false;
         }
@@ -189,10 +190,7 @@ impl Transport {
             // Its senders ended (it had left the table); it is back with an address: start over.
             *queues = self.start_peer(to);
         }
-        let queue = match message.body {
-            MessageBody::InstallSnapshot { .. } => &queues.snapshots,
-            _ => &queues.messages,
-        };
+        let queue = if message.is_snapshot() { &queues.snapshots } else { &queues.messages };
         queue.try_send(message).is_ok()
     }
 }
@@ -325,8 +323,8 @@ async fn receive(
             // Removed while connected: close, so its next hello hears that it was removed.
             anyhow::bail!("peer {:x} was removed from the cluster", hello.from);
         }
-        if message.from != hello.from || message.to != id {
-            anyhow::bail!("message from {} to {} on the connection of {}", message.from, message.to, hello.from);
+        if message.from() != hello.from || message.to() != id {
+            anyhow::bail!("message from {} to {} on the connection of {}", message.from(), message.to(), hello.from);
         }
         if inbox.send(Input::Peer(message)).is_err() {
             return Ok(());
@@ -350,7 +348,7 @@ async fn send_loop(local: Local, peer: NodeId, stream_kind: u8, mut queue: mpsc:
                 let _ = local.inbox.send(Input::Unreachable(peer));
                 // Drop what queued up meanwhile: Raft resends what still matters.
                 while let Ok(message) = queue.try_recv() {
-                    if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
+                    if message.is_snapshot() {
                         let _ = local.inbox.send(Input::SnapshotStatus(peer, false));
                     }
                 }

@@ -112,9 +112,16 @@ pub struct SimConfig {
     pub zk_clients: usize,
     /// Keep the event trace as text.
     pub trace: bool,
+    /// The consensus engine the cluster runs. Multi-Paxos has a fixed membership: the
+    /// membership and transfer faults are not drawn for it.
+    pub consensus: ballot_node::Consensus,
     /// A deliberate protocol bug (tests of the simulator itself).
     #[cfg(any(test, feature = "fault-injection"))]
     pub bug: Option<ballot_raft::InjectedBug>,
+    /// The chapter's Paxos bug in a Multi-Paxos cluster: new leaders take each slot's first
+    /// reported value, not the highest ballot's.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub paxos_first_reported: bool,
 }
 
 impl SimConfig {
@@ -129,8 +136,11 @@ impl SimConfig {
             keys: 3,
             zk_clients: 0,
             trace: false,
+            consensus: ballot_node::Consensus::Raft,
             #[cfg(any(test, feature = "fault-injection"))]
             bug: None,
+            #[cfg(any(test, feature = "fault-injection"))]
+            paxos_first_reported: false,
         }
     }
 }

@@ -1,8 +1,16 @@
 //! Safety properties checked while a simulation runs (Raft paper, Figure 3):
 //! election safety, log matching, leader completeness, state machine safety.
+//!
+//! A Multi-Paxos cluster is held to their Paxos forms, by content rather than by term: one
+//! leader per ballot; a (slot, ballot) names one value; a leader holds, once phase 1 is over,
+//! every value chosen at a lower ballot; every replica applies the same value at a slot. (A
+//! chosen value is re-proposed under each new leader's ballot, so the ballot it carries differs
+//! from replica to replica, and Multi-Paxos's stamps need not increase along the log: see
+//! `ballot_paxos::multi::Replica::propose`.)
 
 use std::collections::BTreeMap;
 
+use ballot_paxos::multi;
 use ballot_raft::{Entry, Index, NodeId, RaftLog, Term};
 
 /// FNV-1a over bytes: a stable content hash for entries.
@@ -38,9 +46,16 @@ pub struct Invariants {
     entries: BTreeMap<(Index, Term), (u64, Term)>,
     /// Violations, in the order found.
     pub violations: Vec<String>,
+    /// The cluster runs Multi-Paxos: entries are compared by content (see the module docs).
+    paxos: bool,
 }
 
 impl Invariants {
+    /// Nothing observed yet; `paxos` for a Multi-Paxos cluster.
+    pub fn new(paxos: bool) -> Invariants {
+        Invariants { paxos, ..Invariants::default() }
+    }
+
     /// A node reports that it leads `term`.
     pub fn on_leader(&mut self, id: NodeId, term: Term, log: &RaftLog) {
         match self.leaders.insert(term, id) {
@@ -72,15 +87,18 @@ impl Invariants {
         let committed = self.committed_by_term.entry(entry.index).or_insert(node_term);
         *committed = (*committed).min(node_term);
         let seen = (entry.term, entry_hash(entry));
+        let differs = |existing: &(Term, u64)| if self.paxos { existing.1 != seen.1 } else { *existing != seen };
         match self.applied.get(&entry.index) {
-            Some(existing) if *existing != seen => self.violations.push(format!(
+            Some(existing) if differs(existing) => self.violations.push(format!(
                 "state machine safety: node {id} applied (term {}, hash {:x}) at index {} where another applied (term {}, hash {:x})",
                 seen.0, seen.1, entry.index, existing.0, existing.1
             )),
             Some(_) => {}
             None => {
                 self.applied.insert(entry.index, seen);
-                self.check_stamp(entry);
+                if !self.paxos {
+                    self.check_stamp(entry);
+                }
             }
         }
     }
@@ -136,6 +154,67 @@ impl Invariants {
                 self.violations.push(format!(
                     "node {id} committed index {index} but holds term {:?}, not {term}",
                     log.term(*index)
+                ));
+                return;
+            }
+        }
+    }
+
+    /// A Multi-Paxos replica reports that it leads `ballot` (phase 1 done): one leader per
+    /// ballot, and it holds every value applied anywhere, unless that value may have been
+    /// chosen only at its ballot or later.
+    pub fn on_paxos_leader(&mut self, id: NodeId, ballot: Term, replica: &multi::Replica) {
+        match self.leaders.insert(ballot, id) {
+            Some(other) if other != id => {
+                self.violations.push(format!("election safety: replicas {other} and {id} both led ballot {ballot}"));
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        let first = replica.snapshot_meta().index + 1;
+        let held: BTreeMap<Index, u64> =
+            replica.entries(first, Index::MAX).iter().map(|entry| (entry.index, entry_hash(entry))).collect();
+        for (index, (_, hash)) in self.applied.range(first..) {
+            if self.committed_by_term.get(index).is_some_and(|committed| ballot <= *committed) {
+                continue;
+            }
+            if held.get(index) != Some(hash) {
+                self.violations.push(format!(
+                    "leader completeness: leader {id} of ballot {ballot} lacks chosen slot {index} (hash {hash:x}); has {:?}",
+                    held.get(index).map(|h| format!("{h:x}"))
+                ));
+                return;
+            }
+        }
+    }
+
+    /// Records a Multi-Paxos replica's accepted values and checks them: a (slot, ballot) names
+    /// one value everywhere, and the replica's chosen prefix holds what was applied.
+    pub fn check_paxos_log(&mut self, id: NodeId, replica: &multi::Replica) {
+        let first = replica.snapshot_meta().index + 1;
+        let entries = replica.entries(first, Index::MAX);
+        for entry in &entries {
+            let seen = (entry_hash(entry), 0);
+            match self.entries.get(&(entry.index, entry.term)) {
+                Some(existing) if *existing != seen => {
+                    self.violations.push(format!(
+                        "paxos: replica {id} accepted a different value at (slot {}, ballot {})",
+                        entry.index, entry.term
+                    ));
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    self.entries.insert((entry.index, entry.term), seen);
+                }
+            }
+        }
+        for entry in entries.iter().take_while(|entry| entry.index <= replica.commit()) {
+            if self.applied.get(&entry.index).is_some_and(|(_, hash)| *hash != entry_hash(entry)) {
+                self.violations.push(format!(
+                    "replica {id} knows slot {} as chosen but holds another value than was applied",
+                    entry.index
                 ));
                 return;
             }

@@ -1,4 +1,4 @@
-//! One simulated member: a `ballot-node` replica (Raft, the production WAL on a `SimDisk`, the
+//! One simulated member: a `ballot-node` replica (Raft or Multi-Paxos, the production WAL on a `SimDisk`, the
 //! mvcc store on redb's in-memory backend) plus the simulator's view of it: which clients wait
 //! for what, its clock rate, pauses, crashes. What survives a crash is exactly what the
 //! `SimDisk` kept.
@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use ballot_mvcc::{MemberChange, MemberRecord, SimFile, Store, WatchHub, WatchId, WatchRequest};
-use ballot_node::Replica;
-use ballot_raft::{ConfState, Config, Index, Monotonic, NodeId, RawNode};
+use ballot_node::{Consensus, Engine, Replica};
+use ballot_raft::{ConfState, Config, Index, Monotonic, NodeId};
 use ballot_storage::{SimDisk, WalOptions};
 
 use crate::kv::RequestId;
@@ -21,8 +21,12 @@ pub struct SimNode {
     pub id: NodeId,
     /// How far this node's wall clock is from true time, ms (within ±[`WALL_OFFSET_MAX_MS`]).
     pub wall_offset_ms: i64,
-    /// Raft config (reused at every restart).
+    /// Raft config (reused at every restart; a Multi-Paxos engine takes its ticks and seed).
     pub config: Config,
+    /// The consensus engine the cluster runs.
+    pub consensus: Consensus,
+    /// The founding voters: a Multi-Paxos cluster's fixed membership, given at every restart.
+    pub voters: ConfState,
     /// The running replica; `None` while crashed or stopped.
     pub replica: Option<Replica<SimDisk>>,
     /// The disk while the node is down.
@@ -64,6 +68,9 @@ pub struct SimNode {
     pub store_file: SimFile,
     /// Ticks since the store was last made durable.
     ticks_since_durable: u32,
+    /// The chapter's Paxos bug is switched in at every (re)start.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub paxos_first_reported: bool,
 }
 
 /// Nominal virtual time per tick, µs: with 10 election ticks, a 100 ms election timeout. A
@@ -115,6 +122,7 @@ fn store(file: &SimFile) -> Result<Store, String> {
 impl SimNode {
     /// A brand-new node with the given initial membership (empty for a joining node).
     pub fn new(
+        consensus: Consensus,
         config: Config,
         initial: ConfState,
         tick_us: u64,
@@ -126,20 +134,16 @@ impl SimNode {
         // Founders carry the member table in their first entry, as the server's do.
         let founders = initial.voters.iter().map(|id| MemberChange::Upsert(member_record(*id, false))).collect();
         let context = if initial.voters.is_empty() { Vec::new() } else { members_context(founders) };
-        let replica = Replica::new_with_context(
-            config.clone(),
-            initial,
-            context,
-            SimDisk::new(),
-            wal_options.clone(),
-            store,
-            compact_every,
-        )
-        .expect("a new replica on an empty disk");
+        let voters = initial.clone();
+        let engine = Engine::new(consensus, config.clone(), initial, context).expect("a valid engine config");
+        let replica = Replica::new_engine(engine, SimDisk::new(), wal_options.clone(), store, compact_every)
+            .expect("a new replica on an empty disk");
         SimNode {
             id: config.id,
             wall_offset_ms: 0,
             config,
+            consensus,
+            voters,
             replica: Some(replica),
             disk_at_rest: None,
             wal_options,
@@ -158,6 +162,8 @@ impl SimNode {
             watch_next: 0,
             store_file,
             ticks_since_durable: 0,
+            #[cfg(any(test, feature = "fault-injection"))]
+            paxos_first_reported: false,
         }
         .with_watch()
     }
@@ -174,14 +180,14 @@ impl SimNode {
         self.replica.is_some()
     }
 
-    /// The Raft node, if running.
-    pub fn raft(&self) -> Option<&RawNode> {
-        self.replica.as_ref().map(Replica::raft)
+    /// The consensus engine, if running.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.replica.as_ref().map(Replica::engine)
     }
 
-    /// The Raft node, if running.
-    pub fn raft_mut(&mut self) -> Option<&mut RawNode> {
-        self.replica.as_mut().map(Replica::raft_mut)
+    /// The consensus engine, if running.
+    pub fn engine_mut(&mut self) -> Option<&mut Engine> {
+        self.replica.as_mut().map(Replica::engine_mut)
     }
 
     /// The node's monotonic clock at virtual time `now` (ns): it runs at the node's own rate
@@ -204,7 +210,7 @@ impl SimNode {
     /// One tick of the node's clock: Raft's, and now and then a durable commit of the store.
     pub fn tick(&mut self) {
         let Some(replica) = self.replica.as_mut() else { return };
-        replica.raft_mut().tick();
+        replica.engine_mut().tick();
         self.ticks_delivered += 1;
         self.ticks_since_durable += 1;
         if self.ticks_since_durable >= STORE_DURABLE_TICKS {
@@ -234,6 +240,15 @@ impl SimNode {
         }
     }
 
+    /// Switches the run's deliberate bugs into a (re)started replica.
+    #[cfg_attr(not(any(test, feature = "fault-injection")), allow(unused_variables))]
+    fn switch_in_bugs(&self, replica: &mut Replica<SimDisk>) {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self.paxos_first_reported {
+            replica.engine_mut().inject_paxos_first_reported();
+        }
+    }
+
     /// Stops for good (removed from the cluster); keeps nothing running.
     pub fn stop(&mut self) {
         self.replica = None;
@@ -243,11 +258,21 @@ impl SimNode {
     pub fn restart(&mut self) -> Result<(), String> {
         let disk = self.disk_at_rest.take().expect("a stopped node has its disk");
         let restarted = store(&self.store_file).and_then(|store| {
-            Replica::restart(self.config.clone(), disk, self.wal_options.clone(), store, self.compact_every)
-                .map_err(|error| error.to_string())
+            let config = self.config.clone();
+            Replica::restart_engine(
+                self.consensus,
+                &self.voters,
+                config,
+                disk,
+                self.wal_options.clone(),
+                store,
+                self.compact_every,
+            )
+            .map_err(|error| error.to_string())
         });
         match restarted {
-            Ok(replica) => {
+            Ok(mut replica) => {
+                self.switch_in_bugs(&mut replica);
                 // The consumer resumes where it stopped: history first, then live events.
                 self.watch = start_watch(&replica, self.watch_next);
                 self.replica = Some(replica);

@@ -129,3 +129,36 @@ fn seeds_that_long_soaks_found_pass() {
         );
     }
 }
+
+fn paxos(seed: u64) -> SimConfig {
+    SimConfig { consensus: ballot_node::Consensus::Paxos { phase1: 0, phase2: 0 }, ..SimConfig::new(seed) }
+}
+
+#[test]
+fn multi_paxos_seeds_with_every_fault_pass() {
+    if let Some((seed, violations)) = first_failure(0..300, paxos) {
+        panic!("seed {seed}: {violations:?}\nreplay: ballot sim --consensus paxos --seed {seed} --trace");
+    }
+    let report = run(SimConfig { faults: Faults::default(), ..paxos(5) });
+    assert!(report.violations.is_empty() && report.ops_ok > 100, "{:?}, {} ok", report.violations, report.ops_ok);
+}
+
+#[test]
+fn multi_paxos_with_flexible_quorums_passes_on_five() {
+    let make = |seed| SimConfig {
+        nodes: 5,
+        consensus: ballot_node::Consensus::Paxos { phase1: 4, phase2: 2 },
+        ..SimConfig::new(seed)
+    };
+    if let Some((seed, violations)) = first_failure(1000..1060, make) {
+        panic!("seed {seed}: {violations:?}\nreplay: ballot sim --consensus paxos:4/2 --nodes 5 --seed {seed} --trace");
+    }
+}
+
+#[test]
+fn the_simulator_catches_the_chapters_paxos_pick_rule() {
+    let make = |seed| SimConfig { paxos_first_reported: true, ..paxos(seed) };
+    let (seed, violations) =
+        first_failure(0..300, make).expect("new leaders taking the first reported value went unnoticed");
+    eprintln!("the chapter's pick rule broke seed {seed}: {violations:?}");
+}

@@ -6,8 +6,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use ballot_check::{Event, EventType};
+use ballot_node::{Engine, PeerMessage};
 use ballot_raft::rng::Rng;
-use ballot_raft::{ConfState, Config, Error as RaftError, Message, MessageBody, NodeId, Role};
+use ballot_raft::{ConfState, Config, Error as RaftError, NodeId, Role};
 
 use crate::client::{completion_event, invoke_event, Outstanding, SimClient};
 use crate::config::SimConfig;
@@ -65,7 +66,7 @@ enum Action {
     /// A message arrives. `incarnation`: for a forwarded proposal, the receiver's incarnation
     /// when it was sent; the copy is lost if the receiver restarted since (see `send`).
     Deliver {
-        message: Message,
+        message: PeerMessage,
         incarnation: Option<u64>,
     },
     Request {
@@ -222,7 +223,7 @@ impl World {
             nodes: BTreeMap::new(),
             clients: Vec::new(),
             network: Network::new(profile),
-            invariants: Invariants::default(),
+            invariants: Invariants::new(config.consensus != ballot_node::Consensus::Raft),
             history: Vec::new(),
             trace: Trace::new(config.trace),
             next_process: config.clients as u64,
@@ -282,7 +283,12 @@ impl World {
         let tick_us = (TICK_US as i64 * (1000 + skew) / 1000) as u64;
         let compact_every = self.rng.range(10, 200);
         let wal_options = WalOptions { segment_bytes: self.rng.range(2_048, 65_536), repair: false, zero_fill: false };
-        let mut node = SimNode::new(config, initial, tick_us, compact_every, wal_options);
+        let mut node = SimNode::new(self.config.consensus, config, initial, tick_us, compact_every, wal_options);
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self.config.paxos_first_reported {
+            node.paxos_first_reported = true;
+            node.engine_mut().expect("a new node runs").inject_paxos_first_reported();
+        }
         if self.config.faults.skew {
             node.wall_offset_ms = self.rng.range(0, 2 * WALL_OFFSET_MAX_MS as u64 + 1) as i64 - WALL_OFFSET_MAX_MS;
         }
@@ -388,8 +394,8 @@ impl World {
         let now = self.now;
         let node = self.nodes.get_mut(&id).expect("exists");
         let wall = node.wall_ms(now);
-        if let Some(raft) = node.raft_mut() {
-            raft.observe_wall_clock(wall);
+        if let Some(engine) = node.engine_mut() {
+            engine.observe_wall_clock(wall);
         }
         while node.next_tick_at <= now {
             node.tick();
@@ -412,24 +418,24 @@ impl World {
         self.drive(id);
     }
 
-    fn on_deliver(&mut self, message: Message, incarnation: Option<u64>) {
-        let to = message.to;
+    fn on_deliver(&mut self, message: PeerMessage, incarnation: Option<u64>) {
+        let to = message.to();
         if incarnation.is_some_and(|sent_to| self.nodes.get(&to).is_some_and(|node| node.incarnation != sent_to)) {
             return;
         }
-        let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft_mut()) else { return };
+        let Some(engine) = self.nodes.get_mut(&to).and_then(|n| n.engine_mut()) else { return };
         self.trace.record(
             self.now,
-            format_args!("deliver {} {}->{} t{}", message.body.kind_name(), message.from, message.to, message.term),
+            format_args!("deliver {} {}->{} t{}", message.kind_name(), message.from(), to, message.term()),
         );
-        if let Err(error) = raft.step(message) {
+        if let Err(error) = engine.step(message) {
             self.invariants.violations.push(format!("node {to} refused a well-formed message: {error}"));
         }
         self.drive(to);
     }
 
-    fn send(&mut self, message: Message) {
-        if self.network.is_cut(message.from, message.to) {
+    fn send(&mut self, message: PeerMessage) {
+        if self.network.is_cut(message.from(), message.to()) {
             return;
         }
         // A forwarded proposal is not idempotent: its receiver drops duplicates by memory
@@ -437,10 +443,8 @@ impl World {
         // duplicate; this network does, so the copies in flight to a node are lost when it
         // restarts, as bytes in a stream are when its process dies. Raft's own messages are
         // idempotent and may arrive late whatever happened meanwhile, harsher than TCP.
-        let incarnation = match message.body {
-            MessageBody::Propose { .. } => self.nodes.get(&message.to).map(|node| node.incarnation),
-            _ => None,
-        };
+        let incarnation =
+            if message.is_proposal() { self.nodes.get(&message.to()).map(|node| node.incarnation) } else { None };
         for delay in self.network.fates(&mut self.rng) {
             self.schedule(delay, Action::Deliver { message: message.clone(), incarnation });
         }
@@ -471,10 +475,13 @@ impl World {
                 }
             };
             if written.soft_state.is_some_and(|soft| soft.role == Role::Leader) {
-                let raft = replica.raft().raft();
-                let term = raft.term();
+                let engine = replica.engine();
+                let term = engine.term();
                 let found = self.invariants.violations.len();
-                self.invariants.on_leader(id, term, raft.log());
+                match engine {
+                    Engine::Raft(raw) => self.invariants.on_leader(id, term, raw.raft().log()),
+                    Engine::Paxos(paxos, _) => self.invariants.on_paxos_leader(id, term, paxos),
+                }
                 self.trace.record(self.now, format_args!("node {id} leads term {term}"));
                 self.timeline.mark(self.now, format!("node {id} leads term {term}"));
                 if self.invariants.violations.len() > found {
@@ -512,7 +519,7 @@ impl World {
     fn finish_ready(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node exists");
         let replica = node.replica.as_mut().expect("running");
-        let term = replica.raft().raft().term();
+        let term = replica.engine().term();
         let finished = match replica.finish() {
             Ok(finished) => finished,
             Err(error) => {
@@ -639,7 +646,7 @@ impl World {
     fn maybe_leave(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node exists");
         let replica = node.replica.as_ref().expect("running");
-        let conf = replica.raft().raft().committed_conf_state();
+        let conf = replica.engine().committed_conf_state();
         if conf.is_joint() || conf.members().contains(&id) {
             return;
         }
@@ -696,13 +703,27 @@ impl World {
             self.invariants.violations.push(format!("node {id} started from a disk with a flipped bit"));
         }
         node.next_tick_at = self.now + node.tick_ns();
-        let log = node.raft().expect("running").raft().log();
-        let (first, last, last_term, committed) =
-            (log.first_index(), log.last_index(), log.last_term(), log.committed());
-        self.trace.record(
-            self.now,
-            format_args!("node {id} restarts: log {first}..={last} (last term {last_term}), commit {committed}"),
-        );
+        match node.engine().expect("running") {
+            Engine::Raft(raw) => {
+                let log = raw.raft().log();
+                let (first, last, last_term, committed) =
+                    (log.first_index(), log.last_index(), log.last_term(), log.committed());
+                self.trace.record(
+                    self.now,
+                    format_args!(
+                        "node {id} restarts: log {first}..={last} (last term {last_term}), commit {committed}"
+                    ),
+                );
+            }
+            Engine::Paxos(paxos, _) => {
+                let (first, last) = (paxos.snapshot_meta().index + 1, paxos.last_index());
+                let (promised, committed) = (paxos.promised(), paxos.commit());
+                self.trace.record(
+                    self.now,
+                    format_args!("node {id} restarts: slots {first}..={last}, promised {promised}, commit {committed}"),
+                );
+            }
+        }
         self.start_tick_chain(id);
         self.drive(id);
     }
@@ -862,7 +883,7 @@ fn changed_watched_keys(store: &ballot_mvcc::Store, r: i64) -> bool {
 fn scheduled_node(action: &Action) -> Option<NodeId> {
     match action {
         Action::Tick { node: id, .. } | Action::DiskSynced { node: id, .. } => Some(*id),
-        Action::Deliver { message, .. } => Some(message.to),
+        Action::Deliver { message, .. } => Some(message.to()),
         Action::Request { node, .. } | Action::ZkRequest { node, .. } => Some(*node),
         _ => None,
     }

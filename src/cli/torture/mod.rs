@@ -71,6 +71,10 @@ pub struct TortureArgs {
     /// lease, which the pause nemesis (SIGSTOP past the lease) puts to the test.
     #[arg(long)]
     lease_reads: bool,
+    /// The members' consensus engine: raft, paxos or paxos:Q1/Q2 (Multi-Paxos has a fixed
+    /// membership, so `all` leaves out the member nemesis).
+    #[arg(long, default_value = "raft")]
+    consensus: String,
     /// Start the members with `--inject-bug BUG` (e.g. `stale-reads`), to show that torture
     /// catches a broken server (needs a build with `--features fault-injection`).
     #[cfg(feature = "fault-injection")]
@@ -92,7 +96,18 @@ pub fn run(endpoints: Endpoints, args: TortureArgs) -> anyhow::Result<ExitCode> 
     let workload = Workload::parse(&args.workload)?;
     // Clock faults need libfaketime, and ballot (etcd runs as it is).
     let libfaketime = cluster::find_libfaketime().filter(|_| args.target == "ballot");
-    let kinds = Kind::parse_list(&args.nemesis, libfaketime.is_some())?;
+    let consensus = ballot_node::Consensus::parse(&args.consensus).map_err(anyhow::Error::msg)?;
+    let paxos = consensus != ballot_node::Consensus::Raft;
+    if paxos && args.target == "etcd" {
+        bail!("--consensus is ballot's own: etcd runs Raft");
+    }
+    let mut kinds = Kind::parse_list(&args.nemesis, libfaketime.is_some())?;
+    if paxos {
+        if args.nemesis.split(',').any(|word| word.trim() == "member") {
+            bail!("the member nemesis changes membership, which --consensus paxos does not support");
+        }
+        kinds.retain(|kind| *kind != Kind::Member);
+    }
     if args.nemesis.split(',').any(|word| word.trim() == "all") && libfaketime.is_none() && args.target == "ballot" {
         println!("torture: no clock faults in this run (libfaketime is not installed: apt-get install libfaketime)");
     }
@@ -103,6 +118,9 @@ pub fn run(endpoints: Endpoints, args: TortureArgs) -> anyhow::Result<ExitCode> 
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("torture-{seed}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut extra: Vec<String> = Vec::new();
+    if paxos {
+        extra.extend(["--consensus".to_string(), consensus.to_string()]);
+    }
     if args.lease_reads {
         extra.push("--lease-reads".to_string());
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ballot_raft::forwarded::Forwarded;
 use ballot_raft::hlc::Hlc;
 use ballot_raft::rng::Rng;
 use ballot_raft::{
@@ -83,6 +84,9 @@ struct Outstanding {
 #[derive(Debug)]
 pub struct Replica {
     config: Config,
+    /// Forwarded proposals seen lately, so a duplicated `Propose` is not proposed twice (see
+    /// `ballot_raft::forwarded`: a network that duplicates would apply a write twice).
+    forwarded: Forwarded,
     ballots: Ballots,
     /// The voters, sorted: ballot `b` belongs to `voters[ballots.owner(b)]`.
     voters: Vec<NodeId>,
@@ -127,6 +131,19 @@ impl Replica {
         Self::restart(config, RestartState::default())
     }
 
+    /// A brand-new founding replica whose slot 1 holds `genesis` (the founding configuration
+    /// and member table), identical on every founder and so chosen by construction, as Raft's
+    /// bootstrap entry is committed on every founder. The first [`Ready`] persists and applies
+    /// it.
+    pub fn bootstrap(config: Config, genesis: Entry) -> Result<Replica, Error> {
+        assert_eq!(genesis.index, 1, "the genesis entry fills slot 1");
+        let mut replica = Self::new(config)?;
+        replica.log.put(genesis);
+        replica.commit = 1;
+        replica.good = 1;
+        Ok(replica)
+    }
+
     /// A replica restarted from its durable state.
     pub fn restart(config: Config, state: RestartState) -> Result<Replica, Error> {
         config.validate()?;
@@ -142,6 +159,7 @@ impl Replica {
         let commit = state.hard_state.commit.clamp(snapshot_index, log.last());
         let hard = HardState { term: state.hard_state.term, vote: NO_NODE, commit };
         Ok(Replica {
+            forwarded: Forwarded::default(),
             ballots: Ballots::new(voters.len() as u64),
             position,
             voters,
@@ -201,6 +219,43 @@ impl Replica {
     /// The slot handed out to apply last.
     pub fn applied(&self) -> Index {
         self.applied
+    }
+
+    /// The voters, as a configuration (fixed: membership is not log state here).
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+
+    /// Accepted entries in slots `from..=to` still in the log (not compacted), in order.
+    pub fn entries(&self, from: Index, to: Index) -> Vec<Entry> {
+        self.log.slice(from, to)
+    }
+
+    /// The latest snapshot's metadata.
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.snapshot.meta
+    }
+
+    /// Switches the rule a new leader picks each slot's value by (the chapter's bug, to show
+    /// that a simulation catches it).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn set_pick(&mut self, pick: crate::Pick) {
+        self.config.pick = pick;
+    }
+
+    /// Drops the image of an installed snapshot: the caller's state machine holds it, and
+    /// builds a new image when an acceptor needs one.
+    pub fn forget_snapshot_data(&mut self) {
+        self.snapshot.data = Vec::new();
+    }
+
+    /// Messages that need no persistence, produced while a [`Ready`] is outstanding (a
+    /// leader's heartbeats and accepts go on while its disk is slow).
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        if self.lead.as_ref().is_some_and(|l| l.broadcast) {
+            self.broadcast_accepts();
+        }
+        std::mem::take(&mut self.messages)
     }
 
     /// Takes a reading of the wall clock (ms since the epoch) for the next stamps.
@@ -298,7 +353,7 @@ impl Replica {
             Body::HeartbeatAck { round, through } => self.on_heartbeat_ack(from, ballot, round, through),
             Body::Snapshot { snapshot } => self.on_snapshot(from, ballot, snapshot),
             Body::Propose { entries } => {
-                for data in entries {
+                for data in self.forwarded.admit(from, entries) {
                     // A proposal that finds no leader is dropped: its proposer learns the
                     // outcome only by applying the log, as with Raft.
                     let _ = if self.lead.is_some() || self.leader != from { self.propose(data) } else { Ok(()) };

@@ -39,6 +39,13 @@ enum Route {
 }
 
 impl Cluster {
+    /// Refuses a membership change on a Multi-Paxos cluster (fixed membership), with
+    /// `Unimplemented` and the reason.
+    async fn raft_only(&self) -> Result<(), Status> {
+        let checked = self.handle.query(|core| core.replica.engine().check_raft("a membership change")).await?;
+        checked.map_err(|error| status(ApiError::from(error)))
+    }
+
     fn members(&self) -> Vec<pb::Member> {
         self.handle.members.list().into_iter().map(to_pb).collect()
     }
@@ -47,8 +54,7 @@ impl Cluster {
     async fn route(&self) -> Result<Route, Status> {
         let deadline = Instant::now() + self.handle.limits.request_timeout;
         loop {
-            let (role, leader) =
-                self.handle.query(|core| (core.replica.raft().raft().soft_state().role, core.leader())).await?;
+            let (role, leader) = self.handle.query(|core| (core.replica.engine().role(), core.leader())).await?;
             if role == Role::Leader {
                 return Ok(Route::Here);
             }
@@ -84,7 +90,7 @@ impl Cluster {
                     view.check_idle()?;
                     check(&view)?
                 };
-                core.replica.raft_mut().propose_conf_change(change).map_err(|error| match error {
+                core.replica.engine_mut().propose_conf_change(change).map_err(|error| match error {
                     ballot_raft::Error::ConfChangePending => errors::change_in_progress(),
                     ballot_raft::Error::InvalidConfChange(why) => Status::failed_precondition(format!("ballot: {why}")),
                     other => status(ApiError::from(other)),
@@ -98,8 +104,7 @@ impl Cluster {
             let (finished, term) = self
                 .handle
                 .query(move |core| {
-                    let raft = core.replica.raft().raft();
-                    let settled = core.replica.applied() >= proposed && !raft.conf_state().is_joint();
+                    let settled = core.replica.applied() >= proposed && !core.replica.engine().conf_state().is_joint();
                     (settled && done(core), core.term())
                 })
                 .await?;
@@ -122,7 +127,7 @@ impl Cluster {
                 let target = core.best_transferee().ok_or_else(|| {
                     Status::failed_precondition("ballot: the leader is the only voter; it cannot be removed")
                 })?;
-                core.replica.raft_mut().transfer_leader(target).map_err(|error| status(ApiError::from(error)))?;
+                core.replica.engine_mut().transfer_leader(target).map_err(|error| status(ApiError::from(error)))?;
                 Ok::<_, Status>(target)
             })
             .await??;
@@ -148,6 +153,7 @@ impl Cluster {
         caller: &Caller,
         message: pb::MemberAddRequest,
     ) -> Result<pb::MemberAddResponse, Status> {
+        self.raft_only().await?;
         let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         if let Route::Leader(leader) = self.route().await? {
@@ -184,6 +190,7 @@ impl Cluster {
         caller: &Caller,
         message: pb::MemberRemoveRequest,
     ) -> Result<pb::MemberRemoveResponse, Status> {
+        self.raft_only().await?;
         let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         let id = message.id;
@@ -212,7 +219,7 @@ impl Cluster {
                     Ok(membership::remove(id))
                 },
                 move |core| {
-                    let conf = core.replica.raft().raft().conf_state();
+                    let conf = core.replica.engine().conf_state();
                     !conf.is_voter(id) && !conf.learners.contains(&id)
                 },
             )
@@ -261,6 +268,7 @@ impl Cluster {
         caller: &Caller,
         message: pb::MemberPromoteRequest,
     ) -> Result<pb::MemberPromoteResponse, Status> {
+        self.raft_only().await?;
         let identity = self.handle.identity(caller).await?;
         self.handle.check_admin(&identity).await?;
         if let Route::Leader(leader) = self.route().await? {
@@ -274,7 +282,7 @@ impl Cluster {
                     let record = view.members.get(id).ok_or_else(errors::not_found)?;
                     Ok(membership::promote(record))
                 },
-                move |core| core.replica.raft().raft().conf_state().voters.contains(&id),
+                move |core| core.replica.engine().conf_state().voters.contains(&id),
             )
             .await?;
         tracing::info!(member = format!("{id:x}"), "learner promoted");

@@ -79,7 +79,7 @@ pub async fn acquire(
 
 /// A channel to the leader for a recipe call, unless this member leads.
 pub async fn leader_or_forward(handle: &Handle, caller: &Caller) -> Result<Option<super::ForwardChannel>, Status> {
-    let (role, leader) = handle.query(|core| (core.replica.raft().raft().soft_state().role, core.leader())).await?;
+    let (role, leader) = handle.query(|core| (core.replica.engine().role(), core.leader())).await?;
     if role == Role::Leader {
         return Ok(None);
     }

@@ -82,7 +82,7 @@ impl Maintenance {
         let status = self
             .handle
             .query(move |core| {
-                let raft = core.replica.raft().raft();
+                let engine = core.replica.engine();
                 let store = core.replica.store();
                 let db_size = store.size_bytes().unwrap_or(0) as i64;
                 let errors = store
@@ -96,15 +96,14 @@ impl Maintenance {
                     version: API_VERSION.into(),
                     db_size,
                     leader: core.leader(),
-                    raft_index: raft.log().committed(),
-                    raft_term: raft.term(),
+                    raft_index: engine.committed(),
+                    raft_term: engine.term(),
                     raft_applied_index: core.replica.applied(),
                     errors,
                     db_size_in_use: db_size,
-                    is_learner: raft.conf_state().learners.contains(&member_id),
+                    is_learner: engine.conf_state().learners.contains(&member_id),
                 };
-                let offset =
-                    if raft.soft_state().role == ballot_raft::Role::Leader { Some(0) } else { raft.clock_offset_ms() };
+                let offset = if engine.is_leader() { Some(0) } else { engine.clock_offset_ms() };
                 (response, store.revision(), offset)
             })
             .await?;
@@ -254,14 +253,15 @@ impl Maintenance {
         let started = self
             .handle
             .query(move |core| {
-                if core.replica.raft().raft().soft_state().role != Role::Leader {
+                core.replica.engine().check_raft("moving the leader").map_err(|e| status(ApiError::from(e)))?;
+                if core.replica.engine().role() != Role::Leader {
                     return Err(Status::failed_precondition("etcdserver: not leader"));
                 }
-                if !core.replica.raft().raft().conf_state().is_voter(target) {
+                if !core.replica.engine().conf_state().is_voter(target) {
                     return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
                 }
                 core.replica
-                    .raft_mut()
+                    .engine_mut()
                     .transfer_leader(target)
                     .map_err(|error| Status::failed_precondition(error.to_string()))
             })

@@ -124,6 +124,7 @@ pub fn status(error: ApiError) -> Status {
         ApiError::NoLeader | ApiError::Stopped | ApiError::Timeout => Code::Unavailable,
         ApiError::TooManyRequests => Code::ResourceExhausted,
         ApiError::ClockSkew(_) => Code::Unavailable,
+        ApiError::Unsupported(_) => Code::Unimplemented,
         ApiError::Mvcc(error) => match error {
             E::Compacted | E::FutureRevision => Code::OutOfRange,
             E::LeaseNotFound => Code::NotFound,

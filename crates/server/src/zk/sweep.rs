@@ -23,8 +23,7 @@ pub async fn run(front: Arc<Front>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let leads =
-            front.handle.query(|core| core.replica.raft().raft().soft_state().role == ballot_raft::Role::Leader).await;
+        let leads = front.handle.query(|core| core.replica.engine().is_leader()).await;
         match leads {
             Ok(true) => sweep(&front).await,
             Ok(false) => {}

@@ -43,7 +43,7 @@ pub async fn answer(front: &Front, word: &str) -> String {
         _ => {}
     }
     let revision = front.handle.reader().revision().unwrap_or(0);
-    let leader = front.handle.query(|core| core.replica.raft().raft().soft_state().role).await;
+    let leader = front.handle.query(|core| core.replica.engine().role()).await;
     let mode = match leader {
         Ok(ballot_raft::Role::Leader) => "leader",
         Ok(_) => "follower",

@@ -22,6 +22,7 @@ use ballot_mvcc::{MemberChange, MemberRecord};
 use ballot_raft::{ConfChange, ConfChangeStep, ConfState, NodeId, Role};
 
 use crate::node::{member_record, members_context};
+use ballot_node::Engine;
 
 use super::{Action, SimReport, World, HEAL_DEADLINE_NS, JOINERS_MAX, MS};
 use crate::network::NetworkProfile;
@@ -59,6 +60,16 @@ impl World {
             choices.push(Fault::Transfer);
         }
         let Some(fault) = self.rng.pick(&choices).copied() else { return };
+        // Multi-Paxos runs a fixed membership and replaces leaders by elections only: those
+        // draws inject nothing, so the other faults come as often as in a Raft run (a long soak
+        // found seeds where, drawn instead, crashes and pauses left so few operations complete
+        // that the checker's search hit its limit on the unknown ones).
+        if matches!(fault, Fault::Membership | Fault::Transfer) && self.config.consensus != ballot_node::Consensus::Raft
+        {
+            let next = self.rng.range(50 * MS, 500 * MS);
+            self.schedule(next, Action::Nemesis);
+            return;
+        }
         match fault {
             Fault::Partition => self.partition(),
             Fault::Heal => {
@@ -186,15 +197,15 @@ impl World {
     pub(super) fn leader(&self) -> Option<NodeId> {
         self.nodes
             .values()
-            .filter_map(|node| node.raft().map(|raft| (node.id, raft.raft())))
-            .filter(|(_, raft)| raft.soft_state().role == Role::Leader)
-            .max_by_key(|(_, raft)| raft.term())
+            .filter_map(|node| node.engine().map(|engine| (node.id, engine)))
+            .filter(|(_, engine)| engine.role() == Role::Leader)
+            .max_by_key(|(_, engine)| engine.term())
             .map(|(id, _)| id)
     }
 
     fn change_membership(&mut self) {
         let Some(leader) = self.reachable_leader() else { return };
-        let conf = self.nodes[&leader].raft().expect("leader runs").raft().conf_state().clone();
+        let conf = self.nodes[&leader].engine().expect("leader runs").conf_state().clone();
         if conf.is_joint() {
             return;
         }
@@ -242,8 +253,8 @@ impl World {
         // The entry carries the member-table change, as the server's do: every member must
         // end with the table its configuration implies (checked at recovery).
         let change = ConfChange { steps: steps.clone(), context: members_context(table) };
-        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
-        let outcome = raft.propose_conf_change(change);
+        let engine = self.nodes.get_mut(&leader).and_then(|n| n.engine_mut()).expect("leader runs");
+        let outcome = engine.propose_conf_change(change);
         self.trace.record(self.now, format_args!("nemesis: {choice} {steps:?} via {leader}: {outcome:?}"));
         self.timeline.mark(self.now, format!("{choice} {steps:?} via {leader}: {outcome:?}"));
         self.drive(leader);
@@ -251,11 +262,11 @@ impl World {
 
     fn transfer_leadership(&mut self) {
         let Some(leader) = self.reachable_leader() else { return };
-        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
-        let voters: Vec<NodeId> = raft.raft().conf_state().voters.iter().copied().filter(|id| *id != leader).collect();
+        let engine = self.nodes.get_mut(&leader).and_then(|n| n.engine_mut()).expect("leader runs");
+        let voters: Vec<NodeId> = engine.conf_state().voters.iter().copied().filter(|id| *id != leader).collect();
         let Some(target) = self.rng.pick(&voters).copied() else { return };
-        let raft = self.nodes.get_mut(&leader).and_then(|n| n.raft_mut()).expect("leader runs");
-        let outcome = raft.transfer_leader(target);
+        let engine = self.nodes.get_mut(&leader).and_then(|n| n.engine_mut()).expect("leader runs");
+        let outcome = engine.transfer_leader(target);
         self.trace.record(self.now, format_args!("nemesis: transfer {leader} -> {target}: {outcome:?}"));
         self.timeline.mark(self.now, format!("transfer {leader} -> {target}: {outcome:?}"));
         self.drive(leader);
@@ -317,8 +328,18 @@ impl World {
     pub(super) fn node_states(&self) -> Vec<String> {
         self.nodes
             .values()
-            .map(|node| match node.raft() {
-                Some(raw) => {
+            .map(|node| match node.engine() {
+                Some(Engine::Paxos(paxos, _)) => format!(
+                    "state of node {}: {:?} promised {} leader {} last {} commit {} applied {}",
+                    node.id,
+                    paxos.soft_state().role,
+                    paxos.promised(),
+                    paxos.soft_state().leader,
+                    paxos.last_index(),
+                    paxos.commit(),
+                    paxos.applied()
+                ),
+                Some(Engine::Raft(raw)) => {
                     let raft = raw.raft();
                     let log = raft.log();
                     format!(
@@ -347,7 +368,7 @@ impl World {
         let alive = |id: &NodeId| self.nodes.get(id).is_some_and(|n| n.is_up());
         let mut described = Vec::new();
         for node in self.nodes.values().filter(|n| n.is_up()) {
-            let conf = node.raft().expect("running").raft().conf_state();
+            let conf = node.engine().expect("running").conf_state();
             let has_majority = |voters: &std::collections::BTreeSet<NodeId>| {
                 voters.is_empty() || voters.iter().filter(|id| alive(id)).count() * 2 > voters.len()
             };
@@ -375,16 +396,16 @@ impl World {
 
     fn recovered(&self) -> Result<(), String> {
         let leader = self.leader().ok_or("no leader")?;
-        let raft = self.nodes[&leader].raft().expect("leader runs").raft();
-        if !raft.conf_state().is_voter(leader) {
+        let engine = self.nodes[&leader].engine().expect("leader runs");
+        if !engine.conf_state().is_voter(leader) {
             return Err(format!("leader {leader} is not a voter"));
         }
         let waiting: Vec<u64> = self.clients.iter().filter(|c| !c.ok_after_heal).map(|c| c.id).collect();
         if !waiting.is_empty() {
             return Err(format!("clients {waiting:?} completed no operation"));
         }
-        let committed = raft.log().committed();
-        let lagging: Vec<NodeId> = raft
+        let committed = engine.committed();
+        let lagging: Vec<NodeId> = engine
             .conf_state()
             .members()
             .into_iter()
@@ -394,7 +415,7 @@ impl World {
             return Err(format!("members {lagging:?} have not applied index {committed}"));
         }
         // Every member's table is the one the configuration implies.
-        let conf = raft.conf_state();
+        let conf = engine.conf_state();
         if !conf.is_joint() {
             let mut expected: Vec<MemberRecord> = conf.voters.iter().map(|id| member_record(*id, false)).collect();
             expected.extend(conf.learners.iter().map(|id| member_record(*id, true)));
@@ -418,8 +439,10 @@ impl World {
 
     pub(super) fn check_logs(&mut self) {
         for node in self.nodes.values() {
-            if let Some(raft) = node.raft() {
-                self.invariants.check_log(node.id, raft.raft().log());
+            match node.engine() {
+                Some(Engine::Raft(raw)) => self.invariants.check_log(node.id, raw.raft().log()),
+                Some(Engine::Paxos(paxos, _)) => self.invariants.check_paxos_log(node.id, paxos),
+                None => {}
             }
         }
     }

@@ -77,13 +77,13 @@ fn a_member_restarted_from_a_disk_behind_its_join_is_not_taken_for_removed() {
     world
         .nodes
         .get_mut(&leader)
-        .and_then(|n| n.raft_mut())
+        .and_then(|n| n.engine_mut())
         .expect("runs")
         .propose_conf_change(change)
         .expect("accepted");
     world.drive(leader);
     world.run_for(2_000 * MS);
-    let committed = world.nodes[&leader].raft().expect("runs").raft().log().committed();
+    let committed = world.nodes[&leader].engine().expect("runs").committed();
     assert!(world.nodes[&4].applied() >= committed.saturating_sub(5), "the learner caught up");
     // It crashes, and its disk and store come back empty, as if nothing of the join was durable.
     let mut rng = ballot_raft::rng::Rng::new(9);
@@ -95,7 +95,7 @@ fn a_member_restarted_from_a_disk_behind_its_join_is_not_taken_for_removed() {
     world.run_for(3_000 * MS);
     let node = &world.nodes[&4];
     assert!(!node.removed && node.is_up(), "a member that was never removed keeps running");
-    assert!(node.raft().expect("runs").raft().conf_state().learners.contains(&4), "and learns its place again");
+    assert!(node.engine().expect("runs").conf_state().learners.contains(&4), "and learns its place again");
     world.assert_no_violations();
 }
 
@@ -104,7 +104,7 @@ fn the_nemesis_does_not_reconfigure_through_a_paused_leader() {
     let mut world = quiet(4);
     world.run_until(2_000 * MS);
     let leader = world.leader().expect("a leader");
-    assert_eq!(world.nodes[&leader].raft().unwrap().raft().soft_state().role, Role::Leader);
+    assert_eq!(world.nodes[&leader].engine().unwrap().role(), Role::Leader);
     world.pause(leader, 1_000 * MS);
     assert_eq!(world.reachable_leader(), None, "a paused leader takes no request");
 }
@@ -118,7 +118,7 @@ fn a_forwarded_proposal_in_flight_is_lost_when_its_receiver_restarts() {
     world.run_until(2_000 * MS);
     let leader = world.leader().expect("a leader");
     let follower = if leader == 1 { 2 } else { 1 };
-    let term = world.nodes[&leader].raft().unwrap().raft().term();
+    let term = world.nodes[&leader].engine().unwrap().term();
     let write = ballot_mvcc::Command::Put(ballot_mvcc::PutRequest {
         key: b"dup".to_vec(),
         value: b"1".to_vec(),
@@ -126,7 +126,7 @@ fn a_forwarded_proposal_in_flight_is_lost_when_its_receiver_restarts() {
     });
     let entries = vec![ballot_node::encode_proposal(777, &write)];
     let body = ballot_raft::MessageBody::Propose { entries };
-    world.send(ballot_raft::Message { from: follower, to: leader, term, body });
+    world.send(ballot_raft::Message { from: follower, to: leader, term, body }.into());
     let mut rng = ballot_raft::rng::Rng::new(9);
     world.nodes.get_mut(&leader).unwrap().crash(&mut rng);
     world.on_restart(leader);
