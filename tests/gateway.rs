@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{http, Cluster};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -23,39 +23,6 @@ fn b64(text: &str) -> String {
         }
     }
     out
-}
-
-/// One HTTP/1.1 exchange; the body of a chunked answer is its chunks joined.
-async fn http(address: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let auth = token.map(|token| format!("Authorization: {token}\r\n")).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("an answer").unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("headers");
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { unchunk(rest) } else { rest.to_string() };
-    let value = serde_json::from_str(body.trim()).unwrap_or(Value::String(body));
-    (status, value)
-}
-
-fn unchunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        body.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    body
 }
 
 async fn post(address: &str, path: &str, body: Value) -> (u16, Value) {

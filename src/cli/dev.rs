@@ -122,6 +122,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
     println!("      etcdctl --endpoints={} get hello", endpoints[0]);
     let zk_hosts: Vec<String> = (0..args.nodes).map(|i| format!("127.0.0.1:{}", zk_port(i))).collect();
     println!("      zkCli.sh -server {} ls /", zk_hosts.join(","));
+    println!("console: http://{}/ui (every member serves one)", endpoints[0]);
     println!("Ctrl-C stops the cluster.");
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::kv_client::KvClient;
 use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -327,4 +331,37 @@ pub fn put(key: &str, value: &str) -> pb::PutRequest {
 /// A single-key range request.
 pub fn get(key: &str) -> pb::RangeRequest {
     pb::RangeRequest { key: key.into(), ..Default::default() }
+}
+
+/// One HTTP/1.1 exchange; the body of a chunked answer is its chunks joined.
+pub async fn http(address: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let auth = token.map(|token| format!("Authorization: {token}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("an answer").unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("headers");
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { unchunk(rest) } else { rest.to_string() };
+    let value = serde_json::from_str(body.trim()).unwrap_or(Value::String(body));
+    (status, value)
+}
+
+pub fn unchunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
 }

@@ -316,6 +316,8 @@ pub struct Core {
     slow_turn_warnings: WarnLimiter,
     sync_queue: std_mpsc::Sender<SyncTask>,
     leader: NodeId,
+    /// The latest leader changes this member saw, oldest first (the console's timeline).
+    pub leader_history: std::collections::VecDeque<LeaderChange>,
     compactor: Compactor,
     /// When the pages in use were last counted for the quota.
     quota_walked_at: Option<(Instant, u64)>,
@@ -341,7 +343,26 @@ pub struct Core {
     clock_handover_at: Option<Instant>,
 }
 
+/// Leader changes a member remembers for the console.
+const LEADER_HISTORY_MAX: usize = 64;
+
+/// A leader change as this member saw it.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct LeaderChange {
+    /// Wall-clock time, ms since the epoch.
+    pub at_ms: u64,
+    /// The new leader (0: none known).
+    pub leader: NodeId,
+    /// The term (or Multi-Paxos ballot) then.
+    pub term: u64,
+}
+
 impl Core {
+    /// The backend quota, bytes (`--quota-backend-bytes`).
+    pub fn quota_bytes(&self) -> u64 {
+        self.settings.quota_bytes
+    }
+
     /// Term of the replica.
     pub fn term(&self) -> u64 {
         self.replica.engine().term()
@@ -813,6 +834,10 @@ impl Core {
             self.metrics.leader_changes.inc();
             tracing::info!(leader = format!("{leader:x}"), term = self.term(), role = ?role, "leader changed");
             self.leader = leader;
+            if self.leader_history.len() == LEADER_HISTORY_MAX {
+                self.leader_history.pop_front();
+            }
+            self.leader_history.push_back(LeaderChange { at_ms: wall_clock_ms(), leader, term: self.term() });
             // A read waiting for a ReadIndex answer may never get one from a deposed leader;
             // reads are safe to repeat, so send them back to be retried with the new leader.
             for (_, reply) in self.reads.drain() {
@@ -1187,6 +1212,7 @@ pub fn start(
         slow_turn_warnings: WarnLimiter::default(),
         sync_queue: sync_tx,
         leader: 0,
+        leader_history: std::collections::VecDeque::new(),
         compactor: Compactor::new(auto_compaction),
         quota_walked_at: None,
         last_heard: LastHeard::default(),

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod clock;
 pub mod codec;
 pub mod compactor;
+pub mod console;
 pub mod corrupt;
 pub mod driver;
 pub mod etcd_snapshot;

@@ -552,6 +552,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let router = routes
         .into_axum_router()
         .merge(crate::http::router(handle.clone()))
+        .merge(crate::console::router(handle.clone()))
         .merge(gateway)
         .fallback(api::gateway::fallback);
 

@@ -1,0 +1,344 @@
+//! The web console: `/ui` on every member's client port, same listener and TLS.
+//!
+//! The page (`console/page.html`: HTML, CSS and script in one file, built into the binary; no
+//! JavaScript toolchain and no library) shows the cluster and the keys, live:
+//! - **Cluster** comes from `/ui/cluster`, a server-sent event stream: this member asks every
+//!   member in its table for its status (etcd's `Maintenance.Status`, over the same channels
+//!   forwarded requests use) every half second and pushes the view whenever it changed (and
+//!   every ten seconds regardless, so a client sees the stream alive). `/ui/cluster.json` is
+//!   the same view once.
+//! - **Keys** go through the JSON gateway (`/v3/kv/range`, `/v3/watch`) from the page itself,
+//!   so they are read with the same checks as any client's request.
+//! - **Leases** come from `/ui/leases`, another event stream: every lease with its time to live
+//!   and keys, gathered each second through the Lease service (so with the caller's
+//!   credentials and checks) and pushed when it changed. Locks and elections are keys under
+//!   their name, read and watched through the gateway: the holder is the oldest key, its create
+//!   revision the fencing token.
+//! - **Metrics** come from `/ui/metrics`, a third event stream: once a second, this member's
+//!   own metrics (the ones `/metrics` serves, under etcd's names) turned into rates and mean
+//!   latencies over the last second.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use ballot_proto::etcdserverpb as pb;
+use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use serde::Serialize;
+
+use crate::api::caller::Caller;
+use crate::api::Handle;
+use crate::driver::LeaderChange;
+
+/// The page, built into the binary.
+const PAGE: &str = include_str!("console/page.html");
+
+/// How often the cluster view is gathered for a stream.
+const GATHER_EVERY: Duration = Duration::from_millis(500);
+
+/// A stream sends the view at least this often, changed or not.
+const RESEND_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the leases are gathered for a stream (their time to live is in whole seconds).
+const LEASES_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the metrics view gets a sample.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a member's status may take before the view shows it unreachable.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The console's routes.
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route("/ui", get(page))
+        .route("/ui/", get(page))
+        .route("/ui/cluster", get(cluster_stream))
+        .route("/ui/cluster.json", get(cluster_once))
+        .route("/ui/leases", get(lease_stream))
+        .route("/ui/metrics", get(metrics_stream))
+        .with_state(handle)
+}
+
+async fn page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)
+}
+
+/// One member as the view shows it.
+#[derive(Debug, Serialize, PartialEq)]
+struct MemberView {
+    id: String,
+    name: String,
+    client_url: String,
+    is_learner: bool,
+    /// It answered its status in time.
+    reachable: bool,
+    is_leader: bool,
+    term: u64,
+    commit: u64,
+    applied: u64,
+    revision: i64,
+    db_size: i64,
+    /// Alarms and other errors it reports.
+    errors: Vec<String>,
+}
+
+/// The cluster as this member sees it.
+#[derive(Debug, Serialize, PartialEq)]
+struct ClusterView {
+    /// The member serving the page.
+    member: String,
+    leader: String,
+    consensus: &'static str,
+    quota_bytes: u64,
+    members: Vec<MemberView>,
+    leader_changes: Vec<LeaderChangeView>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct LeaderChangeView {
+    at_ms: u64,
+    leader: String,
+    term: u64,
+}
+
+impl From<LeaderChange> for LeaderChangeView {
+    fn from(change: LeaderChange) -> Self {
+        LeaderChangeView { at_ms: change.at_ms, leader: format!("{:x}", change.leader), term: change.term }
+    }
+}
+
+/// Asks member `id` for its status (bounded by [`STATUS_TIMEOUT`]).
+async fn status_of(handle: &Handle, id: u64) -> Option<pb::StatusResponse> {
+    let channel = handle.leader_channel(&Caller::default(), id).ok()?;
+    let mut client = MaintenanceClient::new(channel);
+    let answer = tokio::time::timeout(STATUS_TIMEOUT, client.status(pb::StatusRequest {})).await;
+    Some(answer.ok()?.ok()?.into_inner())
+}
+
+async fn gather(handle: &Handle) -> Option<ClusterView> {
+    let (member, leader, consensus, quota_bytes, changes) = handle
+        .query(|core| {
+            let changes: Vec<LeaderChange> = core.leader_history.iter().copied().collect();
+            (core.id(), core.leader(), core.replica.engine().consensus_name(), core.quota_bytes(), changes)
+        })
+        .await
+        .ok()?;
+    let members = handle.members.list();
+    let asked: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let handle = handle.clone();
+            let id = m.id;
+            tokio::spawn(async move { status_of(&handle, id).await })
+        })
+        .collect();
+    let mut views = Vec::with_capacity(members.len());
+    for (member, asked) in members.into_iter().zip(asked) {
+        let status = asked.await.ok().flatten();
+        let header = status.as_ref().and_then(|s| s.header).unwrap_or_default();
+        views.push(MemberView {
+            id: format!("{:x}", member.id),
+            name: member.name.clone(),
+            client_url: member.client_urls.first().cloned().unwrap_or_default(),
+            is_learner: member.is_learner,
+            reachable: status.is_some(),
+            is_leader: status.as_ref().is_some_and(|s| s.leader == member.id),
+            term: status.as_ref().map_or(0, |s| s.raft_term),
+            commit: status.as_ref().map_or(0, |s| s.raft_index),
+            applied: status.as_ref().map_or(0, |s| s.raft_applied_index),
+            revision: header.revision,
+            db_size: status.as_ref().map_or(0, |s| s.db_size),
+            errors: status.map(|s| s.errors).unwrap_or_default(),
+        });
+    }
+    Some(ClusterView {
+        member: format!("{member:x}"),
+        leader: format!("{leader:x}"),
+        consensus,
+        quota_bytes,
+        members: views,
+        leader_changes: changes.into_iter().map(LeaderChangeView::from).collect(),
+    })
+}
+
+async fn cluster_once(State(handle): State<Handle>) -> impl IntoResponse {
+    Json(gather(&handle).await)
+}
+
+/// One lease as the view shows it.
+#[derive(Debug, Serialize, PartialEq)]
+struct LeaseView {
+    id: String,
+    ttl: i64,
+    granted_ttl: i64,
+    keys: Vec<String>,
+}
+
+/// Every lease, through the Lease service with the caller's credentials.
+async fn gather_leases(leases: &crate::api::lease::Lease, caller: &Caller) -> Result<Vec<LeaseView>, tonic::Status> {
+    let listed = leases.lease_leases(caller, pb::LeaseLeasesRequest {}).await?;
+    let mut views = Vec::new();
+    for lease in listed.leases {
+        let request = pb::LeaseTimeToLiveRequest { id: lease.id, keys: true };
+        let live = leases.lease_time_to_live(caller, request).await?;
+        if live.ttl < 0 {
+            continue; // revoked or expired meanwhile
+        }
+        let keys = live.keys.iter().map(|key| String::from_utf8_lossy(key).into_owned()).collect();
+        views.push(LeaseView { id: format!("{:x}", lease.id), ttl: live.ttl, granted_ttl: live.granted_ttl, keys });
+    }
+    Ok(views)
+}
+
+/// The leases as server-sent events (`event: leases`), pushed when they change; an `error`
+/// event (and the end) if the caller may not read them.
+async fn lease_stream(State(handle): State<Handle>, request: Request) -> impl IntoResponse {
+    let connection = request.extensions().get::<crate::listener::ClientConnInfo>();
+    let caller = Caller::of_http(request.headers(), connection, handle.client_cert_auth());
+    let leases = crate::api::lease::Lease { handle };
+    let events = crate::api::async_stream(move |tx| async move {
+        let mut last = None;
+        let mut sent_at = Instant::now();
+        loop {
+            let event = match gather_leases(&leases, &caller).await {
+                Ok(views) if Some(&views) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY => {
+                    let data = serde_json::to_string(&views).unwrap_or_default();
+                    last = Some(views);
+                    format!("event: leases\ndata: {data}\n\n")
+                }
+                Ok(_) => {
+                    tokio::time::sleep(LEASES_EVERY).await;
+                    continue;
+                }
+                Err(status) => {
+                    let data = serde_json::json!({ "message": status.message() });
+                    let _ = tx.send(Ok::<_, Infallible>(format!("event: error\ndata: {data}\n\n"))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+            sent_at = Instant::now();
+            tokio::time::sleep(LEASES_EVERY).await;
+        }
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+}
+
+/// The sum of every series of metric `name` in Prometheus's text format (0 if none).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The figures one second of the metrics view shows, from two readings of `/metrics`.
+#[derive(Debug, Serialize)]
+struct MetricsSample {
+    at_ms: u64,
+    writes_per_s: f64,
+    reads_per_s: f64,
+    /// Mean WAL fsync over the second, ms (0 if none).
+    fsync_ms: f64,
+    /// Mean time to apply a batch of entries, ms (0 if none).
+    apply_ms: f64,
+    proposals_pending: f64,
+    watchers: f64,
+}
+
+fn sample(before: &str, after: &str, seconds: f64) -> MetricsSample {
+    let delta = |name: &str| (metric(after, name) - metric(before, name)).max(0.0);
+    let rate = |names: &[&str]| names.iter().map(|name| delta(name)).sum::<f64>() / seconds.max(1e-3);
+    let mean_ms = |name: &str| {
+        let count = delta(&format!("{name}_count"));
+        if count > 0.0 {
+            1000.0 * delta(&format!("{name}_sum")) / count
+        } else {
+            0.0
+        }
+    };
+    MetricsSample {
+        at_ms: crate::driver::wall_clock_ms(),
+        writes_per_s: rate(&["etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_txn_total"]),
+        reads_per_s: rate(&["etcd_mvcc_range_total"]),
+        fsync_ms: mean_ms("etcd_disk_wal_fsync_duration_seconds"),
+        apply_ms: mean_ms("ballot_apply_seconds"),
+        proposals_pending: metric(after, "etcd_server_proposals_pending"),
+        watchers: metric(after, "etcd_debugging_mvcc_watcher_total"),
+    }
+}
+
+/// This member's metrics as server-sent events (`event: metrics`), one sample a second.
+async fn metrics_stream(State(handle): State<Handle>) -> impl IntoResponse {
+    let events = crate::api::async_stream(move |tx| async move {
+        let read = |handle: Handle| async move {
+            let _ = handle.query(|core| core.refresh_metrics()).await;
+            (Instant::now(), handle.metrics.render())
+        };
+        let mut before = read(handle.clone()).await;
+        loop {
+            tokio::time::sleep(METRICS_EVERY).await;
+            let after = read(handle.clone()).await;
+            let figures = sample(&before.1, &after.1, after.0.duration_since(before.0).as_secs_f64());
+            let data = serde_json::to_string(&figures).unwrap_or_default();
+            if tx.send(Ok::<_, Infallible>(format!("event: metrics\ndata: {data}\n\n"))).await.is_err() {
+                return;
+            }
+            before = after;
+        }
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+}
+
+/// The cluster view as server-sent events (`event: cluster`), pushed when it changes.
+async fn cluster_stream(State(handle): State<Handle>) -> impl IntoResponse {
+    let events = crate::api::async_stream(move |tx| async move {
+        let mut last: Option<ClusterView> = None;
+        let mut sent_at = Instant::now();
+        loop {
+            let view = gather(&handle).await;
+            if view.is_some() && (view != last || sent_at.elapsed() >= RESEND_EVERY) {
+                let data = serde_json::to_string(&view).unwrap_or_default();
+                if tx.send(Ok::<_, Infallible>(format!("event: cluster\ndata: {data}\n\n"))).await.is_err() {
+                    return;
+                }
+                sent_at = Instant::now();
+                last = view;
+            }
+            tokio::time::sleep(GATHER_EVERY).await;
+        }
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_rates_and_mean_latencies_over_the_interval() {
+        let before = "etcd_mvcc_put_total 10\netcd_mvcc_txn_total 2\netcd_mvcc_range_total 100\n\
+                      etcd_disk_wal_fsync_duration_seconds_sum 0.5\netcd_disk_wal_fsync_duration_seconds_count 100\n\
+                      ballot_apply_seconds_sum 1\nballot_apply_seconds_count 10\n";
+        let after =
+            "etcd_mvcc_put_total 30\netcd_mvcc_txn_total 2\netcd_mvcc_delete_total 4\netcd_mvcc_range_total 160\n\
+                     etcd_disk_wal_fsync_duration_seconds_sum 0.54\netcd_disk_wal_fsync_duration_seconds_count 110\n\
+                     ballot_apply_seconds_sum 1\nballot_apply_seconds_count 10\n\
+                     etcd_server_proposals_pending 3\netcd_debugging_mvcc_watcher_total{x=\"1\"} 5\n";
+        let figures = sample(before, after, 2.0);
+        assert_eq!(figures.writes_per_s, 12.0);
+        assert_eq!(figures.reads_per_s, 30.0);
+        assert!((figures.fsync_ms - 4.0).abs() < 1e-9, "{figures:?}");
+        assert_eq!(figures.apply_ms, 0.0, "no batch applied in the interval");
+        assert_eq!((figures.proposals_pending, figures.watchers), (3.0, 5.0));
+        assert_eq!(metric(after, "etcd_mvcc_put"), 0.0, "a name matches whole");
+    }
+}
