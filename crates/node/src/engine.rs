@@ -53,14 +53,6 @@ impl Consensus {
         }
         Err(format!("unknown consensus engine '{text}' (known: raft, paxos, paxos:Q1/Q2)"))
     }
-
-    /// The engine's name, without quorum sizes.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Consensus::Raft => "raft",
-            Consensus::Paxos { .. } => "paxos",
-        }
-    }
 }
 
 impl fmt::Display for Consensus {
@@ -297,22 +289,6 @@ impl Engine {
         }
     }
 
-    /// Raft's node, to drive what only Raft has; `None` under Multi-Paxos.
-    pub fn raw_raft_mut(&mut self) -> Option<&mut RawNode> {
-        match self {
-            Engine::Raft(node) => Some(node),
-            Engine::Paxos(..) => None,
-        }
-    }
-
-    /// The Multi-Paxos replica; `None` under Raft.
-    pub fn paxos(&self) -> Option<&multi::Replica> {
-        match self {
-            Engine::Raft(_) => None,
-            Engine::Paxos(replica, _) => Some(replica),
-        }
-    }
-
     /// Switches the chapter's bug into a Multi-Paxos engine: a new leader takes each slot's
     /// first reported value, not the highest ballot's (does nothing to Raft).
     #[cfg(feature = "fault-injection")]
@@ -463,14 +439,6 @@ impl Engine {
         match self {
             Engine::Raft(node) => node.raft().log().committed(),
             Engine::Paxos(replica, _) => replica.commit(),
-        }
-    }
-
-    /// The index of the last entry in the log.
-    pub fn last_index(&self) -> Index {
-        match self {
-            Engine::Raft(node) => node.raft().log().last_index(),
-            Engine::Paxos(replica, _) => replica.last_index(),
         }
     }
 

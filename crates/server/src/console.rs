@@ -69,6 +69,18 @@ async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)
 }
 
+/// A response of server-sent events.
+fn event_stream(
+    events: impl tokio_stream::Stream<Item = Result<String, Infallible>> + Send + 'static,
+) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+}
+
+/// One server-sent event of kind `kind` carrying `data` as JSON.
+fn event(kind: &str, data: &impl Serialize) -> Result<String, Infallible> {
+    Ok(format!("event: {kind}\ndata: {}\n\n", serde_json::to_string(data).unwrap_or_default()))
+}
+
 /// One member as the view shows it.
 #[derive(Debug, Serialize, PartialEq)]
 struct MemberView {
@@ -206,30 +218,29 @@ async fn lease_stream(State(handle): State<Handle>, request: Request) -> impl In
         let mut last = None;
         let mut sent_at = Instant::now();
         loop {
-            let event = match gather_leases(&leases, &caller).await {
+            let pushed = match gather_leases(&leases, &caller).await {
                 Ok(views) if Some(&views) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY => {
-                    let data = serde_json::to_string(&views).unwrap_or_default();
+                    let pushed = event("leases", &views);
                     last = Some(views);
-                    format!("event: leases\ndata: {data}\n\n")
+                    pushed
                 }
                 Ok(_) => {
                     tokio::time::sleep(LEASES_EVERY).await;
                     continue;
                 }
                 Err(status) => {
-                    let data = serde_json::json!({ "message": status.message() });
-                    let _ = tx.send(Ok::<_, Infallible>(format!("event: error\ndata: {data}\n\n"))).await;
+                    let _ = tx.send(event("error", &serde_json::json!({ "message": status.message() }))).await;
                     return;
                 }
             };
-            if tx.send(Ok(event)).await.is_err() {
+            if tx.send(pushed).await.is_err() {
                 return;
             }
             sent_at = Instant::now();
             tokio::time::sleep(LEASES_EVERY).await;
         }
     });
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+    event_stream(events)
 }
 
 /// The sum of every series of metric `name` in Prometheus's text format (0 if none).
@@ -288,14 +299,13 @@ async fn metrics_stream(State(handle): State<Handle>) -> impl IntoResponse {
             tokio::time::sleep(METRICS_EVERY).await;
             let after = read(handle.clone()).await;
             let figures = sample(&before.1, &after.1, after.0.duration_since(before.0).as_secs_f64());
-            let data = serde_json::to_string(&figures).unwrap_or_default();
-            if tx.send(Ok::<_, Infallible>(format!("event: metrics\ndata: {data}\n\n"))).await.is_err() {
+            if tx.send(event("metrics", &figures)).await.is_err() {
                 return;
             }
             before = after;
         }
     });
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+    event_stream(events)
 }
 
 /// The cluster view as server-sent events (`event: cluster`), pushed when it changes.
@@ -306,8 +316,7 @@ async fn cluster_stream(State(handle): State<Handle>) -> impl IntoResponse {
         loop {
             let view = gather(&handle).await;
             if view.is_some() && (view != last || sent_at.elapsed() >= RESEND_EVERY) {
-                let data = serde_json::to_string(&view).unwrap_or_default();
-                if tx.send(Ok::<_, Infallible>(format!("event: cluster\ndata: {data}\n\n"))).await.is_err() {
+                if tx.send(event("cluster", &view)).await.is_err() {
                     return;
                 }
                 sent_at = Instant::now();
@@ -316,7 +325,7 @@ async fn cluster_stream(State(handle): State<Handle>) -> impl IntoResponse {
             tokio::time::sleep(GATHER_EVERY).await;
         }
     });
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+    event_stream(events)
 }
 
 #[cfg(test)]
