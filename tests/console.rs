@@ -55,7 +55,17 @@ async fn every_member_serves_the_console_and_pushes_the_cluster_view_as_it_chang
     assert_eq!(status, 200);
     assert!(page.as_str().is_some_and(|html| html.contains("<title>ballot console</title>")));
 
-    let (status, view) = http(&address(&cluster, 1), "GET", "/ui/cluster.json", "", None).await;
+    // A member publishes its client URL through the log once it runs; until then the view
+    // cannot reach it. Wait (bounded) for all three.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, view) = loop {
+        let (status, view) = http(&address(&cluster, 1), "GET", "/ui/cluster.json", "", None).await;
+        let all = view["members"].as_array().is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["reachable"] == true));
+        if all || Instant::now() >= deadline {
+            break (status, view);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(status, 200);
     assert_eq!(view["members"].as_array().map(Vec::len), Some(3), "{view}");
     assert!(view["members"].as_array().unwrap().iter().all(|m| m["reachable"] == true), "{view}");
