@@ -151,6 +151,9 @@ pub struct ServeArgs {
     /// authenticates as that user passes every znode ACL.
     #[arg(long, env = "BALLOT_ZK_SUPER_DIGEST")]
     pub zk_super_digest: Option<String>,
+    /// The web console (/ui) changes nothing: no put, delete or operation, whoever asks.
+    #[arg(long, env = "BALLOT_UI_READ_ONLY")]
+    pub ui_read_only: bool,
 }
 
 impl ServeArgs {
@@ -212,6 +215,7 @@ impl ServeArgs {
         );
         config.client_cert_auth |= self.client_cert_auth;
         config.peer_client_cert_auth |= self.peer_client_cert_auth;
+        config.ui_read_only |= self.ui_read_only;
         if name_given && !data_dir_given && self.config_file.is_none() {
             config.data_dir = PathBuf::from(format!("{}.ballot", config.name));
         }

@@ -335,33 +335,42 @@ pub fn get(key: &str) -> pb::RangeRequest {
 
 /// One HTTP/1.1 exchange; the body of a chunked answer is its chunks joined.
 pub async fn http(address: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+    let headers: Vec<(&str, &str)> = token.map(|token| ("Authorization", token)).into_iter().collect();
+    let (status, raw) = http_raw(address, method, path, body, &headers).await;
+    let text = String::from_utf8_lossy(&raw);
+    let value = serde_json::from_str(text.trim()).unwrap_or(Value::String(text.into_owned()));
+    (status, value)
+}
+
+/// An HTTP/1.1 request with `headers`: the status and the body's bytes.
+pub async fn http_raw(address: &str, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let auth = token.map(|token| format!("Authorization: {token}\r\n")).unwrap_or_default();
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("an answer").unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("headers");
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw)).await.expect("an answer").unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { unchunk(rest) } else { rest.to_string() };
-    let value = serde_json::from_str(body.trim()).unwrap_or(Value::String(body));
-    (status, value)
+    let rest = &raw[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") { unchunk_bytes(rest) } else { rest.to_vec() };
+    (status, body)
 }
 
-pub fn unchunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
+/// The body of a chunked transfer, as bytes.
+fn unchunk_bytes(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < line_end + 2 + size {
             break;
         }
-        body.push_str(&after[..size]);
-        rest = &after[size + 2..];
+        body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[(line_end + 4 + size).min(rest.len())..];
     }
     body
 }

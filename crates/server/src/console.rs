@@ -17,6 +17,14 @@
 //! - **Metrics** come from `/ui/metrics`, a third event stream: once a second, this member's
 //!   own metrics (the ones `/metrics` serves, under etcd's names) turned into rates and mean
 //!   latencies over the last second.
+//! - **ZooKeeper** comes from `/ui/zk?path=…`, a fourth stream: one znode and the live sessions
+//!   (see [`zk`]).
+//! - **Operations** and put/delete go through `POST /ui/act/…`, guarded against read-only
+//!   mode, cross-site forgery and the caller's permissions (see [`actions`]); the page logs in
+//!   through the JSON gateway's `/v3/auth/authenticate` and sends the token as `Authorization`.
+
+mod actions;
+mod zk;
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -25,7 +33,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ballot_proto::etcdserverpb as pb;
 use ballot_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -33,7 +41,7 @@ use serde::Serialize;
 
 use crate::api::caller::Caller;
 use crate::api::Handle;
-use crate::driver::LeaderChange;
+use crate::driver::{LeaderChange, MembershipChange};
 
 /// The page, built into the binary.
 const PAGE: &str = include_str!("console/page.html");
@@ -41,8 +49,9 @@ const PAGE: &str = include_str!("console/page.html");
 /// How often the cluster view is gathered for a stream.
 const GATHER_EVERY: Duration = Duration::from_millis(500);
 
-/// A stream sends the view at least this often, changed or not.
-const RESEND_EVERY: Duration = Duration::from_secs(10);
+/// A stream sends the view at least this often, changed or not (round-trip times, which change
+/// at every gathering, do not count as a change, so they are this fresh).
+const RESEND_EVERY: Duration = Duration::from_secs(3);
 
 /// How often the leases are gathered for a stream (their time to live is in whole seconds).
 const LEASES_EVERY: Duration = Duration::from_secs(1);
@@ -53,8 +62,8 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// How long a member's status may take before the view shows it unreachable.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// The console's routes.
-pub fn router(handle: Handle) -> Router {
+/// The console's routes (`read_only`: `--ui-read-only`).
+pub fn router(handle: Handle, read_only: bool) -> Router {
     Router::new()
         .route("/ui", get(page))
         .route("/ui/", get(page))
@@ -62,11 +71,16 @@ pub fn router(handle: Handle) -> Router {
         .route("/ui/cluster.json", get(cluster_once))
         .route("/ui/leases", get(lease_stream))
         .route("/ui/metrics", get(metrics_stream))
-        .with_state(handle)
+        .route("/ui/zk", get(zk::stream))
+        .route("/ui/session", get(actions::session))
+        .route("/ui/act/{what}", post(actions::act))
+        .with_state(actions::Console::new(handle, read_only))
 }
 
+/// `no-store`: a page left for another is dropped, not kept in the browser's back-forward cache
+/// with its streams open (they count against the browser's six connections to this host).
 async fn page() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], PAGE)
 }
 
 /// A response of server-sent events.
@@ -82,7 +96,7 @@ fn event(kind: &str, data: &impl Serialize) -> Result<String, Infallible> {
 }
 
 /// One member as the view shows it.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct MemberView {
     id: String,
     name: String,
@@ -98,10 +112,12 @@ struct MemberView {
     db_size: i64,
     /// Alarms and other errors it reports.
     errors: Vec<String>,
+    /// How long its status took to come back to the serving member, in ms (0: unreachable).
+    rtt_ms: f64,
 }
 
 /// The cluster as this member sees it.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct ClusterView {
     /// The member serving the page.
     member: String,
@@ -110,9 +126,35 @@ struct ClusterView {
     quota_bytes: u64,
     members: Vec<MemberView>,
     leader_changes: Vec<LeaderChangeView>,
+    membership_changes: Vec<MembershipChangeView>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+impl ClusterView {
+    /// The view without what changes at every gathering (round-trip times), to tell whether
+    /// anything else changed.
+    fn settled(&self) -> ClusterView {
+        let mut view = self.clone();
+        view.members.iter_mut().for_each(|member| member.rtt_ms = 0.0);
+        view
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+struct MembershipChangeView {
+    at_ms: u64,
+    member: String,
+    name: String,
+    change: &'static str,
+}
+
+impl From<MembershipChange> for MembershipChangeView {
+    fn from(change: MembershipChange) -> Self {
+        let MembershipChange { at_ms, member, name, change } = change;
+        MembershipChangeView { at_ms, member: format!("{member:x}"), name, change }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct LeaderChangeView {
     at_ms: u64,
     leader: String,
@@ -125,19 +167,22 @@ impl From<LeaderChange> for LeaderChangeView {
     }
 }
 
-/// Asks member `id` for its status (bounded by [`STATUS_TIMEOUT`]).
-async fn status_of(handle: &Handle, id: u64) -> Option<pb::StatusResponse> {
+/// Asks member `id` for its status (bounded by [`STATUS_TIMEOUT`]), and how long it took.
+async fn status_of(handle: &Handle, id: u64) -> Option<(pb::StatusResponse, Duration)> {
     let channel = handle.leader_channel(&Caller::default(), id).ok()?;
     let mut client = MaintenanceClient::new(channel);
+    let asked = Instant::now();
     let answer = tokio::time::timeout(STATUS_TIMEOUT, client.status(pb::StatusRequest {})).await;
-    Some(answer.ok()?.ok()?.into_inner())
+    Some((answer.ok()?.ok()?.into_inner(), asked.elapsed()))
 }
 
 async fn gather(handle: &Handle) -> Option<ClusterView> {
-    let (member, leader, consensus, quota_bytes, changes) = handle
+    let (member, leader, consensus, quota_bytes, changes, membership) = handle
         .query(|core| {
             let changes: Vec<LeaderChange> = core.leader_history.iter().copied().collect();
-            (core.id(), core.leader(), core.replica.engine().consensus_name(), core.quota_bytes(), changes)
+            let membership: Vec<MembershipChange> = core.membership_history.iter().cloned().collect();
+            let engine = core.replica.engine().consensus_name();
+            (core.id(), core.leader(), engine, core.quota_bytes(), changes, membership)
         })
         .await
         .ok()?;
@@ -152,7 +197,7 @@ async fn gather(handle: &Handle) -> Option<ClusterView> {
         .collect();
     let mut views = Vec::with_capacity(members.len());
     for (member, asked) in members.into_iter().zip(asked) {
-        let status = asked.await.ok().flatten();
+        let (status, rtt) = asked.await.ok().flatten().unzip();
         let header = status.as_ref().and_then(|s| s.header).unwrap_or_default();
         views.push(MemberView {
             id: format!("{:x}", member.id),
@@ -167,6 +212,7 @@ async fn gather(handle: &Handle) -> Option<ClusterView> {
             revision: header.revision,
             db_size: status.as_ref().map_or(0, |s| s.db_size),
             errors: status.map(|s| s.errors).unwrap_or_default(),
+            rtt_ms: rtt.map_or(0.0, |rtt| (rtt.as_secs_f64() * 10_000.0).round() / 10.0),
         });
     }
     Some(ClusterView {
@@ -176,6 +222,7 @@ async fn gather(handle: &Handle) -> Option<ClusterView> {
         quota_bytes,
         members: views,
         leader_changes: changes.into_iter().map(LeaderChangeView::from).collect(),
+        membership_changes: membership.into_iter().map(MembershipChangeView::from).collect(),
     })
 }
 
@@ -314,13 +361,15 @@ async fn cluster_stream(State(handle): State<Handle>) -> impl IntoResponse {
         let mut last: Option<ClusterView> = None;
         let mut sent_at = Instant::now();
         loop {
-            let view = gather(&handle).await;
-            if view.is_some() && (view != last || sent_at.elapsed() >= RESEND_EVERY) {
-                if tx.send(event("cluster", &view)).await.is_err() {
-                    return;
+            let view = gather(&handle).await.map(|view| (view.settled(), view));
+            if let Some((settled, view)) = view {
+                if Some(&settled) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY {
+                    if tx.send(event("cluster", &view)).await.is_err() {
+                        return;
+                    }
+                    sent_at = Instant::now();
+                    last = Some(settled);
                 }
-                sent_at = Instant::now();
-                last = view;
             }
             tokio::time::sleep(GATHER_EVERY).await;
         }

@@ -318,6 +318,8 @@ pub struct Core {
     leader: NodeId,
     /// The latest leader changes this member saw, oldest first (the console's timeline).
     pub leader_history: std::collections::VecDeque<LeaderChange>,
+    /// The latest membership changes this member applied, oldest first (the console's timeline).
+    pub membership_history: std::collections::VecDeque<MembershipChange>,
     compactor: Compactor,
     /// When the pages in use were last counted for the quota.
     quota_walked_at: Option<(Instant, u64)>,
@@ -343,8 +345,43 @@ pub struct Core {
     clock_handover_at: Option<Instant>,
 }
 
-/// Leader changes a member remembers for the console.
+/// Leader changes (and, apart, membership changes) a member remembers for the console.
 const LEADER_HISTORY_MAX: usize = 64;
+
+/// A change to the member table as this member applied it.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// Wall-clock time this member applied it, ms since the epoch.
+    pub at_ms: u64,
+    /// The member changed.
+    pub member: NodeId,
+    /// Its name (empty until it published one).
+    pub name: String,
+    /// `added as a learner`, `added as a voter`, `promoted` or `removed`.
+    pub change: &'static str,
+}
+
+/// What changed between two member tables.
+pub fn membership_changes(
+    before: &[crate::members::Member],
+    after: &[crate::members::Member],
+) -> Vec<(NodeId, String, &'static str)> {
+    let mut changes = Vec::new();
+    for member in after {
+        match before.iter().find(|old| old.id == member.id) {
+            None if member.is_learner => changes.push((member.id, member.name.clone(), "added as a learner")),
+            None => changes.push((member.id, member.name.clone(), "added as a voter")),
+            Some(old) if old.is_learner && !member.is_learner => {
+                changes.push((member.id, member.name.clone(), "promoted"))
+            }
+            Some(_) => {}
+        }
+    }
+    for old in before.iter().filter(|old| after.iter().all(|member| member.id != old.id)) {
+        changes.push((old.id, old.name.clone(), "removed"));
+    }
+    changes
+}
 
 /// A leader change as this member saw it.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -406,6 +443,14 @@ impl Core {
         let in_conf = |id: &NodeId| conf.is_voter(*id) || conf.learners.contains(id) || conf.learners_next.contains(id);
         let departing: Vec<NodeId> = removed.iter().copied().filter(in_conf).collect();
         let gone: Vec<NodeId> = removed.iter().copied().filter(|id| !in_conf(id)).collect();
+        let before = self.settings.members.list();
+        let now = wall_clock_ms();
+        for (member, name, change) in membership_changes(&before, &records) {
+            if self.membership_history.len() == LEADER_HISTORY_MAX {
+                self.membership_history.pop_front();
+            }
+            self.membership_history.push_back(MembershipChange { at_ms: now, member, name, change });
+        }
         self.settings.members.replace(records, gone.clone(), &departing);
         if gone.contains(&self.settings.id) {
             self.on_removed();
@@ -1213,6 +1258,7 @@ pub fn start(
         sync_queue: sync_tx,
         leader: 0,
         leader_history: std::collections::VecDeque::new(),
+        membership_history: std::collections::VecDeque::new(),
         compactor: Compactor::new(auto_compaction),
         quota_walked_at: None,
         last_heard: LastHeard::default(),
@@ -1369,6 +1415,29 @@ fn run(mut core: Core, inbox: std_mpsc::Receiver<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_table_names_each_member_added_promoted_or_removed() {
+        let member = |id: u64, is_learner: bool| crate::members::Member {
+            id,
+            name: format!("m{id}"),
+            is_learner,
+            ..Default::default()
+        };
+        let before = [member(1, false), member(2, true), member(3, false)];
+        let after = [member(1, false), member(2, false), member(4, true), member(5, false)];
+        let changes = membership_changes(&before, &after);
+        assert_eq!(
+            changes,
+            [
+                (2, "m2".to_string(), "promoted"),
+                (4, "m4".to_string(), "added as a learner"),
+                (5, "m5".to_string(), "added as a voter"),
+                (3, "m3".to_string(), "removed"),
+            ]
+        );
+        assert!(membership_changes(&after, &after).is_empty(), "an unchanged table is no change");
+    }
 
     #[test]
     fn warnings_are_held_back_to_one_a_second_and_counted() {

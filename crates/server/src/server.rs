@@ -108,6 +108,8 @@ pub struct ServerConfig {
     /// ZooKeeper's `superDigest` (`super:<base64 sha1>`): who authenticates with its password
     /// passes every znode ACL.
     pub zk_super_digest: Option<String>,
+    /// The web console changes nothing, whoever asks (`--ui-read-only`).
+    pub ui_read_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -150,6 +152,7 @@ impl Default for ServerConfig {
             peer_client_cert_auth: false,
             listen_zk_urls: String::new(),
             zk_super_digest: None,
+            ui_read_only: false,
         }
     }
 }
@@ -552,7 +555,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let router = routes
         .into_axum_router()
         .merge(crate::http::router(handle.clone()))
-        .merge(crate::console::router(handle.clone()))
+        .merge(crate::console::router(handle.clone(), config.ui_read_only))
         .merge(gateway)
         .fallback(api::gateway::fallback);
 

@@ -249,7 +249,7 @@ pub fn http_status(code: Code) -> StatusCode {
 }
 
 /// etcd's gateway error body: `{"error": message, "message": message, "code": code}`.
-fn error_response(status: &Status) -> Response {
+pub fn error_response(status: &Status) -> Response {
     let body = ErrorBody { error: status.message(), message: status.message(), code: status.code() as i32 };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     (http_status(status.code()), [(header::CONTENT_TYPE, "application/json")], json).into_response()
