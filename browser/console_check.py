@@ -40,9 +40,11 @@ def free_ports(n):
 
 class Cluster:
     def __init__(self, ballot, work):
-        ports = free_ports(7)
-        # The third member serves ZooKeeper's protocol too (the view reads the tree from any).
+        ports = free_ports(11)
+        # The third member serves ZooKeeper's protocol too (the view reads the tree from any),
+        # and shows the fleet of the first of two gossip agents.
         self.zk = f"127.0.0.1:{ports[6]}"
+        self.agents = [(f"127.0.0.1:{ports[7 + 2 * i]}", f"127.0.0.1:{ports[8 + 2 * i]}") for i in range(2)]
         self.clients = [f"http://127.0.0.1:{ports[2 * i]}" for i in range(3)]
         peers = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(3)]
         initial = ",".join(f"c{i + 1}={peers[i]}" for i in range(3))
@@ -54,8 +56,18 @@ class Cluster:
                  "--listen-client-urls", self.clients[i], "--advertise-client-urls", self.clients[i],
                  "--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
                  "--initial-cluster", initial, "--heartbeat-interval", "50", "--election-timeout", "500"]
-                + (["--listen-zk-urls", self.zk] if i == 2 else []),
+                + (["--listen-zk-urls", self.zk, "--ui-agent", self.agents[0][1]] if i == 2 else []),
                 stdout=log, stderr=subprocess.STDOUT))
+
+    def start_agents(self, ballot, work):
+        """Two gossip agents, the second joining through the first."""
+        self.agent_processes = []
+        for i, (gossip, rpc) in enumerate(self.agents):
+            join = ["--join", self.agents[0][0]] if i else []
+            log = open(work / f"agent{i + 1}.log", "w")
+            self.agent_processes.append(subprocess.Popen(
+                [ballot, "agent", "--node", f"agent{i + 1}", "--bind", gossip, "--rpc-addr", rpc,
+                 "--tag", f"role={'db' if i == 0 else 'web'}", *join], stdout=log, stderr=subprocess.STDOUT))
 
     def endpoints(self):
         return ",".join(url.removeprefix("http://") for i, url in enumerate(self.clients) if self.processes[i])
@@ -78,7 +90,7 @@ class Cluster:
         self.processes[i] = None
 
     def stop(self):
-        for process in self.processes:
+        for process in self.processes + getattr(self, "agent_processes", []):
             if process:
                 process.kill()
                 process.wait()
@@ -171,6 +183,7 @@ def main():
     artifacts.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ballot-console-"))
     cluster = Cluster(ballot, work)
+    cluster.start_agents(ballot, work)
     driver = browser()
     try:
         driver.set_window_size(1280, 800)
@@ -335,6 +348,17 @@ def main():
             print("console: zkCli.sh's nodes, session and ephemeral node shown, and gone with the session")
         finally:
             zkcli.kill()
+
+        # Gossip agents: the fleet of the agent beside the member; a killed agent goes suspect,
+        # then failed.
+        driver.get(cluster.clients[2] + "/ui#agents")
+        status = lambda name: text(driver, f'#agents tr.agent[data-name="{name}"] .status')
+        wait("two agents alive", lambda: status("agent1") == "alive" and status("agent2") == "alive", within=30)
+        screenshots(driver, artifacts, "agents")
+        killed = time.time()
+        cluster.agent_processes[1].kill()
+        wait("the killed agent suspected", lambda: status("agent2") in ("suspect", "failed"), within=30)
+        print(f"console: a killed agent shown {status('agent2')} {time.time() - killed:.1f} s after its kill -9")
 
         # Authentication on: a reader logs in and sees keys, no operations and no edit buttons.
         for command in (["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"],

@@ -232,5 +232,10 @@ async fn a_read_only_console_refuses_every_action() {
     assert_eq!(value_of(&at, "k").await, None);
     // Reading goes on.
     assert_eq!(http(&at, "GET", "/ui/cluster.json", "", None).await.0, 200);
+    // A bad znode path ends the ZooKeeper view's stream with the reason.
+    let (status, raw) = http_raw(&at, "GET", "/ui/zk?path=no-slash", "", &[]).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("event: error") && text.contains("not a znode path"), "{text}");
     cluster.kill(0);
 }

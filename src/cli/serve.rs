@@ -154,6 +154,10 @@ pub struct ServeArgs {
     /// The web console (/ui) changes nothing: no put, delete or operation, whoever asks.
     #[arg(long, env = "BALLOT_UI_READ_ONLY")]
     pub ui_read_only: bool,
+    /// The control endpoint of a `ballot agent` beside this member (its --rpc-addr, e.g.
+    /// 127.0.0.1:7373): the console's Agents view shows that agent's gossip fleet.
+    #[arg(long, env = "BALLOT_UI_AGENT")]
+    pub ui_agent: Option<String>,
 }
 
 impl ServeArgs {
@@ -211,7 +215,8 @@ impl ServeArgs {
             peer_cert_file,
             peer_key_file,
             peer_trusted_ca_file,
-            zk_super_digest
+            zk_super_digest,
+            ui_agent
         );
         config.client_cert_auth |= self.client_cert_auth;
         config.peer_client_cert_auth |= self.peer_client_cert_auth;

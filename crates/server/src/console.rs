@@ -19,11 +19,14 @@
 //!   latencies over the last second.
 //! - **ZooKeeper** comes from `/ui/zk?path=…`, a fourth stream: one znode and the live sessions
 //!   (see [`zk`]).
+//! - **Agents** comes from `/ui/agents`, a fifth stream: the gossip fleet as the `ballot agent`
+//!   beside this member knows it (see [`agents`]).
 //! - **Operations** and put/delete go through `POST /ui/act/…`, guarded against read-only
 //!   mode, cross-site forgery and the caller's permissions (see [`actions`]); the page logs in
 //!   through the JSON gateway's `/v3/auth/authenticate` and sends the token as `Authorization`.
 
 mod actions;
+mod agents;
 mod zk;
 
 use std::convert::Infallible;
@@ -62,8 +65,8 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// How long a member's status may take before the view shows it unreachable.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// The console's routes (`read_only`: `--ui-read-only`).
-pub fn router(handle: Handle, read_only: bool) -> Router {
+/// The console's routes (`read_only`: `--ui-read-only`; `agent`: `--ui-agent`).
+pub fn router(handle: Handle, read_only: bool, agent: Option<String>) -> Router {
     Router::new()
         .route("/ui", get(page))
         .route("/ui/", get(page))
@@ -72,9 +75,10 @@ pub fn router(handle: Handle, read_only: bool) -> Router {
         .route("/ui/leases", get(lease_stream))
         .route("/ui/metrics", get(metrics_stream))
         .route("/ui/zk", get(zk::stream))
+        .route("/ui/agents", get(agents::stream))
         .route("/ui/session", get(actions::session))
         .route("/ui/act/{what}", post(actions::act))
-        .with_state(actions::Console::new(handle, read_only))
+        .with_state(actions::Console::new(handle, read_only, agent))
 }
 
 /// `no-store`: a page left for another is dropped, not kept in the browser's back-forward cache

@@ -110,6 +110,9 @@ pub struct ServerConfig {
     pub zk_super_digest: Option<String>,
     /// The web console changes nothing, whoever asks (`--ui-read-only`).
     pub ui_read_only: bool,
+    /// The control endpoint of the `ballot agent` whose gossip fleet the console shows
+    /// (`--ui-agent`).
+    pub ui_agent: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +156,7 @@ impl Default for ServerConfig {
             listen_zk_urls: String::new(),
             zk_super_digest: None,
             ui_read_only: false,
+            ui_agent: None,
         }
     }
 }
@@ -555,7 +559,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let router = routes
         .into_axum_router()
         .merge(crate::http::router(handle.clone()))
-        .merge(crate::console::router(handle.clone(), config.ui_read_only))
+        .merge(crate::console::router(handle.clone(), config.ui_read_only, config.ui_agent.clone()))
         .merge(gateway)
         .fallback(api::gateway::fallback);
 

@@ -50,6 +50,8 @@ pub struct Console {
     pub secret: Arc<str>,
     /// `--ui-read-only`.
     pub read_only: bool,
+    /// `--ui-agent`: the control endpoint of the `ballot agent` whose fleet the console shows.
+    pub agent: Option<String>,
 }
 
 impl axum::extract::FromRef<Console> for Handle {
@@ -60,14 +62,14 @@ impl axum::extract::FromRef<Console> for Handle {
 
 impl Console {
     /// The console of `handle`, with a fresh session token.
-    pub fn new(handle: Handle, read_only: bool) -> Console {
+    pub fn new(handle: Handle, read_only: bool, agent: Option<String>) -> Console {
         let mut bytes = [0u8; 24];
         // Without the OS's randomness there is no token to trust: no action then passes.
         let secret = match getrandom::fill(&mut bytes) {
             Ok(()) => bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>(),
             Err(_) => String::new(),
         };
-        Console { handle, secret: secret.into(), read_only }
+        Console { handle, secret: secret.into(), read_only, agent }
     }
 
     /// Refuses a request that must not act (see the module's docs), with the reason.
