@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod atomic_commit;
 pub mod client;
 pub mod config;
 pub mod invariants;
