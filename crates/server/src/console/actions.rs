@@ -73,7 +73,7 @@ impl Console {
     }
 
     /// Refuses a request that must not act (see the module's docs), with the reason.
-    fn guard(&self, headers: &HeaderMap) -> Result<(), Status> {
+    fn guard(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), Status> {
         if self.read_only {
             return Err(Status::permission_denied("the console is read-only on this member (--ui-read-only)"));
         }
@@ -88,14 +88,21 @@ impl Console {
             return Err(Status::permission_denied("refused: a cross-site request"));
         }
         if let Some(origin) = text(header::ORIGIN.as_str()) {
-            let host = text(header::HOST.as_str()).unwrap_or_default();
-            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            if origin_host != host {
+            // HTTP/1.1 names the host in `Host`; HTTP/2 (a browser over TLS) in `:authority`,
+            // which arrives as the URI's authority.
+            let host = text(header::HOST.as_str()).or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or_default();
+            if !same_origin(origin, host) {
                 return Err(Status::permission_denied(format!("refused: a request from another origin ({origin})")));
             }
         }
         Ok(())
     }
+}
+
+/// True if a browser's `Origin` (`scheme://host[:port]`) names `host` (`host[:port]`).
+fn same_origin(origin: &str, host: &str) -> bool {
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
 
 /// Compares without stopping at the first difference (the token is a secret).
@@ -208,7 +215,7 @@ fn member_id(hex: &str) -> Result<u64, Status> {
 /// `POST /ui/act/{what}`: one action, guarded (see the module's docs); the answer is JSON, an
 /// error in the JSON gateway's shape and HTTP status.
 pub async fn act(State(console): State<Console>, Path(what): Path<String>, request: Request) -> Response {
-    if let Err(refused) = console.guard(request.headers()) {
+    if let Err(refused) = console.guard(request.headers(), request.uri()) {
         return error_response(&refused);
     }
     let handle = console.handle.clone();
@@ -325,6 +332,15 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(!constant_time_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn an_origin_must_name_the_host_the_request_was_sent_to() {
+        assert!(same_origin("http://127.0.0.1:2379", "127.0.0.1:2379"));
+        assert!(same_origin("https://Console.Example:443", "console.example:443"));
+        assert!(!same_origin("http://127.0.0.1:2380", "127.0.0.1:2379"));
+        assert!(!same_origin("http://evil.example", "127.0.0.1:2379"));
+        assert!(!same_origin("null", ""), "no host known: refused");
     }
 
     #[test]
