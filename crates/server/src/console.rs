@@ -5,7 +5,7 @@
 //! - **Cluster** comes from `/ui/cluster`, a server-sent event stream: this member asks every
 //!   member in its table for its status (etcd's `Maintenance.Status`, over the same channels
 //!   forwarded requests use) every half second and pushes the view whenever it changed (and
-//!   every ten seconds regardless, so a client sees the stream alive). `/ui/cluster.json` is
+//!   every three seconds regardless, so a client sees the stream alive). `/ui/cluster.json` is
 //!   the same view once.
 //! - **Keys** go through the JSON gateway (`/v3/kv/range`, `/v3/watch`) from the page itself,
 //!   so they are read with the same checks as any client's request.
@@ -92,6 +92,48 @@ fn event_stream(
     events: impl tokio_stream::Stream<Item = Result<String, Infallible>> + Send + 'static,
 ) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+}
+
+/// Server-sent events of kind `kind`: what `gather` reads every `every`, sent when its
+/// `settled` form changed since the last one sent, and at least every [`RESEND_EVERY`]
+/// (`Ok(None)`: nothing read this time). A gathering that fails sends its reason as an `error`
+/// event and ends the stream.
+fn changes_stream<T, F, Fut>(
+    kind: &'static str,
+    every: Duration,
+    settled: fn(&T) -> T,
+    mut gather: F,
+) -> impl IntoResponse
+where
+    T: Serialize + PartialEq + Send + 'static,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Option<T>, tonic::Status>> + Send,
+{
+    let events = crate::api::async_stream(move |tx| async move {
+        let mut last: Option<T> = None;
+        let mut sent_at = Instant::now();
+        loop {
+            match gather().await {
+                Ok(Some(view)) => {
+                    let key = settled(&view);
+                    if Some(&key) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY {
+                        if tx.send(event(kind, &view)).await.is_err() {
+                            return;
+                        }
+                        sent_at = Instant::now();
+                        last = Some(key);
+                    }
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    let _ = tx.send(event("error", &serde_json::json!({ "message": status.message() }))).await;
+                    return;
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    event_stream(events)
 }
 
 /// One server-sent event of kind `kind` carrying `data` as JSON.
@@ -235,7 +277,7 @@ async fn cluster_once(State(handle): State<Handle>) -> impl IntoResponse {
 }
 
 /// One lease as the view shows it.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct LeaseView {
     id: String,
     ttl: i64,
@@ -262,36 +304,11 @@ async fn gather_leases(leases: &crate::api::lease::Lease, caller: &Caller) -> Re
 /// The leases as server-sent events (`event: leases`), pushed when they change; an `error`
 /// event (and the end) if the caller may not read them.
 async fn lease_stream(State(handle): State<Handle>, request: Request) -> impl IntoResponse {
-    let connection = request.extensions().get::<crate::listener::ClientConnInfo>();
-    let caller = Caller::of_http(request.headers(), connection, handle.client_cert_auth());
-    let leases = crate::api::lease::Lease { handle };
-    let events = crate::api::async_stream(move |tx| async move {
-        let mut last = None;
-        let mut sent_at = Instant::now();
-        loop {
-            let pushed = match gather_leases(&leases, &caller).await {
-                Ok(views) if Some(&views) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY => {
-                    let pushed = event("leases", &views);
-                    last = Some(views);
-                    pushed
-                }
-                Ok(_) => {
-                    tokio::time::sleep(LEASES_EVERY).await;
-                    continue;
-                }
-                Err(status) => {
-                    let _ = tx.send(event("error", &serde_json::json!({ "message": status.message() }))).await;
-                    return;
-                }
-            };
-            if tx.send(pushed).await.is_err() {
-                return;
-            }
-            sent_at = Instant::now();
-            tokio::time::sleep(LEASES_EVERY).await;
-        }
-    });
-    event_stream(events)
+    let caller = actions::caller_of(&handle, &request);
+    changes_stream("leases", LEASES_EVERY, Vec::clone, move || {
+        let (leases, caller) = (crate::api::lease::Lease { handle: handle.clone() }, caller.clone());
+        async move { gather_leases(&leases, &caller).await.map(Some) }
+    })
 }
 
 /// The sum of every series of metric `name` in Prometheus's text format (0 if none).
@@ -361,24 +378,10 @@ async fn metrics_stream(State(handle): State<Handle>) -> impl IntoResponse {
 
 /// The cluster view as server-sent events (`event: cluster`), pushed when it changes.
 async fn cluster_stream(State(handle): State<Handle>) -> impl IntoResponse {
-    let events = crate::api::async_stream(move |tx| async move {
-        let mut last: Option<ClusterView> = None;
-        let mut sent_at = Instant::now();
-        loop {
-            let view = gather(&handle).await.map(|view| (view.settled(), view));
-            if let Some((settled, view)) = view {
-                if Some(&settled) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY {
-                    if tx.send(event("cluster", &view)).await.is_err() {
-                        return;
-                    }
-                    sent_at = Instant::now();
-                    last = Some(settled);
-                }
-            }
-            tokio::time::sleep(GATHER_EVERY).await;
-        }
-    });
-    event_stream(events)
+    changes_stream("cluster", GATHER_EVERY, ClusterView::settled, move || {
+        let handle = handle.clone();
+        async move { Ok(gather(&handle).await) }
+    })
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn caller_of(handle: &Handle, request: &Request) -> Caller {
+/// Who sent `request` (its token or client certificate).
+pub(super) fn caller_of(handle: &Handle, request: &Request) -> Caller {
     let connection = request.extensions().get::<crate::listener::ClientConnInfo>();
     Caller::of_http(request.headers(), connection, handle.client_cert_auth())
 }

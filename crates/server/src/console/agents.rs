@@ -6,7 +6,8 @@
 //! (`--ui-agent 127.0.0.1:7373`, the agent's `--rpc-addr`). `GET /ui/agents` is a stream of
 //! server-sent events (`event: agents`): once a second the member sends the agent its
 //! `members` command (one JSON line over TCP, as `ballot agent members` does) and pushes the
-//! answer when it changed; φ and the time in a state change at every sample.
+//! answer when it changed (φ and the time in a state change at every sample), and at least
+//! every few seconds.
 
 use std::time::Duration;
 
@@ -17,8 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::actions::Console;
-use super::{event, event_stream};
-use crate::api::caller::Caller;
+use super::changes_stream;
 
 /// How often the agent is asked.
 const ASK_EVERY: Duration = Duration::from_secs(1);
@@ -27,7 +27,7 @@ const ASK_EVERY: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// What one push carries.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct AgentsView {
     /// The agent's control endpoint (empty: none given to this member).
     agent: String,
@@ -59,35 +59,19 @@ async fn ask(address: &str) -> Result<serde_json::Value, String> {
 /// caller may not see it (with authentication on, any user may).
 pub async fn stream(State(console): State<Console>, request: Request) -> impl IntoResponse {
     let handle = console.handle.clone();
-    let connection = request.extensions().get::<crate::listener::ClientConnInfo>();
-    let caller = Caller::of_http(request.headers(), connection, handle.client_cert_auth());
+    let caller = super::actions::caller_of(&handle, &request);
     let agent = console.agent.clone();
-    let events = crate::api::async_stream(move |tx| async move {
-        let allowed = match handle.identity(&caller).await {
-            Ok(identity) => handle.check_user(&identity),
-            Err(status) => Err(status),
-        };
-        if let Err(status) = allowed {
-            let _ = tx.send(event("error", &serde_json::json!({ "message": status.message() }))).await;
-            return;
-        }
-        let mut last = None;
-        loop {
-            let view = match agent.as_deref() {
+    changes_stream("agents", ASK_EVERY, AgentsView::clone, move || {
+        let (handle, caller, agent) = (handle.clone(), caller.clone(), agent.clone());
+        async move {
+            handle.check_user(&handle.identity(&caller).await?)?;
+            Ok(Some(match agent.as_deref() {
                 None => AgentsView { agent: String::new(), error: None, fleet: None },
                 Some(address) => match ask(address).await {
                     Ok(fleet) => AgentsView { agent: address.to_string(), error: None, fleet: Some(fleet) },
                     Err(error) => AgentsView { agent: address.to_string(), error: Some(error), fleet: None },
                 },
-            };
-            if Some(&view) != last.as_ref() {
-                if tx.send(event("agents", &view)).await.is_err() {
-                    return;
-                }
-                last = Some(view);
-            }
-            tokio::time::sleep(ASK_EVERY).await;
+            }))
         }
-    });
-    event_stream(events)
+    })
 }

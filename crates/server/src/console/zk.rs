@@ -7,8 +7,6 @@
 //! identity: a node's data and children show only if its ACL lets anyone read it (as
 //! `world:anyone` would), and with authentication on the caller must be a user.
 
-use std::time::Instant;
-
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use ballot_mvcc::zk::{path_of, ZK_META};
@@ -20,12 +18,12 @@ use ballot_zk::tree::validate_path;
 use serde::Serialize;
 use tonic::Status;
 
-use super::{event, event_stream, LEASES_EVERY, RESEND_EVERY};
+use super::{changes_stream, LEASES_EVERY};
 use crate::api::caller::Caller;
 use crate::api::Handle;
 
 /// A znode as the view shows it.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct NodeView {
     /// Its data in hex (absent: null data, or not readable).
     data: Option<String>,
@@ -44,7 +42,7 @@ struct NodeView {
 }
 
 /// A session as the view shows it.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct SessionView {
     id: String,
     ttl: i64,
@@ -53,7 +51,7 @@ struct SessionView {
 }
 
 /// What one push carries.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 struct ZkView {
     path: String,
     /// The node (absent: no such node).
@@ -182,30 +180,11 @@ async fn sessions(handle: &Handle, caller: &Caller) -> Result<Vec<SessionView>, 
 /// event (and the end) if the caller may not read it.
 pub async fn stream(State(handle): State<Handle>, request: Request) -> impl IntoResponse {
     let path = path_param(&request);
-    let connection = request.extensions().get::<crate::listener::ClientConnInfo>();
-    let caller = Caller::of_http(request.headers(), connection, handle.client_cert_auth());
-    let events = crate::api::async_stream(move |tx| async move {
-        let mut last = None;
-        let mut sent_at = Instant::now();
-        loop {
-            match gather(&handle, &caller, &path).await {
-                Ok(view) if Some(&view) != last.as_ref() || sent_at.elapsed() >= RESEND_EVERY => {
-                    if tx.send(event("zk", &view)).await.is_err() {
-                        return;
-                    }
-                    last = Some(view);
-                    sent_at = Instant::now();
-                }
-                Ok(_) => {}
-                Err(status) => {
-                    let _ = tx.send(event("error", &serde_json::json!({ "message": status.message() }))).await;
-                    return;
-                }
-            }
-            tokio::time::sleep(LEASES_EVERY).await;
-        }
-    });
-    event_stream(events)
+    let caller = super::actions::caller_of(&handle, &request);
+    changes_stream("zk", LEASES_EVERY, ZkView::clone, move || {
+        let (handle, caller, path) = (handle.clone(), caller.clone(), path.clone());
+        async move { gather(&handle, &caller, &path).await.map(Some) }
+    })
 }
 
 #[cfg(test)]
